@@ -1,0 +1,31 @@
+# Everything the project needs is installed by these targets; see README.md.
+PY := .venv/bin/python
+
+.PHONY: setup labelstudio data test test-unit test-integration clean
+
+## setup: create/update the project environment in .venv (builds mmcv once) and the demo data
+setup:
+	bash scripts/setup.sh
+	$(PY) -m loop.demo_data --if-missing
+
+## labelstudio: install the Label Studio server in its own environment, .venv-labelstudio
+labelstudio:
+	bash scripts/setup_labelstudio.sh
+
+## data: regenerate the synthetic demo dataset in data/demo
+data: setup
+	$(PY) -m loop.demo_data
+
+## test: everything, unit and integration (real Label Studio, MLflow, mmdet)
+test: setup labelstudio
+	$(PY) -m pytest
+
+## test-unit: fast tests only, no services
+test-unit: setup
+	$(PY) -m pytest -m "not integration"
+
+test-integration: setup labelstudio
+	$(PY) -m pytest -m integration
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,33 @@
+"""Label Studio labeling configs for object detection (pure: strings in, XML out)."""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import quoteattr
+
+# The COCO label list of the seeds (Label Studio's MMDetection backend guide): MMDetection's 80 classes,
+# written with underscores where MMDetection writes spaces (`traffic_light` vs `traffic light`).
+COCO_LABELS = (
+    "airplane apple backpack banana baseball_bat baseball_glove bear bed bench bicycle bird boat book bottle "
+    "bowl broccoli bus cake car carrot cat cell_phone chair clock couch cow cup dining_table dog donut elephant "
+    "fire_hydrant fork frisbee giraffe hair_drier handbag horse hot_dog keyboard kite knife laptop microwave "
+    "motorcycle mouse orange oven parking_meter person pizza potted_plant refrigerator remote sandwich scissors "
+    "sheep sink skateboard skis snowboard spoon sports_ball stop_sign suitcase surfboard teddy_bear "
+    "tennis_racket tie toaster toilet toothbrush traffic_light train truck tv umbrella vase wine_glass zebra"
+).split()
+
+
+def rectangle_labels_config(labels, predicted_values: dict[str, str] | None = None, *, image_field: str = "image",
+                            control: str = "label", zoom: bool = True) -> str:
+    """The "Object Detection with Bounding Boxes" template for the given labels.
+
+    `predicted_values` maps a label to a comma-separated list of model classes squashed into it
+    (e.g. {"Car": "car,truck"}), the attribute the seeds describe.
+    """
+    predicted_values = predicted_values or {}
+    rows = []
+    for label in labels:
+        extra = f" predicted_values={quoteattr(predicted_values[label])}" if label in predicted_values else ""
+        rows.append(f"    <Label value={quoteattr(label)}{extra}/>")
+    return (f'<View>\n  <Image name="image" value="${image_field}" zoom="{str(zoom).lower()}"/>\n'
+            f'  <RectangleLabels name="{control}" toName="image">\n' + "\n".join(rows) +
+            "\n  </RectangleLabels>\n</View>\n")

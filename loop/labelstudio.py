@@ -1,0 +1,92 @@
+"""Label Studio through label-studio-sdk: the only module that imports the SDK.
+
+The SDK refreshes personal access tokens by itself; for the few calls it lacks (multipart file upload,
+authenticated media downloads) we reuse its own auth headers rather than handling tokens twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from pathlib import Path
+from typing import Any, Iterable
+
+import httpx
+
+from loop.errors import LoopError
+
+log = logging.getLogger(__name__)
+
+
+def connect(url: str, api_key: str | None, timeout: float = 60.0):
+    """An SDK client, checked with one call so a wrong URL or token fails here with a clear message."""
+    from label_studio_sdk import LabelStudio
+    from label_studio_sdk.core.api_error import ApiError
+
+    if not api_key:
+        raise LoopError("no Label Studio API key: set labelstudio.api_key=... or LABEL_STUDIO_API_KEY to a personal "
+                        "access token (Account & Settings in Label Studio) or a legacy token")
+    client = LabelStudio(base_url=url.rstrip("/"), api_key=api_key, timeout=timeout)
+    try:
+        client.users.whoami()
+    except ApiError as exc:
+        if exc.status_code in (401, 403):
+            raise LoopError(f"Label Studio at {url} rejected the API key (HTTP {exc.status_code}); create a personal "
+                            "access token in Account & Settings, or enable legacy tokens for the organization") from None
+        raise LoopError(f"Label Studio at {url} answered HTTP {exc.status_code}: {exc.body}") from None
+    except (httpx.HTTPError, OSError) as exc:
+        raise LoopError(f"cannot reach Label Studio at {url} ({exc}); is it running? (python -m loop.run "
+                        "stage=labelstudio starts a local one)") from None
+    return client
+
+
+def auth_headers(client) -> dict[str, str]:
+    """The Authorization header the SDK would send now (a fresh access token for a PAT)."""
+    headers = client._client_wrapper.get_headers()
+    return {"Authorization": headers["Authorization"]} if "Authorization" in headers else {}
+
+
+def create_project(client, title: str, label_config: str, **fields: Any):
+    return client.projects.create(title=title, label_config=label_config, **fields)
+
+
+def upload_images(client, project_id: int, paths: Iterable[Path], chunk: int = 50) -> list[int]:
+    """Upload image files as new tasks (the Import dialog's file upload); returns the new task ids."""
+    base = client._client_wrapper.get_base_url().rstrip("/")
+    paths = list(paths)
+    task_ids: list[int] = []
+    with httpx.Client(timeout=300) as http:
+        for start in range(0, len(paths), chunk):
+            files = []
+            try:
+                for p in paths[start:start + chunk]:
+                    files.append(("files", (Path(p).name, open(p, "rb"),
+                                            mimetypes.guess_type(str(p))[0] or "application/octet-stream")))
+                reply = http.post(f"{base}/api/projects/{project_id}/import", params={"return_task_ids": "true"},
+                                  files=files, headers=auth_headers(client))
+            finally:
+                for _, (_, fh, _) in files:
+                    fh.close()
+            if reply.status_code >= 400:
+                raise LoopError(f"uploading images to project {project_id} failed: HTTP {reply.status_code} "
+                                f"{reply.text[:300]}")
+            task_ids += reply.json().get("task_ids", [])
+    log.info("uploaded %d images to project %d", len(paths), project_id)
+    return task_ids
+
+
+def list_tasks(client, project_id: int) -> list[dict[str, Any]]:
+    """All tasks of a project with their data, annotations and predictions, as plain dicts."""
+    return [t.model_dump() if hasattr(t, "model_dump") else dict(t)
+            for t in client.tasks.list(project=project_id, fields="all")]
+
+
+def download(client, url: str) -> bytes:
+    """Bytes of a task's media URL served by this Label Studio (e.g. /data/upload/...)."""
+    base = client._client_wrapper.get_base_url().rstrip("/")
+    full = url if url.startswith(("http://", "https://")) else f"{base}/{url.lstrip('/')}"
+    # Credentials go to this Label Studio only, never to a third-party host a task happens to name.
+    same_host = httpx.URL(full).netloc == httpx.URL(base).netloc
+    reply = httpx.get(full, headers=auth_headers(client) if same_host else {}, timeout=60, follow_redirects=True)
+    reply.raise_for_status()
+    return reply.content

@@ -1,0 +1,107 @@
+"""Command-line entry: `python -m loop.run stage=NAME key=value ...` (Hydra).
+
+`run(cfg)` is the plain function tests call; `main()` is the thin Hydra wrapper. Composition errors
+(unknown stage, unknown key, bad override syntax) are caught before Hydra starts, so the user gets one
+line saying what to change instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from loop.errors import LoopError, UsageError
+from loop.paths import CONF_DIR, REPO_ROOT
+from loop.stages import catalogue, resolve_entry, usage
+
+log = logging.getLogger("loop")
+
+if not OmegaConf.has_resolver("repo"):
+    OmegaConf.register_new_resolver("repo", lambda: str(REPO_ROOT))
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run the stage that `cfg.stage` names and return its figures."""
+    if cfg.get("stage") is None:
+        raise UsageError("no stage given\n" + usage())
+    name = cfg.stage.name
+    entry = resolve_entry(name)
+    log.info("stage %s", name)
+    result = entry(cfg) or {}
+    log.info("stage %s done: %s", name, result)
+    return result
+
+
+def explain_composition_error(exc: Exception) -> str:
+    """One line that says what is wrong with the command line and how to fix it."""
+    text = str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "Could not find 'stage/" in text:
+        bad = text.split("Could not find 'stage/", 1)[1].split("'", 1)[0]
+        return f"unknown stage '{bad}'; available: {', '.join(catalogue())}"
+    if "Could not find '" in text:
+        group = text.split("Could not find '", 1)[1].split("'", 1)[0]
+        return f"no config option '{group}' (see the files under conf/{group.split('/')[0]}/)"
+    if "is not in struct" in text or "Could not override" in text:
+        key = text.split("Could not override '", 1)[1].split("'", 1)[0] if "Could not override '" in text else "?"
+        return (f"unknown config key '{key}'; check its spelling against `python -m loop.run stage=NAME --cfg job`"
+                f" (add a new key with +{key}=VALUE)")
+    if type(exc).__name__ == "OverrideParseException":
+        return f"could not parse an override ({first}); write overrides as key=value, quoting lists: 'k=[1,2]'"
+    return first
+
+
+_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                     "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def precheck(argv: list[str]) -> DictConfig | None:
+    """Compose the config the way Hydra will; raise UsageError with one line if it cannot be composed."""
+    if any(a in ("-h", "--help", "--hydra-help", "--info", "-m", "--multirun") or a.startswith("--info")
+           for a in argv):
+        return None  # Hydra's own flags: let Hydra handle them
+    overrides, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in _FLAGS_WITH_VALUE:
+            skip = True
+        elif not a.startswith("-") and not a.startswith("hydra."):
+            overrides.append(a)
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="loop"):
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, ValueError, KeyError) as exc:
+        raise UsageError(explain_composition_error(exc)) from None
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
+    try:
+        run(cfg)
+    except LoopError as exc:
+        log.error("%s", exc)
+        sys.exit(exc.exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = precheck(argv)
+        if cfg is not None and cfg.get("stage") is None:
+            raise UsageError("no stage given\n" + usage())
+    except LoopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
