@@ -87,7 +87,7 @@ def render_image(rng: np.random.Generator) -> tuple[Image.Image, list[Shape]]:
     for _ in range(int(rng.integers(1, 5))):
         for _attempt in range(20):
             label = CLASSES[int(rng.integers(len(CLASSES)))]
-            r = float(rng.uniform(12, 42))
+            r = float(rng.uniform(16, 44))
             cx, cy = float(rng.uniform(r, w - r)), float(rng.uniform(r, h - r))
             mask = Image.new("L", (w, h), 0)
             draw = ImageDraw.Draw(mask)

@@ -31,3 +31,34 @@ def rectangle_labels_config(labels, predicted_values: dict[str, str] | None = No
     return (f'<View>\n  <Image name="image" value="${image_field}" zoom="{str(zoom).lower()}"/>\n'
             f'  <RectangleLabels name="{control}" toName="image">\n' + "\n".join(rows) +
             "\n  </RectangleLabels>\n</View>\n")
+
+
+class LabelConfigError(ValueError):
+    """The labeling config cannot be used for box detection; the message says what it needs."""
+
+
+def rectangle_controls(xml: str) -> list[dict]:
+    """Every <RectangleLabels> control with the <Image> it points at, its labels in config order and the
+    raw `predicted_values` of each label: [{"name", "to_name", "image_value", "labels", "predicted_values"}].
+    """
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise LabelConfigError(f"the label config is not valid XML ({exc})") from None
+    images = {el.get("name"): el.get("value", "") for el in root.iter("Image")}
+    controls = []
+    for el in root.iter("RectangleLabels"):
+        to_name = el.get("toName", "")
+        labels = [lab.get("value") for lab in el.iter("Label") if lab.get("value")]
+        controls.append({"name": el.get("name"), "to_name": to_name, "image_value": images.get(to_name, ""),
+                         "labels": labels,
+                         "predicted_values": {lab.get("value"): lab.get("predicted_values")
+                                              for lab in el.iter("Label") if lab.get("predicted_values")}})
+    if not controls or not any(c["image_value"] for c in controls):
+        raise LabelConfigError(
+            "the label config needs an <Image name=\"image\" value=\"$image\"/> and a <RectangleLabels "
+            "name=\"label\" toName=\"image\"> with <Label value=\"...\"/> children (the \"Object Detection with "
+            "Bounding Boxes\" template)")
+    return [c for c in controls if c["image_value"]]

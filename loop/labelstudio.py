@@ -59,8 +59,9 @@ def upload_images(client, project_id: int, paths: Iterable[Path], chunk: int = 5
         for start in range(0, len(paths), chunk):
             files = []
             try:
-                for p in paths[start:start + chunk]:
-                    files.append(("files", (Path(p).name, open(p, "rb"),
+                # One form field per file: Label Studio reads request.FILES by field name.
+                for i, p in enumerate(paths[start:start + chunk]):
+                    files.append((f"file{i}", (Path(p).name, open(p, "rb"),
                                             mimetypes.guess_type(str(p))[0] or "application/octet-stream")))
                 reply = http.post(f"{base}/api/projects/{project_id}/import", params={"return_task_ids": "true"},
                                   files=files, headers=auth_headers(client))
@@ -75,10 +76,25 @@ def upload_images(client, project_id: int, paths: Iterable[Path], chunk: int = 5
     return task_ids
 
 
-def list_tasks(client, project_id: int) -> list[dict[str, Any]]:
-    """All tasks of a project with their data, annotations and predictions, as plain dicts."""
-    return [t.model_dump() if hasattr(t, "model_dump") else dict(t)
-            for t in client.tasks.list(project=project_id, fields="all")]
+def list_tasks(client, project_id: int, *, only_annotated: bool = False, page_size: int = 500
+               ) -> list[dict[str, Any]]:
+    """All tasks of a project with their data, annotations and predictions, as plain dicts (raw URLs)."""
+    pager = client.tasks.list(project=project_id, fields="all", only_annotated=only_annotated or None,
+                              page_size=page_size, resolve_uri=False)
+    return [t.model_dump() if hasattr(t, "model_dump") else dict(t) for t in pager]
+
+
+def get_project(client, project_id: int) -> dict[str, Any]:
+    """A project's settings and counters as a plain dict; a missing project is a clear error."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        return client.projects.get(project_id).model_dump()
+    except ApiError as exc:
+        if exc.status_code == 404:
+            raise LoopError(f"Label Studio has no project {project_id} (or this token cannot see it); set "
+                            "labelstudio.project_id to a project id from its URL (/projects/<id>/)") from None
+        raise
 
 
 def download(client, url: str) -> bytes:
@@ -90,3 +106,11 @@ def download(client, url: str) -> bytes:
     reply = httpx.get(full, headers=auth_headers(client) if same_host else {}, timeout=60, follow_redirects=True)
     reply.raise_for_status()
     return reply.content
+
+
+def submit_annotation(client, task_id: int, result: list[dict[str, Any]], *, was_cancelled: bool = False,
+                      ground_truth: bool = False) -> dict[str, Any]:
+    """Submit an annotation for a task, as an annotator pressing Submit (or Skip with was_cancelled)."""
+    ann = client.annotations.create(id=task_id, result=result, was_cancelled=was_cancelled,
+                                    ground_truth=ground_truth)
+    return ann.model_dump() if hasattr(ann, "model_dump") else dict(ann)

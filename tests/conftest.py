@@ -70,3 +70,33 @@ def mlflow_store(tmp_path) -> dict[str, str]:
 
 def load_coco(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+DEMO_MODEL = dict(img_size=160, epochs=12, batch_size=16, lr=0.004, warmup_iters=50, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_data) -> dict:
+    """A small RTMDet-tiny trained here on the demo data (a model that really detects shapes), as a slim
+    checkpoint. Cached under runs/test-cache by its settings, so only the first session pays (~3 min)."""
+    import hashlib
+
+    from train.slim import make_slim
+    from train.trainer import TrainSpec, read_classes, train
+
+    key = hashlib.sha256(json.dumps(DEMO_MODEL, sort_keys=True).encode()
+                         + (demo_data / "pool.json").read_bytes()).hexdigest()[:12]
+    cache = REPO_ROOT / "runs" / "test-cache" / f"demo-model-{key}"
+    slim = cache / "model.pth"
+    if not (cache / "result.json").exists():
+        s = DEMO_MODEL
+        result = train(TrainSpec(config=REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py", data_root=demo_data,
+                                 train_ann="pool.json", val_ann="test.json", work_dir=cache / "work",
+                                 img_size=s["img_size"], epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
+                                 warmup_iters=s["warmup_iters"], val_interval=s["epochs"], seed=s["seed"]))
+        config = next((cache / "work").glob("*.py"))
+        make_slim(Path(result["checkpoint"]), slim, classes=read_classes(demo_data / "pool.json"),
+                  config_text=config.read_text(), img_size=s["img_size"])
+        (cache / "config.py").write_text(config.read_text())
+        (cache / "result.json").write_text(json.dumps({k: result[k] for k in ("bbox_mAP", "bbox_mAP_50")}))
+    return {"checkpoint": slim, "config": cache / "config.py", **json.loads((cache / "result.json").read_text())}

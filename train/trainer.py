@@ -45,6 +45,7 @@ class TrainSpec:
     load_from: str | None = None
     seed: int = 0
     device: str = "cpu"
+    launcher: str = "none"  # "pytorch" under torchrun: mmengine's distributed training
     cfg_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,6 +108,8 @@ def build_config(spec: TrainSpec):
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
         evaluator.ann_file = str(spec.data_root / spec.val_ann)
         evaluator.pop("proposal_nums", None)
+    # The final evaluation also dumps its detections (test_preds.bbox.json) for plots and COCOeval.
+    cfg.test_evaluator = dict(cfg.test_evaluator, outfile_prefix=str(spec.work_dir / "test_preds"))
     if spec.img_size:
         cfg.img_scale = (spec.img_size, spec.img_size)
 
@@ -124,7 +127,9 @@ def build_config(spec: TrainSpec):
     cfg.load_from = spec.load_from
     cfg.resume = False
     cfg.randomness = dict(seed=spec.seed)
-    cfg.launcher = "none"
+    cfg.launcher = spec.launcher
+    if spec.launcher != "none":
+        cfg.sync_bn = "torch"  # our configs use BN; several processes need SyncBN
     if spec.cfg_options:
         cfg.merge_from_dict(dict(spec.cfg_options))
     return cfg
@@ -132,13 +137,18 @@ def build_config(spec: TrainSpec):
 
 def train(spec: TrainSpec) -> dict[str, Any]:
     """Train, then evaluate on the validation annotations; returns figures and the checkpoint path."""
-    device = select_device(spec.device)
+    # Under torchrun, mmengine binds each process to its LOCAL_RANK GPU itself.
+    device = select_device(spec.device) if spec.launcher == "none" else f"{spec.launcher} launcher"
     from mmengine.runner import Runner
+
+    from train.hooks import EpochHistoryHook
 
     cfg = build_config(spec)
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     runner = Runner.from_cfg(cfg)
+    history = EpochHistoryHook()
+    runner.register_hook(history)
     runner.train()
     train_s = time.perf_counter() - started
     metrics = runner.test()
@@ -153,7 +163,9 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         "bbox_mAP": float(metrics.get("coco/bbox_mAP", float("nan"))),
         "bbox_mAP_50": float(metrics.get("coco/bbox_mAP_50", float("nan"))),
         "checkpoint": str(checkpoint),
+        "detections": str(spec.work_dir / "test_preds.bbox.json"),
         "work_dir": str(spec.work_dir),
+        "history": history.history,
     }
     (spec.work_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
@@ -166,7 +178,7 @@ def spec_from_cfg(cfg: DictConfig, work_dir: Path) -> TrainSpec:
         val_ann=cfg.data.test_ann, img_prefix=cfg.data.get("img_prefix", "") or "", work_dir=work_dir,
         img_size=cfg.model.get("img_size"), epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
         warmup_iters=t.warmup_iters, num_workers=t.num_workers, val_interval=t.val_interval,
-        load_from=cfg.model.get("checkpoint"), seed=cfg.seed, device=cfg.device,
+        load_from=cfg.model.get("checkpoint"), seed=cfg.seed, device=cfg.device, launcher=t.get("launcher", "none"),
         cfg_options=OmegaConf.to_container(t.cfg_options, resolve=True))
 
 
@@ -177,4 +189,16 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     log.info("bbox mAP %.3f, mAP@50 %.3f after %d iterations (%d epochs) in %.0f s on %s; checkpoint %s",
              result["bbox_mAP"], result["bbox_mAP_50"], result["iterations"], result["epochs"],
              result["train_s"], result["device"], result["checkpoint"])
-    return result
+    return {k: v for k, v in result.items() if k != "history"}
+
+
+def evaluate(spec: TrainSpec) -> dict[str, Any]:
+    """COCO metrics of the weights in `spec.load_from` on `spec.val_ann` (no training)."""
+    select_device(spec.device)
+    from mmengine.runner import Runner
+
+    spec.work_dir.mkdir(parents=True, exist_ok=True)
+    metrics = Runner.from_cfg(build_config(spec)).test()
+    return {"bbox_mAP": float(metrics.get("coco/bbox_mAP", float("nan"))),
+            "bbox_mAP_50": float(metrics.get("coco/bbox_mAP_50", float("nan"))),
+            "detections": str(spec.work_dir / "test_preds.bbox.json")}

@@ -1,4 +1,4 @@
-# RTMDet-tiny for small data on small machines: trains from scratch (no pretrained download), 256x256
+# RTMDet-tiny for small data on small machines: trains from scratch (no pretrained download), 192x192
 # input, light augmentation (no mosaic/mixup, which need long schedules to pay off), BN instead of SyncBN
 # (mmengine's `sync_bn='torch'` turns it back on for multi-GPU runs).
 #
@@ -6,8 +6,8 @@
 # the Hydra config (train/trainer.py:build_config); the values below are the defaults it starts from.
 _base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 
-img_scale = (256, 256)
-max_epochs = 30
+img_scale = (192, 192)
+max_epochs = 24
 base_lr = 0.004
 norm_cfg = dict(type='BN')
 
@@ -43,7 +43,7 @@ val_dataloader = dict(
     dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-train_cfg = dict(max_epochs=max_epochs, val_interval=10, dynamic_intervals=None)
+train_cfg = dict(max_epochs=max_epochs, val_interval=8, dynamic_intervals=None)
 
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
 param_scheduler = [

@@ -1,0 +1,42 @@
+"""COCO evaluation with pycocotools on detections that mmdet's CocoMetric dumped.
+
+CocoMetric gives the headline numbers during training; for a person's plots (PR curves, per-class AP) we
+need COCOeval's precision array, so the same detections are evaluated again here, never by hand-written
+matching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def coco_eval(gt_file: Path, det_file: Path | None) -> dict[str, Any]:
+    """bbox mAP, mAP@50, per-class AP and the precision array [T, R, K] (area all, 100 dets)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        dets = json.loads(Path(det_file).read_text()) if det_file and Path(det_file).exists() else []
+        if not dets or not gt.getAnnIds():
+            return {"bbox_mAP": 0.0, "bbox_mAP_50": 0.0, "per_class_AP": {}, "precision": None,
+                    "classes": [c["name"] for c in gt.loadCats(gt.getCatIds())]}
+        dt = gt.loadRes(dets)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    precision = ev.eval["precision"][:, :, :, 0, -1]  # T x R x K
+    cats = gt.loadCats(gt.getCatIds())
+    per_class = {}
+    for k, cat in enumerate(cats):
+        p = precision[:, :, k]
+        per_class[cat["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else float("nan")
+    return {"bbox_mAP": float(max(ev.stats[0], 0.0)), "bbox_mAP_50": float(max(ev.stats[1], 0.0)),
+            "per_class_AP": per_class, "precision": precision, "classes": [c["name"] for c in cats]}

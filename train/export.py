@@ -1,0 +1,157 @@
+"""stage=export: submitted Label Studio annotations -> a COCO dataset the trainer reads.
+
+Layout of the export directory (stable across runs, so re-exports only add what changed):
+    images/<task_id>-<urlhash>.<ext>   each image downloaded once
+    train.json, val.json               COCO, image id = Label Studio task id
+    state.json                         category ids, split of every task ever seen, image cache index
+    manifest.json                      task ids with their annotation's updated_at: the training snapshot
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from loop import labelstudio as lsx
+from loop.errors import LoopError
+from loop.label_configs import LabelConfigError, rectangle_controls
+from train.export_coco import assign_splits, build_coco, image_size_hint, pick_annotation, stable_categories
+
+log = logging.getLogger(__name__)
+
+
+def _write_if_changed(path: Path, data: dict) -> bool:
+    """Write JSON atomically, only when the content differs (a no-op export touches nothing)."""
+    text = json.dumps(data, indent=1, sort_keys=True)
+    if path.exists() and path.read_text() == text:
+        return False
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+def _image_name(task_id: int, url: str) -> str:
+    ext = os.path.splitext(url.split("?", 1)[0])[1].lower()
+    ext = ext if ext in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif") else ".jpg"
+    return f"images/{task_id}-{hashlib.sha1(url.encode()).hexdigest()[:10]}{ext}"
+
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    """Displayed size: EXIF orientations 5-8 swap width and height, as browsers (and Label Studio) show them."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        w, h = img.size
+        return (h, w) if img.getexif().get(0x0112) in (5, 6, 7, 8) else (w, h)
+
+
+def export_project(client, project_id: int, out_dir: Path, *, val_fraction: float = 0.2, control: str | None = None,
+                   download: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Export the project's submitted annotations to `out_dir`; returns counts and timings."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    project = lsx.get_project(client, project_id)
+    try:
+        controls = rectangle_controls(project.get("label_config") or "")
+    except LabelConfigError as exc:
+        raise LoopError(f"project {project_id}: {exc}") from None
+    chosen = next((c for c in controls if control in (None, c["name"])), None)
+    if chosen is None:
+        raise LoopError(f"project {project_id} has no RectangleLabels control named {control!r}; it has "
+                        f"{[c['name'] for c in controls]}")
+    image_key = chosen["image_value"].lstrip("$")
+
+    state_path = out_dir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state and state.get("project_id") != project_id:
+        raise LoopError(f"{out_dir} holds an export of project {state.get('project_id')}, not {project_id}; "
+                        "use another export directory")
+    categories = stable_categories(chosen["labels"], state.get("categories"))
+    cache: dict[str, dict] = state.get("images", {})
+
+    tasks = lsx.list_tasks(client, project_id, only_annotated=True)
+    fetched_s = time.perf_counter() - started
+    items, snapshot = [], {}
+    for task in tqdm(tasks, desc="export", unit="task", disable=not progress):
+        annotation = pick_annotation(task.get("annotations") or [])
+        if annotation is None:
+            continue  # only skipped/cancelled annotations: not labeled
+        url = (task.get("data") or {}).get(image_key)
+        if not url:
+            log.warning("task %s has no '%s' field; skipped", task["id"], image_key)
+            continue
+        key = str(task["id"])
+        entry = cache.get(key)
+        if entry is None or entry["url"] != url or (download and not (out_dir / entry["file_name"]).exists()):
+            entry = {"url": url, "file_name": _image_name(task["id"], url)}
+            size = image_size_hint(annotation)
+            if download:
+                try:
+                    data = lsx.download(client, url)
+                except Exception as exc:  # one unreachable image fails its task, not the export
+                    log.warning("task %s: cannot download %s (%s); skipped", task["id"], url, exc)
+                    continue
+                (out_dir / entry["file_name"]).write_bytes(data)
+                size = size or _image_size(data)
+            if size is None:
+                log.warning("task %s: image size unknown without download; skipped", task["id"])
+                continue
+            entry["width"], entry["height"] = size
+            cache[key] = entry
+        items.append({"task_id": task["id"], "file_name": entry["file_name"], "width": entry["width"],
+                      "height": entry["height"], "annotation": annotation})
+        snapshot[key] = str(annotation.get("updated_at") or annotation.get("created_at") or "")
+
+    splits = assign_splits([i["task_id"] for i in items], {int(k): v for k, v in state.get("splits", {}).items()},
+                           val_fraction)
+    merged_splits = {**state.get("splits", {}), **{str(k): v for k, v in splits.items()}}
+    changed = False
+    for split in ("train", "val"):
+        coco = build_coco([i for i in items if splits[i["task_id"]] == split], categories, chosen["name"])
+        coco["info"] = {"description": f"Label Studio project {project_id}, split {split}"}
+        changed |= _write_if_changed(out_dir / f"{split}.json", coco)
+    changed |= _write_if_changed(state_path, {"project_id": project_id, "categories": categories,
+                                              "splits": merged_splits, "images": cache})
+    manifest = {"project_id": project_id, "tasks": snapshot,
+                "max_updated_at": max(snapshot.values(), default=""),
+                "counts": {s: sum(splits[i["task_id"]] == s for i in items) for s in ("train", "val")}}
+    changed |= _write_if_changed(out_dir / "manifest.json", manifest)
+    result = {"project_id": project_id, "tasks": len(items), "train": manifest["counts"]["train"],
+              "val": manifest["counts"]["val"], "categories": len(categories), "changed": changed,
+              "fetch_s": round(fetched_s, 3), "total_s": round(time.perf_counter() - started, 3),
+              "out_dir": str(out_dir)}
+    log.info("exported %d tasks (%d train, %d val) to %s%s", result["tasks"], result["train"], result["val"],
+             out_dir, "" if changed else " (nothing changed)")
+    return result
+
+
+def export_from_cfg(cfg, download: bool | None = None) -> dict[str, Any]:
+    """Export labelstudio.project_id as the config says; a project with nothing submitted is an error."""
+    from loop.paths import resolve
+
+    if cfg.labelstudio.project_id is None:
+        raise LoopError("no project: set labelstudio.project_id=N (the number in the project's URL)")
+    client = lsx.connect(cfg.labelstudio.url, cfg.labelstudio.api_key)
+    e = cfg.export
+    out = resolve(e.dir) if e.dir else resolve(cfg.work_dir) / "exports" / f"project-{cfg.labelstudio.project_id}"
+    result = export_project(client, int(cfg.labelstudio.project_id), out, val_fraction=float(e.val_fraction),
+                            control=e.control, download=bool(e.download if download is None else download))
+    if result["tasks"] == 0:
+        raise LoopError(f"project {cfg.labelstudio.project_id} has no submitted annotations yet; label and submit "
+                        "some tasks in Label Studio first")
+    return result
+
+
+def run_stage(cfg) -> dict[str, Any]:
+    """stage=export."""
+    return export_from_cfg(cfg)
