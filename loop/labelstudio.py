@@ -114,3 +114,23 @@ def submit_annotation(client, task_id: int, result: list[dict[str, Any]], *, was
     ann = client.annotations.create(id=task_id, result=result, was_cancelled=was_cancelled,
                                     ground_truth=ground_truth)
     return ann.model_dump() if hasattr(ann, "model_dump") else dict(ann)
+
+
+def connect_ml_backend(client, project_id: int, url: str, title: str = "labelloop RTMDet") -> dict[str, Any]:
+    """Settings > Model > Connect Model: Label Studio checks /health and /setup before it saves."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        ml = client.ml.create(project=project_id, url=url, title=title, is_interactive=False)
+    except ApiError as exc:
+        hint = (" Label Studio refuses backends on local addresses unless it runs with ML_BLOCK_LOCAL_IP=false "
+                "and SSRF_PROTECTION_ENABLED=false") if exc.status_code in (400, 403) else ""
+        raise LoopError(f"Label Studio could not connect the ML backend at {url}: HTTP {exc.status_code} "
+                        f"{str(exc.body)[:300]}.{hint}") from None
+    return ml.model_dump() if hasattr(ml, "model_dump") else dict(ml)
+
+
+def retrieve_predictions(client, project_id: int, task_ids: list[int] | None = None) -> None:
+    """The Data Manager's "Retrieve Predictions" action (Label Studio calls the backend's /predict)."""
+    selected = {"all": True, "excluded": []} if task_ids is None else {"all": False, "included": list(task_ids)}
+    client.actions.create(id="retrieve_tasks_predictions", project=project_id, selected_items=selected)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from loop.errors import LoopError
 from loop.paths import resolve
-from train.device import select_device
+from loop.device import select_device
 
 log = logging.getLogger(__name__)
 

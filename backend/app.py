@@ -1,0 +1,240 @@
+"""The Label Studio ML backend on FastAPI: /health /setup /predict /webhook /versions /metrics.
+
+The model is loaded once when the app is created; /health and /setup answer from memory (Label Studio
+calls them before every prediction batch with 1 s / 3 s timeouts). A /predict batch fetches and decodes
+images concurrently, runs the model in batches, and answers one result per task in order; a task whose
+image fails gets an empty result and a logged reason. Bad requests get a 4xx that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from backend.images import ImageError, decode
+from backend.labels import LabelMap, build_label_map
+from backend.media import MediaConfig, MediaError, MediaFetcher
+from backend.results import empty_prediction, to_prediction
+from loop.label_configs import LabelConfigError
+
+log = logging.getLogger("backend")
+
+
+@dataclass
+class ServeSettings:
+    checkpoint: str
+    config: str | None = None
+    default_config: str | None = None
+    device: str = "cpu"
+    score_threshold: float = 0.3
+    batch_size: int = 8
+    fetch_workers: int = 8
+    ls_url: str | None = None
+    api_key: str | None = None
+    image_dir: str | None = None
+    local_files_root: str | None = None
+    allow_hosts: list[str] = field(default_factory=list)
+    max_body_mb: float = 32.0
+    trust_checkpoint: bool = False
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.counts = {"predict_requests": 0, "tasks": 0, "task_failures": 0, "bad_requests": 0, "setup": 0,
+                       "webhooks": 0}
+        self.latencies: deque[float] = deque(maxlen=2000)
+        self.images_s_total = 0.0
+        self.lock = threading.Lock()
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            lat = sorted(self.latencies)
+            pct = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1)) if lat else (lambda q: None)
+            return {**self.counts, "uptime_s": round(time.time() - self.started, 1),
+                    "predict_latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "n": len(lat)},
+                    "images_per_s_in_predict": round(self.counts["tasks"] / self.images_s_total, 2)
+                    if self.images_s_total else None}
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"request body of {int(declared):,} bytes is over the {limit:,}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(f"request body is over the {limit:,}-byte limit")
+    try:
+        return json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not JSON ({exc})") from None
+
+
+def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
+    if predictor is None:
+        from backend.predictor import Predictor
+
+        predictor = Predictor.load(settings.checkpoint, settings.config, settings.device,
+                                   trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
+                                   default_config=settings.default_config)
+    fetcher = MediaFetcher(MediaConfig(ls_url=settings.ls_url, api_key=settings.api_key,
+                                       image_dir=Path(settings.image_dir) if settings.image_dir else None,
+                                       local_files_root=Path(settings.local_files_root)
+                                       if settings.local_files_root else None,
+                                       allow_hosts=list(settings.allow_hosts)))
+    pool = ThreadPoolExecutor(max_workers=max(1, settings.fetch_workers), thread_name_prefix="fetch")
+    metrics = Metrics()
+    label_maps: dict[str, LabelMap] = {}
+    project_configs: dict[str, str] = {}
+    limit = int(settings.max_body_mb * 1024 * 1024)
+    app = FastAPI(title="labelloop ML backend")
+    app.state.predictor, app.state.metrics = predictor, metrics
+
+    def label_map_for(label_config: str) -> LabelMap:
+        key = hashlib.sha1(label_config.encode()).hexdigest()
+        if key not in label_maps:
+            try:
+                m = build_label_map(label_config, predictor.classes)
+            except LabelConfigError as exc:
+                raise BadRequest(str(exc)) from None
+            if m.unmatched_labels:
+                log.warning("labels with no model class (they get no predictions): %s; model classes: %s. "
+                            "Use <Label value=\"X\" predicted_values=\"class,...\"/> to map them",
+                            ", ".join(m.unmatched_labels), ", ".join(predictor.classes))
+            label_maps[key] = m
+        return label_maps[key]
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest):
+        metrics.add("bad_requests")
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": str(exc)}, status_code=413 if "limit" in str(exc) else 400)
+
+    @app.get("/")
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "UP", "model_class": type(predictor.model).__name__, "model_version": predictor.version}
+
+    @app.post("/setup")
+    async def setup(request: Request) -> dict[str, Any]:
+        body = await read_json(request, limit)
+        if not isinstance(body, dict):
+            raise BadRequest("expected a JSON object with 'project' and 'schema'")
+        schema = body.get("schema")
+        if isinstance(schema, str) and schema.strip():
+            label_map_for(schema)
+            project_configs[str(body.get("project", "")).split(".")[0]] = schema
+        metrics.add("setup")
+        return {"model_version": predictor.version}
+
+    def predict_tasks(tasks: list[dict], lmap: LabelMap) -> list[dict]:
+        started = time.perf_counter()
+
+        def load(task):
+            url = (task.get("data") or {}).get(lmap.image_field)
+            try:
+                return decode(fetcher.fetch(url, task.get("id")))
+            except (MediaError, ImageError) as exc:
+                log.warning("task %s: %s; it gets an empty prediction", task.get("id"), exc)
+                return None
+
+        decoded = list(pool.map(load, tasks))
+        ok = [i for i, d in enumerate(decoded) if d is not None]
+        results = [empty_prediction(predictor.version) for _ in tasks]
+        if ok:
+            try:
+                dets = predictor.predict([decoded[i].bgr for i in ok])
+            except Exception:  # a model failure must not kill the server; report and return empties
+                log.exception("model failed on a batch of %d images", len(ok))
+                dets = []
+            for i, det in zip(ok, dets):
+                d = decoded[i]
+                results[i] = to_prediction(det.boxes, det.scores, det.labels, lmap,
+                                           (d.bgr.shape[1], d.bgr.shape[0]), (d.width, d.height),
+                                           settings.score_threshold, predictor.version)
+        elapsed = time.perf_counter() - started
+        with metrics.lock:
+            metrics.latencies.append(elapsed)
+            metrics.images_s_total += elapsed
+        metrics.add("tasks", len(tasks))
+        metrics.add("task_failures", len(tasks) - len(ok))
+        return results
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        body = await read_json(request, limit)
+        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list) or not body["tasks"]:
+            raise BadRequest("expected a JSON object with a non-empty 'tasks' list")
+        tasks = body["tasks"]
+        if not all(isinstance(t, dict) and isinstance(t.get("data", {}), dict) for t in tasks):
+            raise BadRequest("every task must be an object with a 'data' object")
+        label_config = body.get("label_config") or project_configs.get(str(body.get("project", "")).split(".")[0])
+        if not isinstance(label_config, str) or not label_config.strip():
+            raise BadRequest("no label config: send 'label_config' (Label Studio does) or call /setup first")
+        lmap = label_map_for(label_config)
+        metrics.add("predict_requests")
+        results = await run_in_threadpool(predict_tasks, tasks, lmap)
+        return {"results": results, "model_version": predictor.version}
+
+    @app.post("/webhook")
+    async def webhook(request: Request) -> dict[str, Any]:
+        body = await read_json(request, limit)
+        if not isinstance(body, dict) or not isinstance(body.get("action"), str):
+            raise BadRequest("expected a JSON object with an 'action'")
+        metrics.add("webhooks")
+        action = body["action"]
+        if action == "START_TRAINING":
+            project = body.get("project", {}).get("id") if isinstance(body.get("project"), dict) else None
+            log.warning("START_TRAINING for project %s received: training from the backend is not available yet; "
+                        "run `python -m loop.run stage=retrain labelstudio.project_id=%s`", project, project)
+            return {"status": "acknowledged", "action": action, "job": None,
+                    "message": "training from the backend is not available yet; run stage=retrain"}
+        log.debug("webhook %s", action)
+        return {"status": "ok", "action": action}
+
+    @app.get("/versions")
+    def versions() -> dict[str, Any]:
+        return {"versions": [predictor.version]}
+
+    @app.get("/metrics")
+    def get_metrics() -> dict[str, Any]:
+        return {**metrics.snapshot(), "model_version": predictor.version, "device": predictor.device,
+                "model_load_s": round(getattr(predictor, "load_s", 0.0), 2)}
+
+    return app
+
+
+SETTINGS_ENV = "LABELLOOP_SERVE_SETTINGS"
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for several workers: each worker loads the model itself."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
+def settings_json(settings: ServeSettings) -> str:
+    return json.dumps(asdict(settings))

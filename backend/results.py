@@ -1,0 +1,35 @@
+"""Detections -> Label Studio prediction results (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend.labels import LabelMap
+from loop.regions import bbox_to_region
+
+
+def to_prediction(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, label_map: LabelMap,
+                  array_size: tuple[int, int], original_size: tuple[int, int], threshold: float,
+                  model_version: str) -> dict:
+    """One task's prediction: RectangleLabels regions in percent of the original image, per-region scores,
+    and the task score (mean region score, 0 when nothing is found) Label Studio sorts by."""
+    aw, ah = array_size
+    ow, oh = original_size
+    sx, sy = ow / aw, oh / ah
+    regions = []
+    for (x0, y0, x1, y1), score, cls in zip(np.asarray(boxes, dtype=float), scores, labels):
+        if score < threshold:
+            continue
+        x0, x1 = np.clip([x0 * sx, x1 * sx], 0, ow)
+        y0, y1 = np.clip([y0 * sy, y1 * sy], 0, oh)
+        if x1 - x0 <= 0 or y1 - y0 <= 0:
+            continue
+        for t in label_map.for_class(int(cls)):
+            regions.append(bbox_to_region([x0, y0, x1 - x0, y1 - y0], t.label, ow, oh, from_name=t.from_name,
+                                          to_name=t.to_name, score=round(float(score), 4)))
+    task_score = float(np.mean([r["score"] for r in regions])) if regions else 0.0
+    return {"result": regions, "score": round(task_score, 4), "model_version": model_version}
+
+
+def empty_prediction(model_version: str) -> dict:
+    return {"result": [], "score": 0.0, "model_version": model_version}

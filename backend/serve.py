@@ -1,0 +1,45 @@
+"""stage=serve: run the ML backend with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from omegaconf import OmegaConf
+
+from backend.app import SETTINGS_ENV, ServeSettings, create_app, settings_json
+from loop.errors import LoopError
+from loop.paths import resolve
+
+log = logging.getLogger(__name__)
+
+
+def settings_from_cfg(cfg) -> ServeSettings:
+    b = cfg.backend
+    if not b.checkpoint:
+        raise LoopError("no checkpoint to serve: set backend.checkpoint=PATH_OR_URL (or model.checkpoint)")
+    local = lambda p: str(resolve(p)) if p else None  # noqa: E731
+    checkpoint = str(b.checkpoint) if "://" in str(b.checkpoint) else local(b.checkpoint)
+    return ServeSettings(checkpoint=checkpoint, config=local(b.config), default_config=local(cfg.model.config),
+                         device=str(b.device), score_threshold=float(b.score_threshold),
+                         batch_size=int(b.batch_size), fetch_workers=int(b.fetch_workers),
+                         ls_url=cfg.labelstudio.url, api_key=cfg.labelstudio.api_key, image_dir=local(b.image_dir),
+                         local_files_root=local(b.local_files_root),
+                         allow_hosts=list(OmegaConf.to_container(b.allow_hosts, resolve=True) or []),
+                         max_body_mb=float(b.max_body_mb), trust_checkpoint=bool(b.trust_checkpoint))
+
+
+def run_stage(cfg) -> dict:
+    import uvicorn
+
+    settings = settings_from_cfg(cfg)
+    host, port, workers = cfg.backend.host, int(cfg.backend.port), int(cfg.backend.workers)
+    log.info("serving on http://%s:%d: in Label Studio, Settings > Model > Connect Model, URL "
+             "http://%s:%d", host, port, host, port)
+    if workers > 1:
+        os.environ[SETTINGS_ENV] = settings_json(settings)
+        uvicorn.run("backend.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="info")
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return {"url": f"http://{host}:{port}"}

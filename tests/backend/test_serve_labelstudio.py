@@ -1,0 +1,111 @@
+"""stage=serve as a real process, connected to a real Label Studio (PAT auth, legacy tokens off)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import torch
+
+from backend.images import decode
+from backend.predictor import Predictor
+from loop import labelstudio as lsx
+from loop.label_configs import COCO_LABELS, rectangle_labels_config
+from loop.ls_server import free_port
+from loop.paths import REPO_ROOT
+from loop.regions import region_to_bbox
+from tests.helpers import make_demo_project
+
+pytestmark = pytest.mark.integration
+
+# The demo model's classes renamed to COCO classes as MMDetection writes them (spaces), so the seeds'
+# COCO label config (underscores) applies.
+COCO_NAMED = ["sports ball", "tv", "traffic light", "kite"]
+
+
+@pytest.fixture(scope="module")
+def coco_named_checkpoint(demo_model, tmp_path_factory):
+    ckpt = torch.load(demo_model["checkpoint"], weights_only=True)
+    ckpt["meta"]["classes"] = COCO_NAMED
+    path = tmp_path_factory.mktemp("ckpt") / "coco_named.pth"
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def backend(labelstudio, ls_token, coco_named_checkpoint, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("backend") / "serve.log"
+    cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={coco_named_checkpoint}",
+           f"backend.port={port}", f"labelstudio.url={labelstudio.url}", f"labelstudio.api_key={ls_token}",
+           "backend.score_threshold=0.3", f"work_dir={log.parent}"]
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() - started < 120, log.read_text()
+            time.sleep(0.3)
+        yield {"url": url, "cold_start_s": time.monotonic() - started, "log": log}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _stored_predictions(client, project_id):
+    tasks = lsx.list_tasks(client, project_id)
+    return {t["id"]: t for t in tasks}
+
+
+def test_label_studio_retrieves_mapped_predictions(ls_client, backend, coco_named_checkpoint, demo_data):
+    project, gt, file_of = make_demo_project(ls_client, demo_data, 6, "serve-coco", split="test")
+    project = ls_client.projects.update(project.id, label_config=rectangle_labels_config(COCO_LABELS))
+    lsx.connect_ml_backend(ls_client, project.id, backend["url"])
+    lsx.retrieve_predictions(ls_client, project.id)
+    tasks = _stored_predictions(ls_client, project.id)
+
+    version = httpx.get(f"{backend['url']}/health").json()["model_version"]
+    reference = Predictor.load(str(coco_named_checkpoint))
+    found = 0
+    for tid, task in tasks.items():
+        assert len(task["predictions"]) == 1, task
+        pred = task["predictions"][0]
+        assert pred["model_version"] == version
+        im, _ = gt[file_of[tid]]
+        det = reference.predict([decode((demo_data / im["file_name"]).read_bytes()).bgr])[0]
+        keep = det.scores >= 0.3
+        want = sorted((COCO_NAMED[c].replace(" ", "_"), b.tolist()) for c, b in zip(det.labels[keep], det.boxes[keep]))
+        got = sorted((r["value"]["rectanglelabels"][0], region_to_bbox(r, 0, 0)) for r in pred["result"])
+        assert [g[0] for g in got] == [w[0] for w in want]
+        for (_, gb), (_, (x0, y0, x1, y1)) in zip(got, want):
+            x0, x1 = max(x0, 0), min(x1, im["width"])  # regions are clipped to the image
+            y0, y1 = max(y0, 0), min(y1, im["height"])
+            assert gb == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=0.05)
+        for r in pred["result"]:
+            assert (r["original_width"], r["original_height"]) == (im["width"], im["height"])
+            assert r["from_name"] == "label" and r["to_name"] == "image" and 0 < r["score"] <= 1
+        found += len(got)
+    assert found > 0, "the model should find some shapes in 6 images"
+
+
+def test_predicted_values_squash_model_classes(ls_client, backend, demo_data):
+    config = rectangle_labels_config(["Round", "Angular", "Unicorn"],
+                                     {"Round": "sports ball", "Angular": "tv,traffic light,kite"})
+    project, _, _ = make_demo_project(ls_client, demo_data, 4, "serve-predicted-values", split="test")
+    ls_client.projects.update(project.id, label_config=config)
+    lsx.connect_ml_backend(ls_client, project.id, backend["url"])
+    lsx.retrieve_predictions(ls_client, project.id)
+    labels = {r["value"]["rectanglelabels"][0] for t in _stored_predictions(ls_client, project.id).values()
+              for p in t["predictions"] for r in p["result"]}
+    assert labels and labels <= {"Round", "Angular"}
+    assert "Unicorn" in backend["log"].read_text()  # reported once at /setup
