@@ -2,64 +2,25 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
-import torch
 
 from backend.images import decode
 from backend.predictor import Predictor
 from loop import labelstudio as lsx
 from loop.label_configs import COCO_LABELS, rectangle_labels_config
-from loop.ls_server import free_port
-from loop.paths import REPO_ROOT
 from loop.regions import region_to_bbox
+from tests.backend.conftest import COCO_NAMED
 from tests.helpers import make_demo_project
 
 pytestmark = pytest.mark.integration
 
-# The demo model's classes renamed to COCO classes as MMDetection writes them (spaces), so the seeds'
-# COCO label config (underscores) applies.
-COCO_NAMED = ["sports ball", "tv", "traffic light", "kite"]
-
 
 @pytest.fixture(scope="module")
-def coco_named_checkpoint(demo_model, tmp_path_factory):
-    ckpt = torch.load(demo_model["checkpoint"], weights_only=True)
-    ckpt["meta"]["classes"] = COCO_NAMED
-    path = tmp_path_factory.mktemp("ckpt") / "coco_named.pth"
-    torch.save(ckpt, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def backend(labelstudio, ls_token, coco_named_checkpoint, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("backend") / "serve.log"
-    cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={coco_named_checkpoint}",
-           f"backend.port={port}", f"labelstudio.url={labelstudio.url}", f"labelstudio.api_key={ls_token}",
-           "backend.score_threshold=0.3", f"work_dir={log.parent}"]
-    started = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() - started < 120, log.read_text()
-            time.sleep(0.3)
-        yield {"url": url, "cold_start_s": time.monotonic() - started, "log": log}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+def backend(start_backend, labelstudio, ls_token, coco_named_checkpoint):
+    """The backend reading uploads from Label Studio over HTTP with a personal access token."""
+    return start_backend(f"backend.checkpoint={coco_named_checkpoint}", f"labelstudio.url={labelstudio.url}",
+                         f"labelstudio.api_key={ls_token}")
 
 
 def _stored_predictions(client, project_id):

@@ -1,0 +1,60 @@
+"""Backend fixtures: checkpoints the tests build and the backend started as a real process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from loop.ls_server import free_port
+from loop.paths import REPO_ROOT
+
+# The demo model's classes renamed to COCO classes as MMDetection writes them (spaces), so the seeds'
+# COCO label config (underscores) applies.
+COCO_NAMED = ["sports ball", "tv", "traffic light", "kite"]
+
+
+@pytest.fixture(scope="session")
+def coco_named_checkpoint(demo_model, tmp_path_factory):
+    import torch
+
+    ckpt = torch.load(demo_model["checkpoint"], weights_only=True)
+    ckpt["meta"]["classes"] = COCO_NAMED
+    path = tmp_path_factory.mktemp("ckpt") / "coco_named.pth"
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def start_backend(tmp_path_factory):
+    """start_backend(*overrides) -> {"url", "cold_start_s", "log", "proc"}: `python -m loop.run stage=serve`."""
+    procs = []
+
+    def start(*overrides: str) -> dict:
+        port = free_port()
+        log = tmp_path_factory.mktemp("backend") / "serve.log"
+        cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.port={port}", f"work_dir={log.parent}",
+               *overrides]
+        started = time.monotonic()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() - started < 120, log.read_text()
+            time.sleep(0.2)
+        return {"url": url, "cold_start_s": time.monotonic() - started, "log": log, "proc": proc}
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=20)
