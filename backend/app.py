@@ -40,7 +40,7 @@ class ServeSettings:
     default_config: str | None = None
     device: str = "cpu"
     score_threshold: float = 0.3
-    batch_size: int = 8
+    batch_size: int | None = None  # None: 1 on CPU, 8 on CUDA
     fetch_workers: int = 8
     ls_url: str | None = None
     api_key: str | None = None
@@ -99,7 +99,8 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
 
         predictor = Predictor.load(settings.checkpoint, settings.config, settings.device,
                                    trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
-                                   default_config=settings.default_config)
+                                   default_config=settings.default_config,
+                                   score_threshold=settings.score_threshold)
     fetcher = MediaFetcher(MediaConfig(ls_url=settings.ls_url, api_key=settings.api_key,
                                        image_dir=Path(settings.image_dir) if settings.image_dir else None,
                                        local_files_root=Path(settings.local_files_root)
@@ -161,17 +162,24 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                 log.warning("task %s: %s; it gets an empty prediction", task.get("id"), exc)
                 return None
 
-        decoded = list(pool.map(load, tasks))
-        ok = [i for i, d in enumerate(decoded) if d is not None]
+        # Fetching and decoding run ahead in the pool while the model works through what has arrived.
+        futures = [pool.submit(load, t) for t in tasks]
         results = [empty_prediction(predictor.version) for _ in tasks]
-        if ok:
+        failed = 0
+        step = predictor.batch_size
+        for start in range(0, len(tasks), step):
+            chunk = [(i, futures[i].result()) for i in range(start, min(start + step, len(tasks)))]
+            ready = [(i, d) for i, d in chunk if d is not None]
+            failed += len(chunk) - len(ready)
+            if not ready:
+                continue
             try:
-                dets = predictor.predict([decoded[i].bgr for i in ok])
+                dets = predictor.predict([d.bgr for _, d in ready])
             except Exception:  # a model failure must not kill the server; report and return empties
-                log.exception("model failed on a batch of %d images", len(ok))
-                dets = []
-            for i, det in zip(ok, dets):
-                d = decoded[i]
+                log.exception("model failed on a batch of %d images", len(ready))
+                failed += len(ready)
+                continue
+            for (i, d), det in zip(ready, dets):
                 results[i] = to_prediction(det.boxes, det.scores, det.labels, lmap,
                                            (d.bgr.shape[1], d.bgr.shape[0]), (d.width, d.height),
                                            settings.score_threshold, predictor.version)
@@ -180,7 +188,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
             metrics.latencies.append(elapsed)
             metrics.images_s_total += elapsed
         metrics.add("tasks", len(tasks))
-        metrics.add("task_failures", len(tasks) - len(ok))
+        metrics.add("task_failures", failed)
         return results
 
     @app.post("/predict")

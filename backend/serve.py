@@ -22,7 +22,7 @@ def settings_from_cfg(cfg) -> ServeSettings:
     checkpoint = str(b.checkpoint) if "://" in str(b.checkpoint) else local(b.checkpoint)
     return ServeSettings(checkpoint=checkpoint, config=local(b.config), default_config=local(cfg.model.config),
                          device=str(b.device), score_threshold=float(b.score_threshold),
-                         batch_size=int(b.batch_size), fetch_workers=int(b.fetch_workers),
+                         batch_size=int(b.batch_size) if b.batch_size else None, fetch_workers=int(b.fetch_workers),
                          ls_url=cfg.labelstudio.url, api_key=cfg.labelstudio.api_key, image_dir=local(b.image_dir),
                          local_files_root=local(b.local_files_root),
                          allow_hosts=list(OmegaConf.to_container(b.allow_hosts, resolve=True) or []),

@@ -1,0 +1,142 @@
+"""Benchmark: naive per-image mmdet loop vs one batched /predict, on the same model and 32 images served by
+a real Label Studio; plus single-task latency and backend cold start.
+
+    .venv/bin/python bench/serve_bench.py [--images 32] [--img-size 640] [--checkpoint PATH]
+
+(a) download each image from Label Studio, then mmdet's `inference_detector` on it, one by one;
+(b) one POST /predict with the 32 tasks to `python -m loop.run stage=serve` (a separate process).
+Without --checkpoint a randomly initialised RTMDet-tiny (our config at --img-size) is used: speed does not
+depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from loop import labelstudio as lsx  # noqa: E402
+from loop.demo_data import generate, is_complete  # noqa: E402
+from loop.label_configs import rectangle_labels_config  # noqa: E402
+from loop.ls_server import LabelStudioServer, free_port  # noqa: E402
+from loop.paths import REPO_ROOT  # noqa: E402
+
+CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
+CLASSES = ["circle", "square", "triangle", "star"]
+
+
+def random_checkpoint(img_size: int, out: Path) -> Path:
+    import torch
+    from mmengine.config import Config
+    from mmdet.apis import init_detector
+
+    from train.slim import FORMAT
+    from train.trainer import _set_num_classes, _set_scale
+
+    cfg = Config.fromfile(str(CONFIG))
+    _set_num_classes(cfg.model, len(CLASSES))
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        _set_scale(loader.dataset.pipeline, img_size)
+    cfg.test_dataloader.dataset.pipeline = [s for s in cfg.test_dataloader.dataset.pipeline
+                                            if s["type"] != "LoadAnnotations"]
+    model = init_detector(cfg, checkpoint=None, device="cpu")
+    torch.save({"state_dict": model.state_dict(), "meta": {"format": FORMAT, "classes": CLASSES,
+                                                           "img_size": img_size, "config": cfg.pretty_text}}, out)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--img-size", type=int, default=640)
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--latency-requests", type=int, default=20)
+    args = ap.parse_args()
+    import torch
+
+    demo = REPO_ROOT / "data" / "demo"
+    if not is_complete(demo):
+        generate(demo)
+    tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    ckpt = args.checkpoint or random_checkpoint(args.img_size, tmp / "rtmdet_tiny_random.pth")
+
+    with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as ls:
+        token = ls.personal_access_token()
+        client = lsx.connect(ls.url, token)
+        project = lsx.create_project(client, "serve-bench", rectangle_labels_config(CLASSES))
+        files = sorted((demo / "images").glob("test_*.jpg"))[:args.images]
+        lsx.upload_images(client, project.id, files)
+        tasks = [{"id": t["id"], "data": t["data"]} for t in lsx.list_tasks(client, project.id)]
+
+        # (a) naive: download, then inference_detector, one image at a time
+        import mmcv
+        from mmdet.apis import inference_detector
+
+        from mmengine.config import Config
+        from mmdet.apis import init_detector
+
+        from train.slim import load_slim
+
+        slim = load_slim(ckpt)  # mmdet's own model as a user builds it: init_detector, default test settings
+        naive_model = init_detector(Config.fromstring(slim["meta"]["config"], ".py"), checkpoint=None, device="cpu")
+        naive_model.load_state_dict(slim["state_dict"])
+        naive_model.dataset_meta = {"classes": slim["meta"]["classes"]}
+        inference_detector(naive_model, mmcv.imfrombytes(lsx.download(client, tasks[0]["data"]["image"])))  # warm
+        t = time.perf_counter()
+        for task in tasks:
+            inference_detector(naive_model, mmcv.imfrombytes(lsx.download(client, task["data"]["image"])))
+        naive_s = time.perf_counter() - t
+        del naive_model
+
+        # (b) the backend as its own process
+        port = free_port()
+        cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={ckpt}", f"backend.port={port}",
+               f"labelstudio.url={ls.url}", f"labelstudio.api_key={token}", f"work_dir={tmp}"]
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        cold_s = time.perf_counter() - started
+        try:
+            cfg = rectangle_labels_config(CLASSES)
+            body = {"tasks": tasks, "label_config": cfg, "project": f"{project.id}.0"}
+            httpx.post(f"{url}/predict", json={**body, "tasks": tasks[:2]}, timeout=600)  # warm
+            t = time.perf_counter()
+            r = httpx.post(f"{url}/predict", json=body, timeout=600)
+            batch_s = time.perf_counter() - t
+            assert r.status_code == 200 and len(r.json()["results"]) == len(tasks), r.text[:300]
+            lat = []
+            for i in range(args.latency_requests):
+                t = time.perf_counter()
+                httpx.post(f"{url}/predict", json={**body, "tasks": [tasks[i % len(tasks)]]}, timeout=60)
+                lat.append(time.perf_counter() - t)
+        finally:
+            proc.terminate()
+            proc.wait()
+    n = len(tasks)
+    q = statistics.quantiles(lat, n=20)
+    print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, input {args.img_size}, "
+          f"{n} images ({files[0].name}...), torch threads {torch.get_num_threads()}")
+    print(f"(a) naive download + inference_detector loop: {n / naive_s:6.2f} images/s ({naive_s:.2f} s)")
+    print(f"(b) one /predict with {n} tasks:               {n / batch_s:6.2f} images/s ({batch_s:.2f} s)")
+    print(f"ratio (b)/(a): {naive_s / batch_s:.2f}x")
+    print(f"single-task /predict latency: p50 {statistics.median(lat) * 1000:.0f} ms, p95 {q[18] * 1000:.0f} ms "
+          f"({len(lat)} requests)")
+    print(f"cold start (process start -> model loaded, /health OK): {cold_s:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
