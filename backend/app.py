@@ -49,6 +49,12 @@ class ServeSettings:
     allow_hosts: list[str] = field(default_factory=list)
     max_body_mb: float = 32.0
     trust_checkpoint: bool = False
+    # Serve a registry alias instead of a fixed checkpoint, and follow it.
+    follow_alias: str | None = None
+    tracking_uri: str | None = None
+    model_name: str | None = None
+    poll_s: float = 5.0
+    cache_dir: str | None = None
 
 
 class BadRequest(Exception):
@@ -93,14 +99,50 @@ async def read_json(request: Request, limit: int) -> Any:
         raise BadRequest(f"request body is not JSON ({exc})") from None
 
 
-def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
-    if predictor is None:
-        from backend.predictor import Predictor
+def _loader(settings: ServeSettings):
+    from backend.predictor import Predictor
 
-        predictor = Predictor.load(settings.checkpoint, settings.config, settings.device,
-                                   trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
-                                   default_config=settings.default_config,
-                                   score_threshold=settings.score_threshold)
+    def load(checkpoint: str, version: str | None = None):
+        return Predictor.load(checkpoint, settings.config, settings.device, version=version,
+                              trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
+                              default_config=settings.default_config, score_threshold=settings.score_threshold)
+
+    return load
+
+
+def _start_model(settings: ServeSettings, predictor):
+    """(holder, watcher or None): the fixed checkpoint, or the version the alias points at now."""
+    from backend.reload import AliasWatcher, ModelHolder, load_registered
+
+    load = _loader(settings)
+    if predictor is not None or not settings.follow_alias:
+        return ModelHolder(predictor or load(settings.checkpoint)), None
+    from loop.errors import LoopError
+    from loop.registry import Registry
+
+    registry = Registry(settings.tracking_uri, settings.model_name)
+    version = registry.by_alias(settings.follow_alias)
+    if version is None:
+        raise LoopError(f"registered model '{settings.model_name}' has no '{settings.follow_alias}' version in "
+                        f"{settings.tracking_uri}; run stage=retrain first, or serve a checkpoint")
+    cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop" / "registry") / settings.model_name
+    holder = ModelHolder(load_registered(registry, version, cache, load))
+    return holder, AliasWatcher(holder, registry, settings.follow_alias, cache, load, settings.poll_s)
+
+
+def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
+    from contextlib import asynccontextmanager
+
+    holder, watcher = _start_model(settings, predictor)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if watcher is not None:
+            watcher.start()
+        yield
+        if watcher is not None:
+            watcher.stop()
+
     fetcher = MediaFetcher(MediaConfig(ls_url=settings.ls_url, api_key=settings.api_key,
                                        image_dir=Path(settings.image_dir) if settings.image_dir else None,
                                        local_files_root=Path(settings.local_files_root)
@@ -111,11 +153,11 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     label_maps: dict[str, LabelMap] = {}
     project_configs: dict[str, str] = {}
     limit = int(settings.max_body_mb * 1024 * 1024)
-    app = FastAPI(title="labelloop ML backend")
-    app.state.predictor, app.state.metrics = predictor, metrics
+    app = FastAPI(title="labelloop ML backend", lifespan=lifespan)
+    app.state.holder, app.state.metrics, app.state.watcher = holder, metrics, watcher
 
-    def label_map_for(label_config: str) -> LabelMap:
-        key = hashlib.sha1(label_config.encode()).hexdigest()
+    def label_map_for(label_config: str, predictor) -> LabelMap:
+        key = hashlib.sha1((label_config + "\n" + "|".join(predictor.classes)).encode()).hexdigest()
         if key not in label_maps:
             try:
                 m = build_label_map(label_config, predictor.classes)
@@ -137,7 +179,11 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     @app.get("/")
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "UP", "model_class": type(predictor.model).__name__, "model_version": predictor.version}
+        predictor = holder.current
+        reply = {"status": "UP", "model_class": type(predictor.model).__name__, "model_version": predictor.version}
+        if holder.error:
+            reply["reload_error"] = holder.error
+        return reply
 
     @app.post("/setup")
     async def setup(request: Request) -> dict[str, Any]:
@@ -145,13 +191,14 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         if not isinstance(body, dict):
             raise BadRequest("expected a JSON object with 'project' and 'schema'")
         schema = body.get("schema")
+        predictor = holder.current
         if isinstance(schema, str) and schema.strip():
-            label_map_for(schema)
+            label_map_for(schema, predictor)
             project_configs[str(body.get("project", "")).split(".")[0]] = schema
         metrics.add("setup")
         return {"model_version": predictor.version}
 
-    def predict_tasks(tasks: list[dict], lmap: LabelMap) -> list[dict]:
+    def predict_tasks(tasks: list[dict], lmap: LabelMap, predictor) -> list[dict]:
         started = time.perf_counter()
 
         def load(task):
@@ -202,9 +249,10 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         label_config = body.get("label_config") or project_configs.get(str(body.get("project", "")).split(".")[0])
         if not isinstance(label_config, str) or not label_config.strip():
             raise BadRequest("no label config: send 'label_config' (Label Studio does) or call /setup first")
-        lmap = label_map_for(label_config)
+        predictor = holder.current  # this request finishes on this model, even if a swap happens meanwhile
+        lmap = label_map_for(label_config, predictor)
         metrics.add("predict_requests")
-        results = await run_in_threadpool(predict_tasks, tasks, lmap)
+        results = await run_in_threadpool(predict_tasks, tasks, lmap, predictor)
         return {"results": results, "model_version": predictor.version}
 
     @app.post("/webhook")
@@ -225,12 +273,14 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
 
     @app.get("/versions")
     def versions() -> dict[str, Any]:
-        return {"versions": [predictor.version]}
+        return {"versions": [holder.current.version]}
 
     @app.get("/metrics")
     def get_metrics() -> dict[str, Any]:
+        predictor = holder.current
         return {**metrics.snapshot(), "model_version": predictor.version, "device": predictor.device,
-                "model_load_s": round(getattr(predictor, "load_s", 0.0), 2)}
+                "model_load_s": round(getattr(predictor, "load_s", 0.0), 2), "model_swaps": holder.swaps,
+                "last_swap_load_s": holder.last_swap_s, "reload_error": holder.error}
 
     return app
 

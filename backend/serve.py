@@ -16,17 +16,22 @@ log = logging.getLogger(__name__)
 
 def settings_from_cfg(cfg) -> ServeSettings:
     b = cfg.backend
-    if not b.checkpoint:
-        raise LoopError("no checkpoint to serve: set backend.checkpoint=PATH_OR_URL (or model.checkpoint)")
+    follow = b.get("follow")
+    if not b.checkpoint and not follow:
+        raise LoopError("nothing to serve: set backend.follow=champion (serve the registry's champion and follow "
+                        "it) or backend.checkpoint=PATH_OR_URL")
     local = lambda p: str(resolve(p)) if p else None  # noqa: E731
-    checkpoint = str(b.checkpoint) if "://" in str(b.checkpoint) else local(b.checkpoint)
+    checkpoint = str(b.checkpoint) if "://" in str(b.checkpoint or "") else local(b.checkpoint)
     return ServeSettings(checkpoint=checkpoint, config=local(b.config), default_config=local(cfg.model.config),
                          device=str(b.device), score_threshold=float(b.score_threshold),
                          batch_size=int(b.batch_size) if b.batch_size else None, fetch_workers=int(b.fetch_workers),
                          ls_url=cfg.labelstudio.url, api_key=cfg.labelstudio.api_key, image_dir=local(b.image_dir),
                          local_files_root=local(b.local_files_root),
                          allow_hosts=list(OmegaConf.to_container(b.allow_hosts, resolve=True) or []),
-                         max_body_mb=float(b.max_body_mb), trust_checkpoint=bool(b.trust_checkpoint))
+                         max_body_mb=float(b.max_body_mb), trust_checkpoint=bool(b.trust_checkpoint),
+                         follow_alias=follow or None, tracking_uri=str(cfg.registry.tracking_uri),
+                         model_name=str(cfg.registry.model_name), poll_s=float(b.poll_s),
+                         cache_dir=str(resolve(cfg.work_dir) / "serve-cache"))
 
 
 def run_stage(cfg) -> dict:

@@ -1,0 +1,102 @@
+"""Serve whatever a registry alias points at, and follow it: a background watcher polls the alias, loads a
+new version beside the running model, then swaps one reference. Requests in flight keep the predictor they
+started with; a version that fails to load is refused and the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from loop.errors import LoopError
+
+log = logging.getLogger(__name__)
+
+
+class ModelHolder:
+    """The predictor requests use now, and what went wrong with the last version that was tried."""
+
+    def __init__(self, predictor=None):
+        self.current = predictor
+        self.error: dict | None = None
+        self.swaps = 0
+        self.last_swap_s: float | None = None
+
+    def swap(self, predictor) -> None:
+        old, self.current = self.current, predictor  # one reference: atomic for readers
+        self.error, self.swaps = None, self.swaps + 1
+        log.info("now serving %s (was %s)", predictor.version, old.version if old else "nothing")
+
+
+def load_registered(registry, version, cache_dir: Path, load: Callable[..., object]):
+    """Download a registered version's model/ folder and load it; LoopError with the reason if it is unusable."""
+    target = Path(cache_dir) / f"v{version.version}"
+    try:
+        if not (target / "model" / "model.pth").exists():
+            tmp = Path(cache_dir) / f".v{version.version}.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            registry.download(version, tmp)
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+    except LoopError:
+        raise
+    except Exception as exc:
+        raise LoopError(f"cannot download the artifacts of version {version.version} "
+                        f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    model_dir = target / "model"
+    if not (model_dir / "model.pth").exists():
+        raise LoopError(f"version {version.version} has no model/model.pth artifact")
+    predictor = load(str(model_dir / "model.pth"), version=f"{registry.model_name}:v{version.version}")
+    classes_file = model_dir / "classes.json"
+    if classes_file.exists() and json.loads(classes_file.read_text()) != list(predictor.classes):
+        raise LoopError(f"version {version.version}: classes.json does not match the checkpoint's classes")
+    return predictor
+
+
+class AliasWatcher(threading.Thread):
+    def __init__(self, holder: ModelHolder, registry, alias: str, cache_dir: Path, load: Callable[..., object],
+                 poll_s: float = 5.0):
+        super().__init__(name=f"watch-{alias}", daemon=True)
+        self.holder, self.registry, self.alias, self.cache_dir = holder, registry, alias, Path(cache_dir)
+        self.load, self.poll_s = load, poll_s
+        self.stopped = threading.Event()
+        self._refused: set[int] = set()
+
+    def check_once(self) -> bool:
+        """One poll; True if a new version is now being served."""
+        try:
+            version = self.registry.by_alias(self.alias)
+        except Exception as exc:  # registry unreachable: keep serving, say so
+            self.holder.error = {"alias": self.alias, "error": f"registry unreachable: {exc}"[:300]}
+            log.warning("cannot read alias %s: %s", self.alias, exc)
+            return False
+        current = self.holder.current
+        if version is None or (current and current.version == f"{self.registry.model_name}:v{version.version}"):
+            return False
+        if version.version in self._refused:
+            return False
+        started = time.perf_counter()
+        try:
+            predictor = load_registered(self.registry, version, self.cache_dir, self.load)
+        except Exception as exc:
+            self._refused.add(version.version)
+            reason = str(exc) if isinstance(exc, LoopError) else f"{type(exc).__name__}: {exc}"
+            self.holder.error = {"version": version.version, "error": reason[:500]}
+            log.error("refusing version %d of %s (alias %s): %s; still serving %s", version.version,
+                      self.registry.model_name, self.alias, reason, current.version if current else "nothing")
+            return False
+        self.holder.swap(predictor)
+        self.holder.last_swap_s = time.perf_counter() - started
+        return True
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.poll_s):
+            self.check_once()
+
+    def stop(self) -> None:
+        self.stopped.set()

@@ -1,0 +1,93 @@
+"""The backend follows the registry's champion while clients keep predicting (real process, real MLflow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import httpx
+import pytest
+
+from loop.label_configs import rectangle_labels_config
+from loop.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+CONFIG = rectangle_labels_config(["circle", "square", "triangle", "star"])
+
+
+def publish(registry: Registry, checkpoint, tmp_path, name: str, corrupt: bool = False) -> int:
+    """Register a version the way retrain does (model/ artifacts complete, then the version)."""
+    model = tmp_path / name / "model"
+    model.mkdir(parents=True)
+    if corrupt:
+        (model / "model.pth").write_bytes(b"\x00garbage" * 100)
+    else:
+        shutil.copy(checkpoint, model / "model.pth")
+    (model / "classes.json").write_text(json.dumps(["circle", "square", "triangle", "star"]))
+    with registry.run(name) as run:
+        run.log_artifacts(model, "model")
+    return registry.register(run.run_id, {"note": name}).version
+
+
+@pytest.fixture
+def served(start_backend, demo_model, demo_data, mlflow_store, tmp_path):
+    registry = Registry(mlflow_store["tracking_uri"], "follow-test", artifact_location=mlflow_store["artifact_location"])
+    v1 = publish(registry, demo_model["checkpoint"], tmp_path, "v1")
+    registry.promote(v1)
+    media = tmp_path / "media" / "1"
+    media.mkdir(parents=True)
+    shutil.copy(demo_data / "images" / "test_0001.jpg", media / "a.jpg")
+    backend = start_backend("backend.follow=champion", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
+                            "registry.model_name=follow-test", "backend.poll_s=1", f"backend.image_dir={media.parent}")
+    return registry, backend
+
+
+def test_promotions_are_followed_without_failed_requests(served, demo_model, tmp_path):
+    registry, backend = served
+    url = backend["url"]
+    assert httpx.get(f"{url}/health").json()["model_version"] == "follow-test:v1"
+
+    seen: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def client():
+        with httpx.Client(timeout=30) as http:
+            for _ in range(2000):  # bounded
+                if stop.is_set():
+                    return
+                r = http.post(f"{url}/predict", json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}],
+                                                      "label_config": CONFIG})
+                ok = r.status_code == 200 and r.json()["results"][0]["result"] != []
+                seen.append((time.monotonic(), 200 if ok else r.status_code, r.json().get("model_version", "?")))
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        v2 = publish(registry, demo_model["checkpoint"], tmp_path, "v2")
+        promoted_at = time.monotonic()
+        registry.promote(v2)
+        deadline = promoted_at + 60
+        while time.monotonic() < deadline and not any(v == f"follow-test:v{v2}" for _, _, v in seen[-3:]):
+            time.sleep(0.2)
+        first_new = next(t for t, _, v in seen if v == f"follow-test:v{v2}")
+        assert first_new - promoted_at < 30  # poll interval 1 s + loading beside the running model
+
+        bad = publish(registry, demo_model["checkpoint"], tmp_path, "v3", corrupt=True)
+        registry.promote(bad)
+        time.sleep(4)
+        health = httpx.get(f"{url}/health").json()
+        assert health["model_version"] == f"follow-test:v{v2}"
+        assert health["reload_error"]["version"] == bad and "cannot be loaded" in health["reload_error"]["error"]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(seen) > 10
+    assert all(status == 200 for _, status, _ in seen), [s for s in seen if s[1] != 200][:5]
+    assert seen[-1][2] == f"follow-test:v{v2}"
+    assert "refusing version" in backend["log"].read_text()
