@@ -55,6 +55,9 @@ class ServeSettings:
     model_name: str | None = None
     poll_s: float = 5.0
     cache_dir: str | None = None
+    # Start Training: retrain jobs run as `python -m loop.run stage=retrain <these overrides>`.
+    work_dir: str | None = None
+    retrain_overrides: list[str] | None = None
 
 
 class BadRequest(Exception):
@@ -153,6 +156,11 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     label_maps: dict[str, LabelMap] = {}
     project_configs: dict[str, str] = {}
     limit = int(settings.max_body_mb * 1024 * 1024)
+    jobs = None
+    if settings.retrain_overrides is not None and settings.work_dir:
+        from loop.jobs import JobRunner
+
+        jobs = JobRunner(Path(settings.work_dir), settings.retrain_overrides)
     app = FastAPI(title="labelloop ML backend", lifespan=lifespan)
     app.state.holder, app.state.metrics, app.state.watcher = holder, metrics, watcher
 
@@ -255,6 +263,28 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         results = await run_in_threadpool(predict_tasks, tasks, lmap, predictor)
         return {"results": results, "model_version": predictor.version}
 
+    async def start_training(project_id) -> dict[str, Any]:
+        """Start (or join) one retrain job in its own process and answer at once with its id."""
+        if isinstance(project_id, str) and project_id.split(".")[0].isdigit():
+            project_id = int(project_id.split(".")[0])  # the legacy /train call sends "<id>.<created>"
+        if not isinstance(project_id, (int, type(None))):
+            raise BadRequest("START_TRAINING needs the project id in 'project'")
+        if jobs is None:
+            log.warning("START_TRAINING for project %s: this backend was started without retrain settings; "
+                        "run `python -m loop.run stage=retrain labelstudio.project_id=%s`", project_id, project_id)
+            return {"status": "acknowledged", "action": "START_TRAINING", "job": None,
+                    "message": "training is not configured on this backend; run stage=retrain"}
+        job, started = await run_in_threadpool(jobs.start, project_id)
+        return {"status": job["state"], "action": "START_TRAINING", "job": job["id"], "joined": not started}
+
+    @app.post("/train")
+    async def train(request: Request) -> dict[str, Any]:
+        """Older Label Studio setups send Start Training here instead of to /webhook."""
+        body = await read_json(request, limit)
+        if not isinstance(body, dict):
+            raise BadRequest("expected a JSON object with 'project'")
+        return await start_training(body.get("project"))
+
     @app.post("/webhook")
     async def webhook(request: Request) -> dict[str, Any]:
         body = await read_json(request, limit)
@@ -263,13 +293,21 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         metrics.add("webhooks")
         action = body["action"]
         if action == "START_TRAINING":
-            project = body.get("project", {}).get("id") if isinstance(body.get("project"), dict) else None
-            log.warning("START_TRAINING for project %s received: training from the backend is not available yet; "
-                        "run `python -m loop.run stage=retrain labelstudio.project_id=%s`", project, project)
-            return {"status": "acknowledged", "action": action, "job": None,
-                    "message": "training from the backend is not available yet; run stage=retrain"}
+            project = body.get("project")
+            return await start_training(project.get("id") if isinstance(project, dict) else project)
         log.debug("webhook %s", action)
         return {"status": "ok", "action": action}
+
+    @app.get("/jobs")
+    def list_jobs() -> dict[str, Any]:
+        return {"jobs": jobs.list() if jobs else []}
+
+    @app.get("/jobs/{job_id}")
+    def get_job(job_id: str):
+        job = jobs.get(job_id) if jobs and job_id.isalnum() else None
+        if job is None:
+            return JSONResponse({"error": f"no job {job_id}"}, status_code=404)
+        return job
 
     @app.get("/versions")
     def versions() -> dict[str, Any]:

@@ -31,7 +31,21 @@ def settings_from_cfg(cfg) -> ServeSettings:
                          max_body_mb=float(b.max_body_mb), trust_checkpoint=bool(b.trust_checkpoint),
                          follow_alias=follow or None, tracking_uri=str(cfg.registry.tracking_uri),
                          model_name=str(cfg.registry.model_name), poll_s=float(b.poll_s),
-                         cache_dir=str(resolve(cfg.work_dir) / "serve-cache"))
+                         cache_dir=str(resolve(cfg.work_dir) / "serve-cache"), work_dir=str(resolve(cfg.work_dir)),
+                         retrain_overrides=retrain_overrides(cfg))
+
+
+def retrain_overrides(cfg) -> list[str]:
+    """The command-line overrides this server was started with, minus the serving ones: a retrain job started
+    by Start Training uses the same Label Studio, registry, model and training settings."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        given = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not started through Hydra
+        given = []
+    keep = [o for o in given if not o.lstrip("+~").startswith(("stage=", "backend.", "backend=", "hydra."))]
+    return [o for o in keep if not o.startswith("work_dir=")] + [f"work_dir={resolve(cfg.work_dir)}"]
 
 
 def run_stage(cfg) -> dict:

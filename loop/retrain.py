@@ -183,7 +183,18 @@ def retrain(cfg) -> dict[str, Any]:
 
 
 def run_stage(cfg) -> dict[str, Any]:
-    return retrain(cfg)
+    """stage=retrain: one iteration, never in parallel with another (see loop.jobs)."""
+    from loop.jobs import retrain_lock, update_current_job
+
+    try:
+        with retrain_lock(resolve(cfg.work_dir)):
+            update_current_job(state="running", started_at=time.time())
+            summary = retrain(cfg)
+    except BaseException as exc:
+        update_current_job(state="failed", error=str(exc)[:500] or type(exc).__name__)
+        raise
+    update_current_job(state="succeeded", version=summary["version"], promoted=summary["promoted"], result=summary)
+    return summary
 
 
 def promote_stage(cfg) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import time
@@ -58,3 +60,18 @@ def start_backend(tmp_path_factory):
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def publish(registry, demo_model: dict, tmp_path, name: str, corrupt: bool = False) -> int:
+    """Register the demo model as a version the way retrain does (model/ artifacts first, then the version)."""
+    model = tmp_path / name / "model"
+    model.mkdir(parents=True)
+    if corrupt:
+        (model / "model.pth").write_bytes(b"\x00garbage" * 100)
+    else:
+        shutil.copy(demo_model["checkpoint"], model / "model.pth")
+    shutil.copy(demo_model["config"], model / "config.py")
+    (model / "classes.json").write_text(json.dumps(["circle", "square", "triangle", "star"]))
+    with registry.run(name) as run:
+        run.log_artifacts(model, "model")
+    return registry.register(run.run_id, {"note": name}).version

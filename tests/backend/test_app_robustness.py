@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from loop.label_configs import rectangle_labels_config
+from loop.ls_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,8 @@ def media(tmp_path_factory, demo_data):
 @pytest.fixture(scope="module")
 def server(start_backend, demo_model, media):
     return start_backend(f"backend.checkpoint={demo_model['checkpoint']}", f"backend.image_dir={media}",
-                         "backend.score_threshold=0.3", "backend.max_body_mb=1")
+                         "backend.score_threshold=0.3", "backend.max_body_mb=1",
+                         f"labelstudio.url=http://127.0.0.1:{free_port()}", "labelstudio.api_key=x")
 
 
 def task(i, name):
@@ -128,7 +130,17 @@ def test_setup_health_and_webhooks_answer_at_once(server):
         t = time.perf_counter()
         r = httpx.post(f"{url}/webhook", json={"action": action, "project": {"id": 1}, "annotation": {"id": 2}})
         assert r.status_code == 200 and time.perf_counter() - t < 1.0
-    assert r.json()["status"] == "acknowledged" and r.json()["job"] is None  # training comes later; not faked
+    job = r.json()["job"]  # a real retrain job, in its own process
+    again = httpx.post(f"{url}/webhook", json={"action": "START_TRAINING", "project": {"id": 1}}).json()
+    assert again["job"] == job and again["joined"] is True  # a second click joins the running job
+    for _ in range(120):
+        state = httpx.get(f"{url}/jobs/{job}").json()
+        if state["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    # No Label Studio at the configured URL: the job fails and says why; the server is unaffected.
+    assert state["state"] == "failed" and "cannot reach Label Studio" in state["error"], state
+    assert httpx.get(f"{url}/jobs/nope").status_code == 404
     assert httpx.post(f"{url}/webhook", json={"no": "action"}).status_code == 400
     assert httpx.get(f"{url}/versions").json()["versions"] == [health["model_version"]]
     metrics = httpx.get(f"{url}/metrics").json()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -12,30 +11,17 @@ import pytest
 
 from loop.label_configs import rectangle_labels_config
 from loop.registry import Registry
+from tests.backend.conftest import publish
 
 pytestmark = pytest.mark.integration
 
 CONFIG = rectangle_labels_config(["circle", "square", "triangle", "star"])
 
 
-def publish(registry: Registry, checkpoint, tmp_path, name: str, corrupt: bool = False) -> int:
-    """Register a version the way retrain does (model/ artifacts complete, then the version)."""
-    model = tmp_path / name / "model"
-    model.mkdir(parents=True)
-    if corrupt:
-        (model / "model.pth").write_bytes(b"\x00garbage" * 100)
-    else:
-        shutil.copy(checkpoint, model / "model.pth")
-    (model / "classes.json").write_text(json.dumps(["circle", "square", "triangle", "star"]))
-    with registry.run(name) as run:
-        run.log_artifacts(model, "model")
-    return registry.register(run.run_id, {"note": name}).version
-
-
 @pytest.fixture
 def served(start_backend, demo_model, demo_data, mlflow_store, tmp_path):
     registry = Registry(mlflow_store["tracking_uri"], "follow-test", artifact_location=mlflow_store["artifact_location"])
-    v1 = publish(registry, demo_model["checkpoint"], tmp_path, "v1")
+    v1 = publish(registry, demo_model, tmp_path, "v1")
     registry.promote(v1)
     media = tmp_path / "media" / "1"
     media.mkdir(parents=True)
@@ -68,7 +54,7 @@ def test_promotions_are_followed_without_failed_requests(served, demo_model, tmp
         t.start()
     try:
         time.sleep(2)
-        v2 = publish(registry, demo_model["checkpoint"], tmp_path, "v2")
+        v2 = publish(registry, demo_model, tmp_path, "v2")
         promoted_at = time.monotonic()
         registry.promote(v2)
         deadline = promoted_at + 60
@@ -77,7 +63,7 @@ def test_promotions_are_followed_without_failed_requests(served, demo_model, tmp
         first_new = next(t for t, _, v in seen if v == f"follow-test:v{v2}")
         assert first_new - promoted_at < 30  # poll interval 1 s + loading beside the running model
 
-        bad = publish(registry, demo_model["checkpoint"], tmp_path, "v3", corrupt=True)
+        bad = publish(registry, demo_model, tmp_path, "v3", corrupt=True)
         registry.promote(bad)
         time.sleep(4)
         health = httpx.get(f"{url}/health").json()

@@ -1,0 +1,108 @@
+"""Retrain jobs: single-flight across processes, with state a person (or Label Studio) can look up.
+
+Every retrain takes an exclusive lock on `<work_dir>/retrain.lock` (fcntl), so a click on Start Training, the
+scheduler and a hand-run `stage=retrain` never train in parallel: the second one waits. Jobs started from
+the backend run as separate processes (`python -m loop.run stage=retrain ...`), never in request threads;
+their state lives in `<work_dir>/jobs/<id>.json`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+JOB_FILE_ENV = "LABELLOOP_JOB_FILE"
+ACTIVE = ("queued", "running")
+
+
+@contextmanager
+def retrain_lock(work_dir: Path) -> Iterator[None]:
+    path = Path(work_dir) / "retrain.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another retrain is running (%s); waiting for it", path)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)
+
+
+def update_current_job(**fields: Any) -> None:
+    """Called inside a job's own process (no-op elsewhere): record its progress."""
+    name = os.environ.get(JOB_FILE_ENV)
+    if not name:
+        return
+    path = Path(name)
+    state = json.loads(path.read_text()) if path.exists() else {}
+    state.update(fields, updated_at=time.time())
+    _write(path, state)
+
+
+class JobRunner:
+    def __init__(self, work_dir: Path, retrain_overrides: list[str]):
+        self.dir = Path(work_dir) / "jobs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.overrides = list(retrain_overrides)
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> dict | None:
+        path = self.dir / f"{job_id}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def list(self) -> list[dict]:
+        jobs = [json.loads(p.read_text()) for p in self.dir.glob("*.json")]
+        return sorted(jobs, key=lambda j: j.get("created_at", 0), reverse=True)
+
+    def start(self, project_id: int | None) -> tuple[dict, bool]:
+        """(job, started): joins a queued/running job for the same project instead of starting another."""
+        with self._lock:
+            for job in self.list():
+                if job.get("project_id") == project_id and job.get("state") in ACTIVE:
+                    return job, False
+            job_id = uuid.uuid4().hex[:12]
+            path = self.dir / f"{job_id}.json"
+            job = {"id": job_id, "project_id": project_id, "state": "queued", "created_at": time.time(),
+                   "version": None, "error": None}
+            _write(path, job)
+            cmd = [sys.executable, "-m", "loop.run", "stage=retrain", *self.overrides]
+            if project_id is not None:
+                cmd.append(f"labelstudio.project_id={project_id}")
+            log_path = self.dir / f"{job_id}.log"
+            with open(log_path, "wb") as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env={**os.environ, JOB_FILE_ENV: str(path)}, start_new_session=True)
+            threading.Thread(target=self._watch, args=(proc, path, log_path), daemon=True).start()
+            log.info("retrain job %s started for project %s (pid %d, log %s)", job_id, project_id, proc.pid, log_path)
+            return job, True
+
+    def _watch(self, proc: subprocess.Popen, path: Path, log_path: Path) -> None:
+        code = proc.wait()
+        state = json.loads(path.read_text())
+        if state.get("state") in ACTIVE:  # the job died without saying how it ended
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] if log_path.exists() else []
+            state.update(state="failed" if code else "succeeded", exit_code=code,
+                         error=(tail[0][:500] if tail else None) if code else None, updated_at=time.time())
+            _write(path, state)
+        log.info("retrain job %s %s (exit code %d)", state["id"], state["state"], code)

@@ -1,0 +1,53 @@
+"""Label Studio's Start Training button, through the real server: one job, joined by a second click, a new
+version in the registry, and the backend serving it."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from loop import labelstudio as lsx
+from loop.registry import Registry
+from tests.backend.conftest import publish
+from tests.helpers import make_demo_project, submit_ground_truth
+
+pytestmark = pytest.mark.integration
+
+
+def test_start_training_button(labelstudio, ls_token, ls_client, demo_data, demo_model, mlflow_store, start_backend,
+                               tmp_path):
+    project, gt, file_of = make_demo_project(ls_client, demo_data, 24, "start-training")
+    submit_ground_truth(ls_client, gt, file_of)
+    registry = Registry(mlflow_store["tracking_uri"], "st-test", artifact_location=mlflow_store["artifact_location"])
+    registry.promote(publish(registry, demo_model, tmp_path, "v1"))
+
+    backend = start_backend(
+        "backend.follow=champion", "backend.poll_s=1", f"labelstudio.url={labelstudio.url}",
+        f"labelstudio.api_key={ls_token}", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
+        f"registry.artifact_location={mlflow_store['artifact_location']}", "registry.model_name=st-test",
+        "registry.promotion_margin=-1",  # "enough improvement": any new version is promoted here
+        "train.epochs=1", "train.batch_size=8", "train.num_workers=0", "train.warmup_iters=1", "train.lr=0.0005",
+        "model.img_size=160", "export.val_fraction=0.3")
+    url = backend["url"]
+    ml = lsx.connect_ml_backend(ls_client, project.id, url)
+
+    t = time.perf_counter()
+    ls_client.ml.train(ml["id"])  # Label Studio sends START_TRAINING to /webhook
+    assert time.perf_counter() - t < 5  # answered at once, training runs elsewhere
+    ls_client.ml.train(ml["id"])  # a second click joins the running job
+    jobs = httpx.get(f"{url}/jobs").json()["jobs"]
+    assert len(jobs) == 1 and jobs[0]["project_id"] == project.id
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{url}/jobs/{jobs[0]['id']}").json()
+        if job["state"] not in ("queued", "running"):
+            break
+        time.sleep(1)
+    assert job["state"] == "succeeded", job
+    assert job["version"] == 2 and registry.champion().version == 2
+    while time.monotonic() < deadline and httpx.get(f"{url}/health").json()["model_version"] != "st-test:v2":
+        time.sleep(0.5)
+    assert httpx.get(f"{url}/health").json()["model_version"] == "st-test:v2"
