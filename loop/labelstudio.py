@@ -134,3 +134,9 @@ def retrieve_predictions(client, project_id: int, task_ids: list[int] | None = N
     """The Data Manager's "Retrieve Predictions" action (Label Studio calls the backend's /predict)."""
     selected = {"all": True, "excluded": []} if task_ids is None else {"all": False, "included": list(task_ids)}
     client.actions.create(id="retrieve_tasks_predictions", project=project_id, selected_items=selected)
+
+
+def create_prediction(client, task_id: int, prediction: dict[str, Any]) -> None:
+    """Store a prediction ({"result", "score", "model_version"}) on a task."""
+    client.predictions.create(task=task_id, result=prediction["result"], score=prediction["score"],
+                              model_version=prediction["model_version"])

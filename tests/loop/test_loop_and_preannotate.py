@@ -1,0 +1,56 @@
+"""stage=preannotate and stage=loop against real Label Studio, MLflow and mmdet."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import loop.run  # noqa: F401
+from loop import labelstudio as lsx
+from loop.paths import CONF_DIR
+from loop.preannotate import preannotate
+from loop.registry import Registry
+from loop.scheduler import run_stage as run_loop
+from tests.backend.conftest import publish
+from tests.helpers import make_demo_project, submit_ground_truth
+
+pytestmark = pytest.mark.integration
+
+
+def latest_versions(client, project_id, unlabeled):
+    out = {}
+    for t in lsx.list_tasks(client, project_id):
+        if t["id"] in unlabeled:
+            preds = sorted(t["predictions"], key=lambda p: (p["created_at"], p["id"]))
+            out[t["id"]] = preds[-1]["model_version"] if preds else None
+    return out
+
+
+def test_preannotate_then_loop(labelstudio, ls_token, ls_client, demo_data, demo_model, mlflow_store, tmp_path):
+    project, gt, file_of = make_demo_project(ls_client, demo_data, 20, "loop-test")
+    ids = sorted(file_of)
+    labeled, unlabeled = ids[:14], set(ids[14:])
+    submit_ground_truth(ls_client, gt, file_of, labeled)
+    registry = Registry(mlflow_store["tracking_uri"], "loop-test", artifact_location=mlflow_store["artifact_location"])
+    registry.promote(publish(registry, demo_model, tmp_path, "v1"))
+
+    def cfg(stage, *extra):
+        overrides = [f"stage={stage}", f"labelstudio.url={labelstudio.url}", f"labelstudio.api_key={ls_token}",
+                     f"labelstudio.project_id={project.id}", f"work_dir={tmp_path}",
+                     f"registry.tracking_uri={mlflow_store['tracking_uri']}", "registry.model_name=loop-test",
+                     f"registry.artifact_location={mlflow_store['artifact_location']}", *extra]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+
+    first = preannotate(cfg("preannotate", "preannotate.batch_size=4"))
+    assert first["stale_tasks"] == 6 and first["predicted"] == 6
+    assert set(latest_versions(ls_client, project.id, unlabeled).values()) == {"loop-test:v1"}
+    assert preannotate(cfg("preannotate"))["stale_tasks"] == 0  # a second run does nothing
+
+    figures = run_loop(cfg("loop", "stage.min_new_annotations=10", "stage.max_iterations=1", "stage.poll_s=1",
+                           "registry.promotion_margin=-1", "train.epochs=1", "train.batch_size=8",
+                           "train.num_workers=0", "train.warmup_iters=1", "train.lr=0.0005", "model.img_size=160",
+                           "export.val_fraction=0.3"))
+    assert figures == {"iterations": 1, "failures": 0, "promotions": 1}
+    assert registry.champion().version == 2
+    assert set(latest_versions(ls_client, project.id, unlabeled).values()) == {"loop-test:v2"}
