@@ -1,0 +1,130 @@
+"""Benchmark: hot swap of the served model while clients keep predicting.
+
+    .venv/bin/python bench/swap_bench.py [--clients 2] [--steady-s 15] [--img-size 320]
+
+Registers two versions of a randomly initialised RTMDet-tiny in a temporary MLflow store, serves
+`champion` with `python -m loop.run stage=serve backend.follow=champion backend.poll_s=1`, runs clients in a
+loop, promotes version 2, and prints: swap time (promotion -> first response from v2), failures, and request
+latency p50/p99 in steady state vs during the swap (promotion -> 2 s after the first v2 response).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from bench.serve_bench import CLASSES, random_checkpoint  # noqa: E402
+from loop.demo_data import generate, is_complete  # noqa: E402
+from loop.label_configs import rectangle_labels_config  # noqa: E402
+from loop.ls_server import free_port  # noqa: E402
+from loop.paths import REPO_ROOT  # noqa: E402
+from loop.registry import Registry  # noqa: E402
+
+
+def publish(registry: Registry, ckpt: Path, tmp: Path, name: str) -> int:
+    model = tmp / name / "model"
+    model.mkdir(parents=True)
+    shutil.copy(ckpt, model / "model.pth")
+    (model / "classes.json").write_text(json.dumps(CLASSES))
+    with registry.run(name) as run:
+        run.log_artifacts(model, "model")
+    return registry.register(run.run_id, {}).version
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--steady-s", type=float, default=15)
+    ap.add_argument("--img-size", type=int, default=320)
+    args = ap.parse_args()
+    demo = REPO_ROOT / "data" / "demo"
+    if not is_complete(demo):
+        generate(demo)
+    tmp = Path(tempfile.mkdtemp(prefix="swap-bench-"))
+    ckpt = random_checkpoint(args.img_size, tmp / "random.pth")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    registry = Registry(uri, "swap-bench", artifact_location=str(tmp / "artifacts"))
+    registry.promote(publish(registry, ckpt, tmp, "v1"))
+    media = tmp / "media" / "1"
+    media.mkdir(parents=True)
+    shutil.copy(demo / "images" / "test_0001.jpg", media / "a.jpg")
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "loop.run", "stage=serve", "backend.follow=champion",
+                             "backend.poll_s=1", f"backend.port={port}", f"registry.tracking_uri={uri}",
+                             "registry.model_name=swap-bench", f"backend.image_dir={media.parent}", f"work_dir={tmp}"],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        records: list[tuple[float, float, bool, str]] = []  # (start, latency, ok, version)
+        stop = threading.Event()
+        body = {"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}],
+                "label_config": rectangle_labels_config(CLASSES)}
+
+        def client():
+            with httpx.Client(timeout=60) as http:
+                for _ in range(100000):
+                    if stop.is_set():
+                        return
+                    t = time.monotonic()
+                    try:
+                        r = http.post(f"{url}/predict", json=body)
+                        ok, version = r.status_code == 200, r.json().get("model_version", "?")
+                    except httpx.HTTPError:
+                        ok, version = False, "?"
+                    records.append((t, time.monotonic() - t, ok, version))
+
+        threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        for t in threads:
+            t.start()
+        time.sleep(args.steady_s)
+        v2 = publish(registry, ckpt, tmp, "v2")
+        promoted = time.monotonic()
+        registry.promote(v2)
+        new = f"swap-bench:v{v2}"
+        while not any(v == new for _, _, _, v in records[-args.clients:]) and time.monotonic() - promoted < 120:
+            time.sleep(0.05)
+        first_new = min(t + lat for t, lat, _, v in records if v == new)
+        time.sleep(2)
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        proc.terminate()
+        proc.wait()
+    steady = [lat for t, lat, _, _ in records if t < promoted]
+    during = [lat for t, lat, _, _ in records if promoted <= t <= first_new + 2]
+    failures = sum(not ok for _, _, ok, _ in records)
+    print(f"{len(records)} requests from {args.clients} clients, RTMDet-tiny random init at {args.img_size}")
+    print(f"swap time (promote -> first response from v{v2}, poll 1 s): {first_new - promoted:.2f} s")
+    print(f"failed requests: {failures}")
+    print(f"steady: p50 {pct(steady, .5):.0f} ms, p99 {pct(steady, .99):.0f} ms ({len(steady)} requests)")
+    print(f"during swap: p50 {pct(during, .5):.0f} ms, p99 {pct(during, .99):.0f} ms ({len(during)} requests)")
+    print(f"p99 during swap / steady: {pct(during, .99) / pct(steady, .99):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
