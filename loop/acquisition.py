@@ -1,0 +1,74 @@
+"""Acquisition scores for active learning (pure): which unlabeled images to send to people first.
+
+Each score takes one image's detections and returns a number where higher means "label this sooner".
+- `random_score`: the control every strategy is measured against.
+- `least_confidence`: 1 - mean of the detections' confidences. Cheap; favours images where the model is
+  unsure of what it found. An image with no detection counts as fully uncertain (1.0): the model may be
+  missing everything in it.
+- `entropy_score`: mean binary entropy of the detections' confidences (a box at 0.5 is the least certain);
+  with per-class probabilities (`class_probs`) it uses the classification entropy instead, which also
+  catches boxes torn between two classes.
+- `k_center_greedy`: picks a batch that covers the embedding space, so one batch does not spend its budget
+  on near-duplicates; combine with an uncertainty score by pre-filtering the most uncertain candidates.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def random_score(rng: np.random.Generator) -> float:
+    return float(rng.random())
+
+
+def least_confidence(scores: Sequence[float]) -> float:
+    scores = np.asarray(scores, dtype=float)
+    return 1.0 if scores.size == 0 else float(1.0 - scores.mean())
+
+
+def _entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=axis)
+
+
+def entropy_score(scores: Sequence[float], class_probs: np.ndarray | None = None) -> float:
+    """Mean per-box entropy, normalised to [0, 1]."""
+    if class_probs is not None:
+        probs = np.asarray(class_probs, dtype=float)
+        if probs.size == 0:
+            return 1.0
+        probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+        return float(_entropy(probs).mean() / np.log(probs.shape[1])) if probs.shape[1] > 1 else 0.0
+    s = np.asarray(scores, dtype=float)
+    if s.size == 0:
+        return 1.0
+    return float(_entropy(np.stack([s, 1 - s], axis=1)).mean() / np.log(2))
+
+
+def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None = None) -> list[int]:
+    """Indices of k rows of `embeddings` that greedily maximise the distance to everything chosen so far
+    (and to the already labeled rows `labeled`, if given)."""
+    x = np.asarray(embeddings, dtype=float)
+    n = len(x)
+    k = min(k, n)
+    if k <= 0:
+        return []
+    if labeled is not None and len(labeled):
+        d = np.min(np.linalg.norm(x[:, None, :] - np.asarray(labeled, float)[None, :, :], axis=2), axis=1)
+        chosen: list[int] = []
+    else:
+        chosen = [int(np.argmax(np.linalg.norm(x - x.mean(0), axis=1)))]
+        d = np.linalg.norm(x - x[chosen[0]], axis=1)
+    while len(chosen) < k:
+        d[chosen] = -1.0
+        i = int(np.argmax(d))
+        chosen.append(i)
+        d = np.minimum(d, np.linalg.norm(x - x[i], axis=1))
+    return chosen
+
+
+def rank(scores: Sequence[float]) -> list[int]:
+    """Positions sorted by score, highest first; ties keep their order."""
+    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=float), kind="stable")]
