@@ -18,8 +18,8 @@ pytestmark = pytest.mark.integration
 CONFIG = rectangle_labels_config(["circle", "square", "triangle", "star"])
 
 
-@pytest.fixture
-def served(start_backend, demo_model, demo_data, mlflow_store, tmp_path):
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def served(request, start_backend, demo_model, demo_data, mlflow_store, tmp_path):
     registry = Registry(mlflow_store["tracking_uri"], "follow-test", artifact_location=mlflow_store["artifact_location"])
     v1 = publish(registry, demo_model, tmp_path, "v1")
     registry.promote(v1)
@@ -27,7 +27,8 @@ def served(start_backend, demo_model, demo_data, mlflow_store, tmp_path):
     media.mkdir(parents=True)
     shutil.copy(demo_data / "images" / "test_0001.jpg", media / "a.jpg")
     backend = start_backend("backend.follow=champion", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
-                            "registry.model_name=follow-test", "backend.poll_s=1", f"backend.image_dir={media.parent}")
+                            "registry.model_name=follow-test", "backend.poll_s=1", f"backend.image_dir={media.parent}",
+                            f"backend.workers={request.param}")
     return registry, backend
 
 
@@ -58,7 +59,7 @@ def test_promotions_are_followed_without_failed_requests(served, demo_model, tmp
         promoted_at = time.monotonic()
         registry.promote(v2)
         deadline = promoted_at + 60
-        while time.monotonic() < deadline and not any(v == f"follow-test:v{v2}" for _, _, v in seen[-3:]):
+        while time.monotonic() < deadline and not all(v == f"follow-test:v{v2}" for _, _, v in seen[-6:]):
             time.sleep(0.2)
         first_new = next(t for t, _, v in seen if v == f"follow-test:v{v2}")
         assert first_new - promoted_at < 30  # poll interval 1 s + loading beside the running model
