@@ -49,6 +49,8 @@ class ServeSettings:
     allow_hosts: list[str] = field(default_factory=list)
     max_body_mb: float = 32.0
     trust_checkpoint: bool = False
+    # torch, onnx (ONNX Runtime; RTMDet models) or auto (onnx where the model exports, else torch)
+    runtime: str = "auto"
     # Serve a registry alias instead of a fixed checkpoint, and follow it.
     follow_alias: str | None = None
     tracking_uri: str | None = None
@@ -105,10 +107,28 @@ async def read_json(request: Request, limit: int) -> Any:
 def _loader(settings: ServeSettings):
     from backend.predictor import Predictor
 
+    if settings.runtime not in ("auto", "onnx", "torch"):
+        from loop.errors import LoopError
+
+        raise LoopError(f"backend.runtime={settings.runtime!r}: use auto, onnx or torch")
+
     def load(checkpoint: str, version: str | None = None):
-        return Predictor.load(checkpoint, settings.config, settings.device, version=version,
-                              trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
-                              default_config=settings.default_config, score_threshold=settings.score_threshold)
+        predictor = Predictor.load(checkpoint, settings.config, settings.device, version=version,
+                                   trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
+                                   default_config=settings.default_config, score_threshold=settings.score_threshold)
+        if settings.runtime == "torch":
+            return predictor
+        from backend.onnx_runtime import load_onnx
+        from loop.errors import LoopError
+
+        cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "onnx"
+        try:
+            return load_onnx(predictor, cache, score_threshold=settings.score_threshold)
+        except LoopError as exc:
+            if settings.runtime == "onnx":
+                raise
+            log.info("serving %s with torch: %s", predictor.version, exc)
+            return predictor
 
     return load
 
@@ -188,7 +208,8 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, Any]:
         predictor = holder.current
-        reply = {"status": "UP", "model_class": type(predictor.model).__name__, "model_version": predictor.version}
+        reply = {"status": "UP", "model_class": predictor.model_class, "runtime": predictor.runtime,
+                 "model_version": predictor.version}
         if holder.error:
             reply["reload_error"] = holder.error
         return reply
@@ -317,6 +338,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     def get_metrics() -> dict[str, Any]:
         predictor = holder.current
         return {**metrics.snapshot(), "model_version": predictor.version, "device": predictor.device,
+                "runtime": predictor.runtime,
                 "model_load_s": round(getattr(predictor, "load_s", 0.0), 2), "model_swaps": holder.swaps,
                 "last_swap_load_s": holder.last_swap_s, "reload_error": holder.error}
 

@@ -63,6 +63,12 @@ def _file_digest(path: Path) -> str:
 
 
 class Predictor:
+    runtime = "torch"
+
+    @property
+    def model_class(self) -> str:
+        return type(self.model).__name__
+
     def __init__(self, model, classes: list[str], version: str, device: str, batch_size: int | None = None):
         from mmcv.transforms import Compose
         from mmdet.utils import get_test_pipeline_cfg

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -16,6 +17,10 @@ from typing import Callable
 from loop.errors import LoopError
 
 log = logging.getLogger(__name__)
+
+
+class DownloadError(LoopError):
+    """The artifacts could not be fetched (registry or storage trouble): worth trying again later."""
 
 
 class ModelHolder:
@@ -36,18 +41,20 @@ class ModelHolder:
 def load_registered(registry, version, cache_dir: Path, load: Callable[..., object]):
     """Download a registered version's model/ folder and load it; LoopError with the reason if it is unusable."""
     target = Path(cache_dir) / f"v{version.version}"
-    try:
-        if not (target / "model" / "model.pth").exists():
-            tmp = Path(cache_dir) / f".v{version.version}.partial"
-            shutil.rmtree(tmp, ignore_errors=True)
+    if not (target / "model" / "model.pth").exists():
+        # Several server workers may fetch the same version at once: each downloads into its own folder and
+        # the first complete one is kept.
+        tmp = Path(cache_dir) / f".v{version.version}.partial-{os.getpid()}-{threading.get_ident()}"
+        try:
             registry.download(version, tmp)
-            shutil.rmtree(target, ignore_errors=True)
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DownloadError(f"cannot download the artifacts of version {version.version} "
+                                f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        try:
             tmp.rename(target)
-    except LoopError:
-        raise
-    except Exception as exc:
-        raise LoopError(f"cannot download the artifacts of version {version.version} "
-                        f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        except OSError:  # another worker was first
+            shutil.rmtree(tmp, ignore_errors=True)
     model_dir = target / "model"
     if not (model_dir / "model.pth").exists():
         raise LoopError(f"version {version.version} has no model/model.pth artifact")
@@ -84,7 +91,8 @@ class AliasWatcher(threading.Thread):
         try:
             predictor = load_registered(self.registry, version, self.cache_dir, self.load)
         except Exception as exc:
-            self._refused.add(version.version)
+            if not isinstance(exc, DownloadError):  # the version itself is unusable: do not try it again
+                self._refused.add(version.version)
             reason = str(exc) if isinstance(exc, LoopError) else f"{type(exc).__name__}: {exc}"
             self.holder.error = {"version": version.version, "error": reason[:500]}
             log.error("refusing version %d of %s (alias %s): %s; still serving %s", version.version,

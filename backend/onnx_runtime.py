@@ -1,0 +1,195 @@
+"""RTMDet through ONNX Runtime, with our own vectorised pre- and post-processing.
+
+The graph holds only the network (backbone, neck, head: raw per-level class logits and box distances);
+letterboxing, normalisation, prior decoding, score filtering, top-k and class-aware NMS (mmcv's op) run
+outside it, following mmdet's RTMDet test path step for step so both runtimes give the same boxes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from loop.errors import LoopError
+
+log = logging.getLogger(__name__)
+
+
+class _Network:
+    """backbone -> neck -> head, returning (cls_0, cls_1, cls_2, box_0, box_1, box_2)."""
+
+    def __new__(cls, detector):
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self, det):
+                super().__init__()
+                self.det = det
+
+            def forward(self, x):
+                cls_scores, bbox_preds = self.det.bbox_head(self.det.neck(self.det.backbone(x)))
+                return (*cls_scores, *bbox_preds)
+
+        return Net(detector).eval()
+
+
+def export_onnx(detector, img_size: int, out: Path) -> Path:
+    """Export the network (dynamic batch, height and width; traced at img_size); returns the file."""
+    import torch
+
+    if type(detector.bbox_head).__name__ not in ("RTMDetHead", "RTMDetSepBNHead"):
+        raise LoopError(f"ONNX export covers RTMDet heads only, not {type(detector.bbox_head).__name__}; "
+                        "serve it with backend.runtime=torch")
+    net = _Network(detector).cpu()
+    levels = len(detector.bbox_head.prior_generator.strides)
+    names = [f"cls_{i}" for i in range(levels)] + [f"box_{i}" for i in range(levels)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")  # several workers may export the same model at once
+    with torch.no_grad():
+        torch.onnx.export(net, torch.zeros(1, 3, img_size, img_size), str(tmp), opset_version=17, dynamo=False,
+                          input_names=["input"], output_names=names,
+                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
+                                        **{n: {0: "batch", 2: f"h_{n}", 3: f"w_{n}"} for n in names}})
+    os.replace(tmp, out)
+    return out
+
+
+class OnnxDetector:
+    """Same interface as backend.predictor.Predictor: classes, version, device, batch_size, predict()."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, cfg, classes: list[str], version: str, img_size: int, device: str = "cpu",
+                 batch_size: int | None = None, score_threshold: float | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        opts.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.split(":")[1]) if ":" in device else 0}))
+        self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+        self.classes, self.version, self.device = list(classes), version, device
+        self.batch_size = max(1, int(batch_size)) if batch_size else 1
+        head = cfg.model.bbox_head
+        pre = cfg.model.data_preprocessor
+        self.mean = np.asarray(pre.mean, np.float32).reshape(1, 1, 3)
+        self.std = np.asarray(pre.std, np.float32).reshape(1, 1, 3)
+        self.bgr_to_rgb = bool(pre.get("bgr_to_rgb", False))
+        self.size = int(img_size)
+        self.strides = [int(s if isinstance(s, (int, float)) else s[0])
+                        for s in head.get("anchor_generator", {}).get("strides", [8, 16, 32])]
+        test = cfg.model.test_cfg
+        self.nms_pre, self.iou = int(test.get("nms_pre", 1000)), float(test.nms.iou_threshold)
+        self.score_thr = max(float(test.get("score_thr", 0.0)), float(score_threshold or 0.0))
+        self.max_per_img = int(test.get("max_per_img", 100))
+        self.model_class = cfg.model.type
+        self._priors = {}
+        self.providers = self.session.get_providers()
+
+    # -- pre-processing: as mmdet's Resize(keep_ratio) then padding to the stride (the torch path does too) ---
+    def _prepare(self, img: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
+        h, w = img.shape[:2]
+        scale = min(self.size / h, self.size / w)
+        nw, nh = int(w * scale + 0.5), int(h * scale + 0.5)
+        resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        x = resized[..., ::-1] if self.bgr_to_rgb else resized
+        x = (x.astype(np.float32) - self.mean) / self.std
+        # mmdet clips boxes to the padded shape (its Pad updates img_shape); so do we, to give the same boxes
+        padded = (-(-nh // 32) * 32, -(-nw // 32) * 32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1)), padded, (nw / w, nh / h)
+
+    def _batch(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """Pad to a common size that is a multiple of 32, with the normalised value of grey 114."""
+        h = max(a.shape[1] for a in arrays)
+        w = max(a.shape[2] for a in arrays)
+        h, w = -(-h // 32) * 32, -(-w // 32) * 32
+        pad = ((114.0 - self.mean) / self.std).reshape(3, 1, 1)
+        batch = np.empty((len(arrays), 3, h, w), np.float32)
+        batch[:] = pad
+        for i, a in enumerate(arrays):
+            batch[i, :, :a.shape[1], :a.shape[2]] = a
+        return batch
+
+    def _level_priors(self, level: int, h: int, w: int) -> np.ndarray:
+        key = (level, h, w)
+        if key not in self._priors:
+            s = self.strides[level]
+            ys, xs = np.meshgrid(np.arange(h, dtype=np.float32) * s, np.arange(w, dtype=np.float32) * s,
+                                 indexing="ij")
+            self._priors[key] = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        return self._priors[key]
+
+    # -- post-processing: per level threshold + top-k, decode, rescale, class-aware NMS ----------------------
+    def _decode(self, outputs: list[np.ndarray], b: int, img_shape, scale) -> tuple[np.ndarray, ...]:
+        import torch
+        from mmcv.ops import batched_nms
+
+        levels = len(outputs) // 2
+        all_boxes, all_scores, all_labels = [], [], []
+        for lvl in range(levels):
+            cls = outputs[lvl][b]  # C x H x W
+            box = outputs[levels + lvl][b]  # 4 x H x W
+            c, h, w = cls.shape
+            scores = 1.0 / (1.0 + np.exp(-cls.reshape(c, -1).T))  # (HW, C)
+            flat = scores.ravel()
+            idx = np.flatnonzero(flat > self.score_thr)
+            if idx.size > self.nms_pre:
+                idx = idx[np.argsort(-flat[idx], kind="stable")[:self.nms_pre]]
+            points, labels = np.divmod(idx, c)
+            dist = box.reshape(4, -1).T[points]
+            p = self._level_priors(lvl, h, w)[points]
+            boxes = np.concatenate([p - dist[:, :2], p + dist[:, 2:]], axis=1)
+            boxes[:, 0::2] = boxes[:, 0::2].clip(0, img_shape[1])
+            boxes[:, 1::2] = boxes[:, 1::2].clip(0, img_shape[0])
+            all_boxes.append(boxes)
+            all_scores.append(flat[idx])
+            all_labels.append(labels)
+        boxes = np.concatenate(all_boxes) / np.array([scale[0], scale[1], scale[0], scale[1]], np.float32)
+        scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        if not len(boxes):
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        dets, kept = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores.astype(np.float32)),
+                                 torch.from_numpy(labels), dict(type="nms", iou_threshold=self.iou))
+        kept = kept[:self.max_per_img].numpy()
+        return boxes[kept], scores[kept], labels[kept]
+
+    def predict(self, images: list[np.ndarray]):
+        from backend.predictor import Detections
+
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = [self._prepare(img) for img in images[start:start + self.batch_size]]
+            outputs = self.session.run(None, {"input": self._batch([c[0] for c in chunk])})
+            for b, (_, img_shape, scale) in enumerate(chunk):
+                out.append(Detections(*self._decode(outputs, b, img_shape, scale)))
+        return out
+
+
+def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_threshold: float | None = None
+              ) -> OnnxDetector:
+    """An OnnxDetector for a loaded torch Predictor, exporting its network once into cache_dir."""
+    started = time.perf_counter()
+    size = img_size or _config_size(predictor.model.cfg)
+    path = Path(cache_dir) / f"{predictor.version.replace(':', '_').replace('/', '_')}-{size}.onnx"
+    if not path.exists():
+        export_onnx(predictor.model, size, path)
+    det = OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
+                       score_threshold=score_threshold)
+    det.load_s = getattr(predictor, "load_s", 0.0) + time.perf_counter() - started
+    return det
+
+
+def _config_size(cfg) -> int:
+    for step in cfg.test_dataloader.dataset.pipeline:
+        if step["type"] in ("Resize", "mmdet.Resize") and step.get("scale"):
+            return int(max(step["scale"]))
+    raise LoopError("cannot tell the model's input size from its test pipeline; set model.img_size")

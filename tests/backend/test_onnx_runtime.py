@@ -1,0 +1,35 @@
+"""ONNX Runtime and torch/mmdet give the same detections on the demo test images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.images import decode
+from backend.onnx_runtime import load_onnx
+from backend.predictor import Predictor
+
+pytestmark = pytest.mark.integration
+
+
+def iou(a, b) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_onnx_and_torch_agree_on_the_demo_test_images(demo_model, demo_data, tmp_path):
+    images = [decode(p.read_bytes()).bgr for p in sorted((demo_data / "images").glob("test_*.jpg"))]
+    torch_path = Predictor.load(str(demo_model["checkpoint"]), score_threshold=0.3)
+    onnx_path = load_onnx(torch_path, tmp_path, score_threshold=0.3)
+    assert onnx_path.runtime == "onnxruntime" and onnx_path.classes == torch_path.classes
+    total = 0
+    for t, o in zip(torch_path.predict(images), onnx_path.predict(images)):
+        assert len(t.scores) == len(o.scores)
+        for box, score, label in zip(t.boxes, t.scores, t.labels):
+            assert any(label == ol and iou(box, ob) >= 0.99 and abs(score - os_) <= 1e-3
+                       for ob, os_, ol in zip(o.boxes, o.scores, o.labels))
+        total += len(t.scores)
+    assert total > 50  # the comparison covered real detections
+    assert np.isfinite(onnx_path.load_s)
