@@ -123,7 +123,8 @@ def _loader(settings: ServeSettings):
 
         cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "onnx"
         try:
-            return load_onnx(predictor, cache, score_threshold=settings.score_threshold)
+            return load_onnx(predictor, cache, score_threshold=settings.score_threshold,
+                             onnx_file=Path(checkpoint).with_name("model.onnx"))
         except LoopError as exc:
             if settings.runtime == "onnx":
                 raise

@@ -174,13 +174,37 @@ class OnnxDetector:
         return out
 
 
-def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_threshold: float | None = None
-              ) -> OnnxDetector:
-    """An OnnxDetector for a loaded torch Predictor, exporting its network once into cache_dir."""
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score_diff: float = 1e-3
+              ) -> tuple[bool, str]:
+    """Do two runtimes give the same detections? Every reference box needs a candidate with the same label,
+    IoU >= min_iou and a score within max_score_diff, and the counts must match (pure)."""
+    for i, (r, c) in enumerate(zip(reference, candidate)):
+        if len(r.scores) != len(c.scores):
+            return False, f"image {i}: {len(r.scores)} vs {len(c.scores)} detections"
+        for box, score, label in zip(r.boxes, r.scores, r.labels):
+            if not any(label == cl and _iou(box, cb) >= min_iou and abs(score - cs) <= max_score_diff
+                       for cb, cs, cl in zip(c.boxes, c.scores, c.labels)):
+                return False, f"image {i}: no match for a class-{label} box at {np.round(box, 1).tolist()} ({score:.3f})"
+    return True, f"{sum(len(r.scores) for r in reference)} detections on {len(reference)} images agree"
+
+
+def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_threshold: float | None = None,
+              onnx_file: Path | None = None) -> OnnxDetector:
+    """An OnnxDetector for a loaded torch Predictor: `onnx_file` if given and present (a registry version's
+    artifact), else its network exported once into cache_dir."""
     started = time.perf_counter()
     size = img_size or _config_size(predictor.model.cfg)
     path = Path(cache_dir) / f"{predictor.version.replace(':', '_').replace('/', '_')}-{size}.onnx"
-    if not path.exists():
+    if onnx_file is not None and Path(onnx_file).exists():
+        path = Path(onnx_file)
+    elif not path.exists():
         export_onnx(predictor.model, size, path)
     det = OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
                        score_threshold=score_threshold)

@@ -4,7 +4,8 @@ a real Label Studio; plus single-task latency and backend cold start.
     .venv/bin/python bench/serve_bench.py [--images 32] [--img-size 640] [--checkpoint PATH]
 
 (a) download each image from Label Studio, then mmdet's `inference_detector` on it, one by one;
-(b) one POST /predict with the 32 tasks to `python -m loop.run stage=serve` (a separate process).
+(b) one POST /predict with the 32 tasks to `python -m loop.run stage=serve` (a separate process) with
+    backend.runtime=torch, (c) the same with backend.runtime=onnx (ONNX Runtime).
 Without --checkpoint a randomly initialised RTMDet-tiny (our config at --img-size) is used: speed does not
 depend on the weights.
 """
@@ -96,46 +97,55 @@ def main() -> None:
         naive_s = time.perf_counter() - t
         del naive_model
 
-        # (b) the backend as its own process
-        port = free_port()
-        cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={ckpt}", f"backend.port={port}",
-               f"labelstudio.url={ls.url}", f"labelstudio.api_key={token}", f"work_dir={tmp}"]
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+        # (b) and (c): the backend as its own process, with torch/mmdet and with ONNX Runtime
+        served = {runtime: serve(ckpt, ls, token, tmp, tasks, project.id, runtime, args.latency_requests)
+                  for runtime in ("torch", "onnx")}
+    n = len(tasks)
+    print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, input {args.img_size}, "
+          f"{n} images ({files[0].name}...), torch threads {torch.get_num_threads()}")
+    print(f"(a) naive download + inference_detector loop: {n / naive_s:6.2f} images/s ({naive_s:.2f} s)")
+    for label, runtime in (("(b)", "torch"), ("(c)", "onnx")):
+        r = served[runtime]
+        print(f"{label} one /predict with {n} tasks, {runtime:<5}:        {n / r['batch_s']:6.2f} images/s "
+              f"({r['batch_s']:.2f} s), ratio to (a) {naive_s / r['batch_s']:.2f}x")
+        print(f"    single-task /predict latency: p50 {r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms; "
+              f"cold start (process start -> /health OK): {r['cold_s']:.1f} s")
+
+
+def serve(ckpt, ls, token, tmp, tasks, project_id, runtime, latency_requests) -> dict:
+    port = free_port()
+    cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={ckpt}", f"backend.port={port}",
+           f"labelstudio.url={ls.url}", f"labelstudio.api_key={token}", f"work_dir={tmp}",
+           f"backend.runtime={runtime}"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
         while True:
+            assert proc.poll() is None, f"stage=serve exited with {proc.returncode}"
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.05)
         cold_s = time.perf_counter() - started
-        try:
-            cfg = rectangle_labels_config(CLASSES)
-            body = {"tasks": tasks, "label_config": cfg, "project": f"{project.id}.0"}
-            httpx.post(f"{url}/predict", json={**body, "tasks": tasks[:2]}, timeout=600)  # warm
+        body = {"tasks": tasks, "label_config": rectangle_labels_config(CLASSES), "project": f"{project_id}.0"}
+        httpx.post(f"{url}/predict", json={**body, "tasks": tasks[:2]}, timeout=600)  # warm
+        t = time.perf_counter()
+        r = httpx.post(f"{url}/predict", json=body, timeout=600)
+        batch_s = time.perf_counter() - t
+        assert r.status_code == 200 and len(r.json()["results"]) == len(tasks), r.text[:300]
+        assert httpx.get(f"{url}/health").json()["runtime"] == ("torch" if runtime == "torch" else "onnxruntime")
+        lat = []
+        for i in range(latency_requests):
             t = time.perf_counter()
-            r = httpx.post(f"{url}/predict", json=body, timeout=600)
-            batch_s = time.perf_counter() - t
-            assert r.status_code == 200 and len(r.json()["results"]) == len(tasks), r.text[:300]
-            lat = []
-            for i in range(args.latency_requests):
-                t = time.perf_counter()
-                httpx.post(f"{url}/predict", json={**body, "tasks": [tasks[i % len(tasks)]]}, timeout=60)
-                lat.append(time.perf_counter() - t)
-        finally:
-            proc.terminate()
-            proc.wait()
-    n = len(tasks)
+            httpx.post(f"{url}/predict", json={**body, "tasks": [tasks[i % len(tasks)]]}, timeout=60)
+            lat.append(time.perf_counter() - t)
+    finally:
+        proc.terminate()
+        proc.wait()
     q = statistics.quantiles(lat, n=20)
-    print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, input {args.img_size}, "
-          f"{n} images ({files[0].name}...), torch threads {torch.get_num_threads()}")
-    print(f"(a) naive download + inference_detector loop: {n / naive_s:6.2f} images/s ({naive_s:.2f} s)")
-    print(f"(b) one /predict with {n} tasks:               {n / batch_s:6.2f} images/s ({batch_s:.2f} s)")
-    print(f"ratio (b)/(a): {naive_s / batch_s:.2f}x")
-    print(f"single-task /predict latency: p50 {statistics.median(lat) * 1000:.0f} ms, p95 {q[18] * 1000:.0f} ms "
-          f"({len(lat)} requests)")
-    print(f"cold start (process start -> model loaded, /health OK): {cold_s:.1f} s")
+    return {"batch_s": batch_s, "p50": statistics.median(lat), "p95": q[18], "cold_s": cold_s}
 
 
 if __name__ == "__main__":

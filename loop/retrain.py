@@ -96,6 +96,26 @@ def _package(result: dict, classes: list[str], img_size: int | None, out: Path, 
     plot_examples(exported / "val.json", Path(result["detections"]), exported, plots / "heldout_examples.png")
 
 
+def onnx_check(model_dir: Path, exported: Path, score_threshold: float, n: int = 8) -> tuple[str, str]:
+    """Export model/model.onnx and check it against torch on held-out images: (passed|failed|unsupported, why)."""
+    from backend.images import decode
+    from backend.onnx_runtime import OnnxDetector, _config_size, agreement, export_onnx
+    from backend.predictor import Predictor
+
+    reference = Predictor.load(str(model_dir / "model.pth"), score_threshold=score_threshold)
+    try:
+        size = _config_size(reference.model.cfg)
+        path = export_onnx(reference.model, size, model_dir / "model.onnx")
+    except LoopError as exc:
+        return "unsupported", str(exc)
+    candidate = OnnxDetector(path, reference.model.cfg, reference.classes, reference.version, size,
+                             score_threshold=score_threshold)
+    val = json.loads((exported / "val.json").read_text())["images"][:n]
+    images = [decode((exported / im["file_name"]).read_bytes()).bgr for im in val]
+    ok, reason = agreement(reference.predict(images), candidate.predict(images))
+    return ("passed" if ok else "failed"), reason
+
+
 def retrain(cfg) -> dict[str, Any]:
     from train.evaluate import coco_eval
     from train.trainer import read_classes, train
@@ -152,6 +172,8 @@ def retrain(cfg) -> dict[str, Any]:
         t = time.perf_counter()
         _package(result, classes, cfg.model.img_size, work / "model", work / "plots", exported, ev)
         (work / "model" / "snapshot.json").write_text(json.dumps(snapshot))
+        onnx_state, onnx_reason = onnx_check(work / "model", exported, float(cfg.backend.score_threshold))
+        log.info("ONNX export check: %s (%s)", onnx_state, onnx_reason)
         run.log_artifacts(work / "model", "model")
         run.log_artifacts(work / "plots", "plots")
         run_id = run.run_id
@@ -164,9 +186,12 @@ def retrain(cfg) -> dict[str, Any]:
             "snapshot_sha256": hashlib.sha256(ids_text.encode()).hexdigest()[:16],
             "resolved_config": redacted_config(cfg)[:5000], "code_revision": code_revision(),
             "parent_version": parent, "classes": json.dumps(classes)[:5000],
-            "project_id": str(cfg.labelstudio.project_id)}
+            "project_id": str(cfg.labelstudio.project_id), "onnx_check": onnx_state,
+            "onnx_check_detail": onnx_reason[:1000]}
     version = registry.register(run_id, tags)
     promote, reason = should_promote(ev["bbox_mAP"], champion_map, float(cfg.registry.promotion_margin))
+    if promote and onnx_state == "failed":
+        promote, reason = False, f"its ONNX export disagrees with torch ({onnx_reason})"
     if promote:
         registry.promote(version.version, reason)
     else:

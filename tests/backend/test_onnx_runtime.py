@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backend.images import decode
-from backend.onnx_runtime import load_onnx
+from backend.onnx_runtime import agreement, load_onnx
 from backend.predictor import Predictor
 
 pytestmark = pytest.mark.integration
@@ -24,12 +24,17 @@ def test_onnx_and_torch_agree_on_the_demo_test_images(demo_model, demo_data, tmp
     torch_path = Predictor.load(str(demo_model["checkpoint"]), score_threshold=0.3)
     onnx_path = load_onnx(torch_path, tmp_path, score_threshold=0.3)
     assert onnx_path.runtime == "onnxruntime" and onnx_path.classes == torch_path.classes
+    reference, candidate = torch_path.predict(images), onnx_path.predict(images)
     total = 0
-    for t, o in zip(torch_path.predict(images), onnx_path.predict(images)):
+    for t, o in zip(reference, candidate):
         assert len(t.scores) == len(o.scores)
         for box, score, label in zip(t.boxes, t.scores, t.labels):
             assert any(label == ol and iou(box, ob) >= 0.99 and abs(score - os_) <= 1e-3
                        for ob, os_, ol in zip(o.boxes, o.scores, o.labels))
         total += len(t.scores)
     assert total > 50  # the comparison covered real detections
+    assert agreement(reference, candidate)[0]
+    shifted = [type(o)(o.boxes + 3, o.scores, o.labels) for o in candidate]
+    ok, reason = agreement(reference, shifted)
+    assert not ok and "no match" in reason
     assert np.isfinite(onnx_path.load_s)

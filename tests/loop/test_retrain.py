@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 TAGS = {"heldout_bbox_mAP", "heldout_bbox_mAP_50", "train_images", "heldout_images", "snapshot_tasks",
         "snapshot_max_updated_at", "snapshot_task_ids", "resolved_config", "code_revision", "parent_version",
-        "classes"}
+        "classes", "onnx_check"}
 
 
 def make_cfg(labelstudio, token, project_id, mlflow_store, tmp_path, *extra):
@@ -54,7 +54,8 @@ def test_retrain_registers_gates_and_rolls_back(labelstudio, ls_token, labeled_p
     assert first["heldout_bbox_mAP_50"] > 0.1  # fine-tuned from a model that detects shapes
 
     files = registry.download(v1, tmp_path / "dl")
-    assert {"model.pth", "config.py", "classes.json", "snapshot.json"} <= {p.name for p in files.iterdir()}
+    assert {"model.pth", "model.onnx", "config.py", "classes.json", "snapshot.json"} <= {p.name for p in files.iterdir()}
+    assert v1.tags["onnx_check"] == "passed", v1.tags["onnx_check_detail"]
     assert load_slim(files / "model.pth")["meta"]["classes"] == ["circle", "square", "triangle", "star"]
     plots = registry.client.list_artifacts(v1.run_id, "plots")
     assert {p.path for p in plots} == {"plots/curves.png", "plots/pr_curve.png", "plots/heldout_examples.png"}
