@@ -42,6 +42,9 @@ class ServeSettings:
     score_threshold: float = 0.3
     batch_size: int | None = None  # None: 1 on CPU, 8 on CUDA
     fetch_workers: int = 8
+    # Threads for the model (torch intra-op / ONNX Runtime intra-op); None: one per core. Several server
+    # workers on one machine should share the cores: threads = cores / workers.
+    threads: int | None = None
     ls_url: str | None = None
     api_key: str | None = None
     image_dir: str | None = None
@@ -112,6 +115,11 @@ def _loader(settings: ServeSettings):
 
         raise LoopError(f"backend.runtime={settings.runtime!r}: use auto, onnx or torch")
 
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(int(settings.threads))
+
     def load(checkpoint: str, version: str | None = None):
         predictor = Predictor.load(checkpoint, settings.config, settings.device, version=version,
                                    trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
@@ -124,7 +132,7 @@ def _loader(settings: ServeSettings):
         cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "onnx"
         try:
             return load_onnx(predictor, cache, score_threshold=settings.score_threshold,
-                             onnx_file=Path(checkpoint).with_name("model.onnx"))
+                             onnx_file=Path(checkpoint).with_name("model.onnx"), threads=settings.threads)
         except LoopError as exc:
             if settings.runtime == "onnx":
                 raise

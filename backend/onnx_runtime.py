@@ -196,7 +196,7 @@ def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score
 
 
 def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_threshold: float | None = None,
-              onnx_file: Path | None = None) -> OnnxDetector:
+              onnx_file: Path | None = None, threads: int | None = None) -> OnnxDetector:
     """An OnnxDetector for a loaded torch Predictor: `onnx_file` if given and present (a registry version's
     artifact), else its network exported once into cache_dir."""
     started = time.perf_counter()
@@ -207,7 +207,7 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
     elif not path.exists():
         export_onnx(predictor.model, size, path)
     det = OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
-                       score_threshold=score_threshold)
+                       score_threshold=score_threshold, threads=threads)
     det.load_s = getattr(predictor, "load_s", 0.0) + time.perf_counter() - started
     return det
 

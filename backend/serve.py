@@ -25,6 +25,7 @@ def settings_from_cfg(cfg) -> ServeSettings:
     return ServeSettings(checkpoint=checkpoint, config=local(b.config), default_config=local(cfg.model.config),
                          device=str(b.device), score_threshold=float(b.score_threshold),
                          batch_size=int(b.batch_size) if b.batch_size else None, fetch_workers=int(b.fetch_workers),
+                         threads=int(b.threads) if b.get("threads") else None,
                          ls_url=cfg.labelstudio.url, api_key=cfg.labelstudio.api_key, image_dir=local(b.image_dir),
                          local_files_root=local(b.local_files_root),
                          allow_hosts=list(OmegaConf.to_container(b.allow_hosts, resolve=True) or []),
@@ -53,6 +54,8 @@ def run_stage(cfg) -> dict:
 
     settings = settings_from_cfg(cfg)
     host, port, workers = cfg.backend.host, int(cfg.backend.port), int(cfg.backend.workers)
+    if workers > 1 and not settings.threads:  # don't let N workers each start one thread per core
+        settings.threads = max(1, (os.cpu_count() or 1) // workers)
     log.info("serving on http://%s:%d: in Label Studio, Settings > Model > Connect Model, URL "
              "http://%s:%d", host, port, host, port)
     if workers > 1:
