@@ -12,11 +12,9 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,69 +25,16 @@ from fastapi.responses import JSONResponse
 from backend.images import ImageError, decode
 from backend.labels import LabelMap, build_label_map
 from backend.media import MediaConfig, MediaError, MediaFetcher
+from backend.metrics import Metrics
+from backend.models import ServeSettings, start_model
 from backend.results import empty_prediction, to_prediction
 from loop.label_configs import LabelConfigError
 
 log = logging.getLogger("backend")
 
 
-@dataclass
-class ServeSettings:
-    checkpoint: str
-    config: str | None = None
-    default_config: str | None = None
-    device: str = "cpu"
-    score_threshold: float = 0.3
-    batch_size: int | None = None  # None: 1 on CPU, 8 on CUDA
-    fetch_workers: int = 8
-    # Threads for the model (torch intra-op / ONNX Runtime intra-op); None: one per core. Several server
-    # workers on one machine should share the cores: threads = cores / workers.
-    threads: int | None = None
-    ls_url: str | None = None
-    api_key: str | None = None
-    image_dir: str | None = None
-    local_files_root: str | None = None
-    allow_hosts: list[str] = field(default_factory=list)
-    max_body_mb: float = 32.0
-    trust_checkpoint: bool = False
-    # torch, onnx (ONNX Runtime; RTMDet models) or auto (onnx where the model exports, else torch)
-    runtime: str = "auto"
-    # Serve a registry alias instead of a fixed checkpoint, and follow it.
-    follow_alias: str | None = None
-    tracking_uri: str | None = None
-    model_name: str | None = None
-    poll_s: float = 5.0
-    cache_dir: str | None = None
-    # Start Training: retrain jobs run as `python -m loop.run stage=retrain <these overrides>`.
-    work_dir: str | None = None
-    retrain_overrides: list[str] | None = None
-
-
 class BadRequest(Exception):
     pass
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.started = time.time()
-        self.counts = {"predict_requests": 0, "tasks": 0, "task_failures": 0, "bad_requests": 0, "setup": 0,
-                       "webhooks": 0}
-        self.latencies: deque[float] = deque(maxlen=2000)
-        self.images_s_total = 0.0
-        self.lock = threading.Lock()
-
-    def add(self, key: str, n: int = 1) -> None:
-        with self.lock:
-            self.counts[key] = self.counts.get(key, 0) + n
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            lat = sorted(self.latencies)
-            pct = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1)) if lat else (lambda q: None)
-            return {**self.counts, "uptime_s": round(time.time() - self.started, 1),
-                    "predict_latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "n": len(lat)},
-                    "images_per_s_in_predict": round(self.counts["tasks"] / self.images_s_total, 2)
-                    if self.images_s_total else None}
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -107,65 +52,10 @@ async def read_json(request: Request, limit: int) -> Any:
         raise BadRequest(f"request body is not JSON ({exc})") from None
 
 
-def _loader(settings: ServeSettings):
-    from backend.predictor import Predictor
-
-    if settings.runtime not in ("auto", "onnx", "torch"):
-        from loop.errors import LoopError
-
-        raise LoopError(f"backend.runtime={settings.runtime!r}: use auto, onnx or torch")
-
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(int(settings.threads))
-
-    def load(checkpoint: str, version: str | None = None):
-        predictor = Predictor.load(checkpoint, settings.config, settings.device, version=version,
-                                   trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
-                                   default_config=settings.default_config, score_threshold=settings.score_threshold)
-        if settings.runtime == "torch":
-            return predictor
-        from backend.onnx_runtime import load_onnx
-        from loop.errors import LoopError
-
-        cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "onnx"
-        try:
-            return load_onnx(predictor, cache, score_threshold=settings.score_threshold,
-                             onnx_file=Path(checkpoint).with_name("model.onnx"), threads=settings.threads)
-        except LoopError as exc:
-            if settings.runtime == "onnx":
-                raise
-            log.info("serving %s with torch: %s", predictor.version, exc)
-            return predictor
-
-    return load
-
-
-def _start_model(settings: ServeSettings, predictor):
-    """(holder, watcher or None): the fixed checkpoint, or the version the alias points at now."""
-    from backend.reload import AliasWatcher, ModelHolder, load_registered
-
-    load = _loader(settings)
-    if predictor is not None or not settings.follow_alias:
-        return ModelHolder(predictor or load(settings.checkpoint)), None
-    from loop.errors import LoopError
-    from loop.registry import Registry
-
-    registry = Registry(settings.tracking_uri, settings.model_name)
-    version = registry.by_alias(settings.follow_alias)
-    if version is None:
-        raise LoopError(f"registered model '{settings.model_name}' has no '{settings.follow_alias}' version in "
-                        f"{settings.tracking_uri}; run stage=retrain first, or serve a checkpoint")
-    cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop" / "registry") / settings.model_name
-    holder = ModelHolder(load_registered(registry, version, cache, load))
-    return holder, AliasWatcher(holder, registry, settings.follow_alias, cache, load, settings.poll_s)
-
-
 def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     from contextlib import asynccontextmanager
 
-    holder, watcher = _start_model(settings, predictor)
+    holder, watcher = start_model(settings, predictor)
 
     @asynccontextmanager
     async def lifespan(app):

@@ -7,7 +7,8 @@ import os
 
 from omegaconf import OmegaConf
 
-from backend.app import SETTINGS_ENV, ServeSettings, create_app, settings_json
+from backend.app import SETTINGS_ENV, create_app, settings_json
+from backend.models import ServeSettings
 from loop.errors import LoopError
 from loop.paths import resolve
 

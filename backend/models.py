@@ -1,0 +1,98 @@
+"""Which model the server runs: its settings, the runtime (torch or ONNX Runtime), and where it comes from
+(a fixed checkpoint, or the version a registry alias points at, followed by a watcher)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("backend")
+
+
+@dataclass
+class ServeSettings:
+    checkpoint: str
+    config: str | None = None
+    default_config: str | None = None
+    device: str = "cpu"
+    score_threshold: float = 0.3
+    batch_size: int | None = None  # None: 1 on CPU, 8 on CUDA
+    fetch_workers: int = 8
+    # Threads for the model (torch intra-op / ONNX Runtime intra-op); None: one per core. Several server
+    # workers on one machine should share the cores: threads = cores / workers.
+    threads: int | None = None
+    ls_url: str | None = None
+    api_key: str | None = None
+    image_dir: str | None = None
+    local_files_root: str | None = None
+    allow_hosts: list[str] = field(default_factory=list)
+    max_body_mb: float = 32.0
+    trust_checkpoint: bool = False
+    # torch, onnx (ONNX Runtime; RTMDet models) or auto (onnx where the model exports, else torch)
+    runtime: str = "auto"
+    # Serve a registry alias instead of a fixed checkpoint, and follow it.
+    follow_alias: str | None = None
+    tracking_uri: str | None = None
+    model_name: str | None = None
+    poll_s: float = 5.0
+    cache_dir: str | None = None
+    # Start Training: retrain jobs run as `python -m loop.run stage=retrain <these overrides>`.
+    work_dir: str | None = None
+    retrain_overrides: list[str] | None = None
+
+
+def _loader(settings: ServeSettings):
+    """load(checkpoint, version) -> a predictor for the configured runtime, device and threads."""
+    from backend.predictor import Predictor
+
+    if settings.runtime not in ("auto", "onnx", "torch"):
+        from loop.errors import LoopError
+
+        raise LoopError(f"backend.runtime={settings.runtime!r}: use auto, onnx or torch")
+
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(int(settings.threads))
+
+    def load(checkpoint: str, version: str | None = None):
+        predictor = Predictor.load(checkpoint, settings.config, settings.device, version=version,
+                                   trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
+                                   default_config=settings.default_config, score_threshold=settings.score_threshold)
+        if settings.runtime == "torch":
+            return predictor
+        from backend.onnx_runtime import load_onnx
+        from loop.errors import LoopError
+
+        cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "onnx"
+        try:
+            return load_onnx(predictor, cache, score_threshold=settings.score_threshold,
+                             onnx_file=Path(checkpoint).with_name("model.onnx"), threads=settings.threads)
+        except LoopError as exc:
+            if settings.runtime == "onnx":
+                raise
+            log.info("serving %s with torch: %s", predictor.version, exc)
+            return predictor
+
+    return load
+
+
+def start_model(settings: ServeSettings, predictor=None):
+    """(holder, watcher or None): the fixed checkpoint, or the version the alias points at now."""
+    from backend.reload import AliasWatcher, ModelHolder, load_registered
+
+    load = _loader(settings)
+    if predictor is not None or not settings.follow_alias:
+        return ModelHolder(predictor or load(settings.checkpoint)), None
+    from loop.errors import LoopError
+    from loop.registry import Registry
+
+    registry = Registry(settings.tracking_uri, settings.model_name)
+    version = registry.by_alias(settings.follow_alias)
+    if version is None:
+        raise LoopError(f"registered model '{settings.model_name}' has no '{settings.follow_alias}' version in "
+                        f"{settings.tracking_uri}; run stage=retrain first, or serve a checkpoint")
+    cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop" / "registry") / settings.model_name
+    holder = ModelHolder(load_registered(registry, version, cache, load))
+    return holder, AliasWatcher(holder, registry, settings.follow_alias, cache, load, settings.poll_s)
