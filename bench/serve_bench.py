@@ -109,7 +109,12 @@ def main() -> None:
         print(f"{label} one /predict with {n} tasks, {runtime:<5}:        {n / r['batch_s']:6.2f} images/s "
               f"({r['batch_s']:.2f} s), ratio to (a) {naive_s / r['batch_s']:.2f}x")
         print(f"    single-task /predict latency: p50 {r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms; "
-              f"cold start (process start -> /health OK): {r['cold_s']:.1f} s")
+              f"cold start (process start -> /health OK): {r['cold_s']:.1f} s; peak RSS {r['peak_mb']:.0f} MB")
+    gflop, floor_ms, how = flops_floor(ckpt, args.img_size, torch.get_num_threads())
+    print(f"floating-point floor: {gflop:.1f} GFLOP per {args.img_size}^2 image / ({how}) = {floor_ms:.0f} ms")
+    for label, runtime in (("(a)", None), ("(b)", "torch"), ("(c)", "onnx")):
+        per_image = (naive_s if runtime is None else served[runtime]["batch_s"]) / n * 1000
+        print(f"{label} {per_image:6.0f} ms per image end to end = {per_image / floor_ms:.1f}x the floor")
 
 
 def serve(ckpt, ls, token, tmp, tasks, project_id, runtime, latency_requests) -> dict:
@@ -136,6 +141,7 @@ def serve(ckpt, ls, token, tmp, tasks, project_id, runtime, latency_requests) ->
         batch_s = time.perf_counter() - t
         assert r.status_code == 200 and len(r.json()["results"]) == len(tasks), r.text[:300]
         assert httpx.get(f"{url}/health").json()["runtime"] == ("torch" if runtime == "torch" else "onnxruntime")
+        peak_mb = _peak_rss_mb(proc.pid)
         lat = []
         for i in range(latency_requests):
             t = time.perf_counter()
@@ -145,7 +151,33 @@ def serve(ckpt, ls, token, tmp, tasks, project_id, runtime, latency_requests) ->
         proc.terminate()
         proc.wait()
     q = statistics.quantiles(lat, n=20)
-    return {"batch_s": batch_s, "p50": statistics.median(lat), "p95": q[18], "cold_s": cold_s}
+    return {"batch_s": batch_s, "p50": statistics.median(lat), "p95": q[18], "cold_s": cold_s, "peak_mb": peak_mb}
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of the serving process (VmHWM), one model loaded and after the benchmark."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def flops_floor(ckpt: Path, img_size: int, cores: int) -> tuple[float, float, str]:
+    """(GFLOP per image, floor in ms, how the peak was taken): the network's multiply-adds at this input size
+    (mmengine's counter) times 2, over the cores' nominal FP32 FMA peak from the CPU flags and clock."""
+    from mmengine.analysis import get_model_complexity_info
+
+    from backend.predictor import Predictor
+
+    net = Predictor.load(str(ckpt)).model
+    info = get_model_complexity_info(net, input_shape=(3, img_size, img_size), show_table=False, show_arch=False)
+    gflop = 2 * info["flops"] / 1e9  # mmengine counts one multiply-add as one flop
+    flags = Path("/proc/cpuinfo").read_text()
+    mhz = max(float(line.split(":")[1]) for line in flags.splitlines() if line.startswith("cpu MHz"))
+    lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
+    peak = cores * mhz / 1000 * lanes * 2 * 2  # GFLOP/s: 2 FMA units, 2 flops per FMA
+    how = f"{cores} cores x {mhz / 1000:.2f} GHz x {lanes} fp32 lanes x 2 FMA units x 2 = {peak:.0f} GFLOP/s"
+    return gflop, gflop / peak * 1000, how
 
 
 if __name__ == "__main__":
