@@ -20,22 +20,20 @@ from loop.errors import LoopError
 log = logging.getLogger(__name__)
 
 
-class _Network:
-    """backbone -> neck -> head, returning (cls_0, cls_1, cls_2, box_0, box_1, box_2)."""
+def _network(detector):
+    """backbone -> neck -> head as one module returning (cls_0, cls_1, cls_2, box_0, box_1, box_2)."""
+    import torch
 
-    def __new__(cls, detector):
-        import torch
+    class Network(torch.nn.Module):
+        def __init__(self, det):
+            super().__init__()
+            self.det = det
 
-        class Net(torch.nn.Module):
-            def __init__(self, det):
-                super().__init__()
-                self.det = det
+        def forward(self, x):
+            cls_scores, bbox_preds = self.det.bbox_head(self.det.neck(self.det.backbone(x)))
+            return (*cls_scores, *bbox_preds)
 
-            def forward(self, x):
-                cls_scores, bbox_preds = self.det.bbox_head(self.det.neck(self.det.backbone(x)))
-                return (*cls_scores, *bbox_preds)
-
-        return Net(detector).eval()
+    return Network(detector).eval()
 
 
 def export_onnx(detector, img_size: int, out: Path) -> Path:
@@ -45,7 +43,7 @@ def export_onnx(detector, img_size: int, out: Path) -> Path:
     if type(detector.bbox_head).__name__ not in ("RTMDetHead", "RTMDetSepBNHead"):
         raise LoopError(f"ONNX export covers RTMDet heads only, not {type(detector.bbox_head).__name__}; "
                         "serve it with backend.runtime=torch")
-    net = _Network(detector).cpu()
+    net = _network(detector).cpu()
     levels = len(detector.bbox_head.prior_generator.strides)
     names = [f"cls_{i}" for i in range(levels)] + [f"box_{i}" for i in range(levels)]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 import loop.run  # noqa: E402,F401
 from loop import labelstudio as lsx  # noqa: E402
-from loop.demo_data import generate, is_complete  # noqa: E402
+from loop.demo_data import ensure  # noqa: E402
 from loop.ls_server import LabelStudioServer  # noqa: E402
 from loop.paths import CONF_DIR, REPO_ROOT  # noqa: E402
 from loop.retrain import retrain  # noqa: E402
@@ -44,9 +44,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    demo = REPO_ROOT / "data" / "demo"
-    if not is_complete(demo):
-        generate(demo)
+    demo = ensure(REPO_ROOT / "data" / "demo")
     tmp = Path(tempfile.mkdtemp(prefix="retrain-bench-"))
     with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as server:
         token = server.personal_access_token()

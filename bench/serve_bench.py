@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from loop import labelstudio as lsx  # noqa: E402
-from loop.demo_data import generate, is_complete  # noqa: E402
+from loop.demo_data import ensure  # noqa: E402
 from loop.label_configs import rectangle_labels_config  # noqa: E402
 from loop.ls_server import LabelStudioServer, free_port  # noqa: E402
 from loop.paths import REPO_ROOT  # noqa: E402
@@ -63,9 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    demo = REPO_ROOT / "data" / "demo"
-    if not is_complete(demo):
-        generate(demo)
+    demo = ensure(REPO_ROOT / "data" / "demo")
     tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     ckpt = args.checkpoint or random_checkpoint(args.img_size, tmp / "rtmdet_tiny_random.pth")
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench.serve_bench import CLASSES, random_checkpoint  # noqa: E402
-from loop.demo_data import generate, is_complete  # noqa: E402
+from loop.demo_data import ensure  # noqa: E402
 from loop.label_configs import rectangle_labels_config  # noqa: E402
 from loop.ls_server import free_port  # noqa: E402
 from loop.paths import REPO_ROOT  # noqa: E402
@@ -53,9 +53,7 @@ def main() -> None:
     ap.add_argument("--steady-s", type=float, default=15)
     ap.add_argument("--img-size", type=int, default=320)
     args = ap.parse_args()
-    demo = REPO_ROOT / "data" / "demo"
-    if not is_complete(demo):
-        generate(demo)
+    demo = ensure(REPO_ROOT / "data" / "demo")
     tmp = Path(tempfile.mkdtemp(prefix="swap-bench-"))
     ckpt = random_checkpoint(args.img_size, tmp / "random.pth")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"

@@ -145,6 +145,16 @@ def is_complete(out: Path, splits: dict[str, int] | None = None) -> bool:
     return True
 
 
+DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data" / "demo"
+
+
+def ensure(out: Path = DEFAULT_ROOT) -> Path:
+    """The demo dataset at `out`, generated first if it is missing or incomplete."""
+    if not is_complete(out):
+        generate(out)
+    return out
+
+
 def run_stage(cfg) -> dict:
     """stage=demo_data: regenerate the demo dataset at data.root."""
     from loop.paths import resolve
@@ -154,7 +164,7 @@ def run_stage(cfg) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "data" / "demo")
+    parser.add_argument("--out", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--if-missing", action="store_true", help="do nothing when the dataset is complete")
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loop.demo_data import generate, is_complete
+from loop.demo_data import ensure, generate
 from loop.ls_server import LabelStudioServer
 from loop.paths import REPO_ROOT
 
@@ -21,10 +21,7 @@ LS_VENV = Path(os.environ.get("LABEL_STUDIO_VENV", REPO_ROOT / ".venv-labelstudi
 @pytest.fixture(scope="session")
 def demo_data() -> Path:
     """The demo dataset (data/demo), generated here if setup has not done it yet."""
-    root = REPO_ROOT / "data" / "demo"
-    if not is_complete(root):
-        generate(root)
-    return root
+    return ensure(REPO_ROOT / "data" / "demo")
 
 
 @pytest.fixture(scope="session")
