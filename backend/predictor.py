@@ -30,6 +30,7 @@ class Detections:
     boxes: np.ndarray   # N x 4, x0 y0 x1 y1 in the input array's pixels
     scores: np.ndarray  # N
     labels: np.ndarray  # N, model class index
+    embedding: np.ndarray | None = None  # pooled neck features, for diversity-aware active learning
 
 
 def fetch_checkpoint(checkpoint: str, cache_dir: Path | None = None) -> Path:
@@ -131,8 +132,9 @@ class Predictor:
         log.info("loaded %s (%d classes) on %s in %.1f s", predictor.version, len(classes), device, predictor.load_s)
         return predictor
 
-    def predict(self, images: list[np.ndarray]) -> list[Detections]:
-        """Detections for BGR uint8 images, in batches of `batch_size`."""
+    def predict(self, images: list[np.ndarray], embed: bool = False) -> list[Detections]:
+        """Detections for BGR uint8 images, in batches of `batch_size`; with `embed`, each also carries the
+        image's neck features averaged over space (one vector per image, from the same forward pass)."""
         import torch
         from mmengine.dataset import pseudo_collate
 
@@ -143,11 +145,16 @@ class Predictor:
             with self._lock, torch.no_grad():
                 data = self.model.data_preprocessor(batch, False)
                 inputs = data["inputs"].contiguous(memory_format=torch.channels_last)
-                samples = self.model.predict(inputs, data["data_samples"], rescale=True)
-            for s in samples:
-                inst = s.pred_instances
+                if embed:
+                    feats = self.model.extract_feat(inputs)
+                    results = self.model.bbox_head.predict(feats, data["data_samples"], rescale=True)
+                    vectors = torch.cat([f.float().mean(dim=(2, 3)) for f in feats], dim=1).cpu().numpy()
+                else:
+                    results = [s.pred_instances for s in self.model.predict(inputs, data["data_samples"], rescale=True)]
+                    vectors = [None] * len(results)
+            for inst, vector in zip(results, vectors):
                 out.append(Detections(inst.bboxes.cpu().numpy(), inst.scores.cpu().numpy(),
-                                      inst.labels.cpu().numpy()))
+                                      inst.labels.cpu().numpy(), vector))
         return out
 
 

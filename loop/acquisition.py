@@ -10,6 +10,15 @@ Each score takes one image's detections and returns a number where higher means 
   catches boxes torn between two classes.
 - `k_center_greedy`: picks a batch that covers the embedding space, so one batch does not spend its budget
   on near-duplicates; combine with an uncertainty score by pre-filtering the most uncertain candidates.
+
+`select` turns those into one labeling batch per strategy (`STRATEGIES`):
+- `random`: the control.
+- `least_confidence`, `entropy`: the k most uncertain images. Strong when the batch is small compared with
+  the pool; with large batches they tend to pick many images of one hard kind.
+- `coreset`: k-center greedy over the model's backbone embeddings, ignoring uncertainty. Good at the start,
+  when the model's scores mean little.
+- `entropy_diverse`: the `prefilter` x k most uncertain images by entropy, then k-center greedy among
+  them: uncertain *and* not near-duplicates of each other or of what is already labeled.
 """
 
 from __future__ import annotations
@@ -67,6 +76,43 @@ def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None =
         chosen.append(i)
         d = np.minimum(d, np.linalg.norm(x - x[i], axis=1))
     return chosen
+
+
+STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse")
+
+
+def image_score(strategy: str, scores: Sequence[float]) -> float:
+    """The per-image uncertainty a strategy ranks by (the value written to the Label Studio queue field)."""
+    if strategy == "least_confidence":
+        return least_confidence(scores)
+    if strategy in ("entropy", "entropy_diverse"):
+        return entropy_score(scores)
+    raise ValueError(f"strategy {strategy!r} has no per-image score; choose one of {STRATEGIES}")
+
+
+def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Sequence[float]] | None = None,
+           embeddings: np.ndarray | None = None, labeled_embeddings: np.ndarray | None = None,
+           prefilter: int = 3) -> list[int]:
+    """Positions of the k candidates to label next. `scores[i]` are candidate i's detection confidences,
+    `embeddings[i]` its feature vector; `labeled_embeddings` describe what is already labeled."""
+    n = len(scores) if scores is not None else len(embeddings) if embeddings is not None else 0
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    k = min(k, n)
+    if strategy == "random":
+        return [int(i) for i in rng.permutation(n)[:k]]
+    if strategy in ("coreset", "entropy_diverse") and embeddings is None:
+        raise ValueError(f"strategy {strategy} needs embeddings")
+    if strategy == "coreset":
+        return k_center_greedy(embeddings, k, labeled_embeddings)
+    if scores is None:
+        raise ValueError(f"strategy {strategy} needs detection scores")
+    order = rank([image_score(strategy, s) for s in scores])
+    if strategy != "entropy_diverse":
+        return order[:k]
+    shortlist = order[:max(k, prefilter * k)]
+    picked = k_center_greedy(np.asarray(embeddings)[shortlist], k, labeled_embeddings)
+    return [shortlist[i] for i in picked]
 
 
 def rank(scores: Sequence[float]) -> list[int]:

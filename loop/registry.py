@@ -180,6 +180,9 @@ class Run:
     def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
 
+    def log_artifact(self, local_file: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_file), artifact_path)
+
 
 def registry_from_cfg(cfg) -> Registry:
     r = cfg.registry

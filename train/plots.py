@@ -89,3 +89,24 @@ def plot_examples(gt_file: Path, det_file: Path, image_root: Path, out: Path, n:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def plot_learning_curves(curves: dict[str, dict[int, tuple[float, float, int]]], out: Path) -> Path:
+    """mAP against labeled images per active-learning strategy: mean over seeds, band = one std."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for strategy, curve in sorted(curves.items(), key=lambda kv: kv[0] != "random"):
+        n = np.array(sorted(curve))
+        mean = np.array([curve[k][0] for k in n])
+        std = np.array([curve[k][1] for k in n])
+        seeds = max(curve[k][2] for k in n)
+        style = dict(color="black", linestyle="--") if strategy == "random" else {}
+        line, = ax.plot(n, mean, marker="o", label=f"{strategy} ({seeds} seeds)", **style)
+        ax.fill_between(n, mean - std, mean + std, alpha=0.15, color=line.get_color())
+    ax.set(xlabel="labeled images", ylabel="test bbox mAP", title="active learning: mAP vs labeling budget")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from loop.acquisition import entropy_score, k_center_greedy, least_confidence, random_score, rank
+from loop.acquisition import (STRATEGIES, entropy_score, k_center_greedy, least_confidence, random_score, rank,
+                              select)
 
 
 def test_least_confidence_prefers_unsure_images():
@@ -36,3 +37,29 @@ def test_rank_and_random():
     assert rank([0.1, 0.9, 0.5]) == [1, 2, 0]
     rng = np.random.default_rng(3)
     assert 0 <= random_score(rng) < 1
+
+
+def test_select_uncertainty_strategies_pick_the_most_uncertain():
+    scores = [[0.99, 0.98], [0.5], [0.9], [0.55, 0.45], []]
+    rng = np.random.default_rng(0)
+    assert select("entropy", 3, rng, scores) == [1, 4, 3]
+    assert select("least_confidence", 2, rng, scores) == [4, 1]
+    picked = select("random", 5, rng, scores)
+    assert sorted(picked) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="choose one of"):
+        select("bald", 2, rng, scores)
+    with pytest.raises(ValueError, match="needs embeddings"):
+        select("coreset", 2, rng, scores)
+
+
+def test_entropy_diverse_skips_near_duplicate_uncertain_images():
+    # Three equally uncertain near-duplicates and one slightly less uncertain image elsewhere.
+    scores = [[0.5], [0.5], [0.5], [0.6], [0.99]]
+    emb = np.array([[0.0, 0.0], [0.0, 0.01], [0.01, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    rng = np.random.default_rng(0)
+    assert select("entropy", 2, rng, scores, emb) == [0, 1]
+    picked = select("entropy_diverse", 2, rng, scores, emb, prefilter=2)
+    assert 3 in picked and len({0, 1, 2} & set(picked)) == 1
+    # Images like what is already labeled come last.
+    assert select("coreset", 1, rng, scores, emb, labeled_embeddings=np.array([[9.0, 9.0], [5.0, 5.0]])) == [0]
+    assert set(STRATEGIES) >= {"random", "least_confidence", "entropy", "coreset", "entropy_diverse"}

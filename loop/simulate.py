@@ -1,0 +1,213 @@
+"""stage=simulate: the oracle benchmark of active learning (fast mode: in-process, no Label Studio).
+
+Start from `initial` random images of the pool, then `rounds` of `batch` images chosen by each strategy,
+labeled by the ground truth; after each round the model is trained again and scored on the fixed test
+split. Every strategy of one seed starts from the same initial images and the same first model, so the
+curves differ only by what the strategies chose. Rows go to a CSV as they come (a stopped run keeps its
+rounds), and to MLflow: one parent run with the CSV, the plot and the summary, one child run per
+strategy and seed with `bbox_mAP` against the labeled-image count as step.
+
+The full mode, where the same oracle submits through a real Label Studio and the production loop
+(backend, export, retrain, registry, hot reload) runs, is `stage=demo` with `stage.strategy=...`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from loop.acquisition import STRATEGIES, select
+from loop.curves import mean_curves, summarise
+from loop.errors import LoopError
+from loop.paths import resolve
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("strategy", "seed", "round", "labeled", "mAP", "mAP_50", "train_s", "select_s")
+
+
+def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
+    """A COCO file with only these images and their annotations (all categories kept, ids unchanged)."""
+    keep = set(image_ids)
+    sub = {**coco, "images": [im for im in coco["images"] if im["id"] in keep],
+           "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(sub))
+    return out
+
+
+class Simulation:
+    """One benchmark run: the data, the training recipe and where its files go."""
+
+    def __init__(self, cfg, out_dir: Path):
+        import cv2
+
+        self.cfg, self.s, self.out = cfg, cfg.stage, out_dir
+        root = resolve(cfg.data.root)
+        self.data_root = root
+        pool_file = root / cfg.data.train_ann
+        if not pool_file.is_file() or not (root / cfg.data.test_ann).is_file():
+            raise LoopError(f"{pool_file} or its test split {cfg.data.test_ann} is missing; for the demo data run "
+                            "`python -m loop.run stage=demo_data`, for your own COCO data set data.root, "
+                            "data.train_ann and data.test_ann")
+        self.pool = json.loads(pool_file.read_text())
+        self.ids = sorted(im["id"] for im in self.pool["images"])
+        need = int(self.s.initial) + int(self.s.batch) * int(self.s.rounds)
+        if need > len(self.ids):
+            raise LoopError(f"initial + batch x rounds = {need} images, but the pool has {len(self.ids)}; lower "
+                            "stage.rounds or stage.batch")
+        unknown = [x for x in self.s.strategies if x not in STRATEGIES]
+        if unknown:
+            raise LoopError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+        prefix = cfg.data.get("img_prefix", "") or ""
+        files = {im["id"]: root / prefix / im["file_name"] for im in self.pool["images"]}
+        self.images = {}
+        for i, f in files.items():
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None:
+                raise LoopError(f"cannot read pool image {f}")
+            self.images[i] = img
+
+    def train(self, labeled: list[int], work: Path, load_from: str | None, iters: int, seed: int) -> dict:
+        from train.slim import make_slim
+        from train.trainer import TrainSpec, read_classes, train
+
+        s = self.s
+        per_epoch = math.ceil(len(labeled) / int(s.batch_size))
+        epochs = max(1, round(iters / per_epoch))
+        ann = subset_coco(self.pool, labeled, work / "train.json")
+        spec = TrainSpec(config=resolve(self.cfg.model.config), data_root=self.data_root, train_ann=str(ann),
+                         val_ann=self.cfg.data.test_ann, img_prefix=self.cfg.data.get("img_prefix", "") or "",
+                         work_dir=work / "train", img_size=int(s.img_size), epochs=epochs,
+                         batch_size=int(s.batch_size), lr=float(s.lr),
+                         warmup_iters=int(s.warmup_iters) if load_from is None else 10,
+                         num_workers=int(self.cfg.train.num_workers), val_interval=epochs, load_from=load_from,
+                         seed=seed, device=str(self.cfg.device),
+                         cfg_options={"train_cfg.val_begin": epochs + 1})  # the test run evaluates once
+        result = train(spec)
+        # Keep a slim copy (loads without unpickling; the next round starts from it) and drop the full one.
+        full = Path(result["checkpoint"])
+        config_text = next(Path(result["work_dir"]).glob("*.py")).read_text()
+        result["checkpoint"] = str(make_slim(full, work / "model.pth", classes=read_classes(ann),
+                                             config_text=config_text, img_size=int(s.img_size)))
+        full.unlink(missing_ok=True)
+        return result
+
+    def choose(self, strategy: str, checkpoint: str, labeled: list[int],
+               rng: np.random.Generator) -> list[int]:
+        unlabeled = [i for i in self.ids if i not in set(labeled)]
+        k = int(self.s.batch)
+        if strategy == "random":
+            return [unlabeled[i] for i in select("random", k, rng, scores=[[]] * len(unlabeled))]
+        from backend.predictor import Predictor
+
+        predictor = Predictor.load(checkpoint, device=str(self.cfg.device), score_threshold=float(self.s.score_threshold))
+        embed = strategy in ("coreset", "entropy_diverse")
+        dets = predictor.predict([self.images[i] for i in unlabeled], embed=embed)
+        labeled_emb = None
+        if embed:
+            labeled_emb = np.stack([d.embedding for d in predictor.predict([self.images[i] for i in labeled],
+                                                                           embed=True)])
+        picked = select(strategy, k, rng, scores=[d.scores for d in dets],
+                        embeddings=np.stack([d.embedding for d in dets]) if embed else None,
+                        labeled_embeddings=labeled_emb, prefilter=int(self.s.prefilter))
+        return [unlabeled[i] for i in picked]
+
+
+def simulate(cfg) -> dict[str, Any]:
+    from loop.registry import registry_from_cfg
+
+    s = cfg.stage
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = resolve(cfg.work_dir) / "simulate" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    sim = Simulation(cfg, out)
+    strategies = list(s.strategies)
+    if "random" not in strategies:
+        strategies.insert(0, "random")  # the control every figure is relative to
+    seeds = [int(x) for x in s.seeds]
+    rounds = int(s.rounds)
+    registry = registry_from_cfg(cfg)
+    registry.experiment = str(s.experiment)
+    csv_path = out / "results.csv"
+    rows: list[dict] = []
+    with open(csv_path, "w", newline="") as fh:
+        csv.DictWriter(fh, FIELDS).writeheader()
+
+    def record(row: dict, run) -> None:
+        rows.append(row)
+        with open(csv_path, "a", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writerow(row)
+        run.log_metrics({"bbox_mAP": row["mAP"], "bbox_mAP_50": row["mAP_50"]}, step=row["labeled"])
+
+    params = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in s.items()
+              if k not in ("name", "summary", "entry")}
+    bar = tqdm(total=len(seeds) * (1 + len(strategies) * rounds), desc="simulate", unit="training")
+    with registry.run(f"simulate-{stamp}", tags={"kind": "simulate"}) as parent:
+        parent.log_params({**params, "data": str(cfg.data.root), "model_config": cfg.model.config})
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            initial = sorted(int(i) for i in rng.choice(sim.ids, int(s.initial), replace=False))
+            started = time.perf_counter()
+            first = sim.train(initial, out / f"seed{seed}" / "round0", None, int(s.first_iters), seed)
+            first_s = time.perf_counter() - started
+            bar.update()
+            log.info("seed %d: %d random images -> mAP %.3f", seed, len(initial), first["bbox_mAP"])
+            for si, strategy in enumerate(strategies):
+                srng = np.random.default_rng([seed, si])
+                with registry.run(f"{strategy}-seed{seed}", tags={"mlflow.parentRunId": parent.run_id,
+                                                                  "strategy": strategy, "seed": str(seed)}) as run:
+                    record(dict(strategy=strategy, seed=seed, round=0, labeled=len(initial), mAP=first["bbox_mAP"],
+                                mAP_50=first["bbox_mAP_50"], train_s=round(first_s, 1), select_s=0.0), run)
+                    labeled, result = list(initial), first
+                    for r in range(1, rounds + 1):
+                        t = time.perf_counter()
+                        picked = sim.choose(strategy, result["checkpoint"], labeled, srng)
+                        select_s = time.perf_counter() - t
+                        labeled = labeled + picked
+                        t = time.perf_counter()
+                        load_from = result["checkpoint"] if s.warm_start else None
+                        result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}", load_from,
+                                           int(s.round_iters if s.warm_start else s.first_iters), seed)
+                        record(dict(strategy=strategy, seed=seed, round=r, labeled=len(labeled),
+                                    mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
+                                    train_s=round(time.perf_counter() - t, 1), select_s=round(select_s, 1)), run)
+                        bar.update()
+                        log.info("seed %d %s: %d labeled -> mAP %.3f", seed, strategy, len(labeled),
+                                 result["bbox_mAP"])
+        bar.close()
+        summary = summarise(rows)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        from train.plots import plot_learning_curves
+
+        plot_learning_curves(mean_curves(rows), out / "curves.png")
+        for name in ("results.csv", "summary.json", "curves.png"):
+            parent.log_artifact(out / name)
+        best = max((x for x in summary if x != "random"), key=lambda x: summary[x]["mean_gain"], default="random")
+        parent.log_metrics({f"{k}_mean_gain": v["mean_gain"] for k, v in summary.items()})
+    return {"out_dir": str(out), "csv": str(csv_path), "best": best, "summary": summary}
+
+
+def run_stage(cfg) -> dict[str, Any]:
+    if cfg.stage.mode != "fast":
+        raise LoopError("stage.mode=full runs through Label Studio: use `python -m loop.run stage=demo "
+                        "stage.strategy=entropy` (see README, 'Active learning')")
+    result = simulate(cfg)
+    for strategy, f in result["summary"].items():
+        reach = f["labels_to_reach_control"]
+        log.info("%-16s final mAP %.3f at %d labels; reaches random's final mAP with %s labels; mean gain %+.3f",
+                 strategy, f["final_mAP"], f["final_labeled"], "never" if reach is None else f"{reach:.0f}",
+                 f["mean_gain"])
+    log.info("results: %s (CSV, curves.png, summary.json; also in MLflow experiment '%s')", result["out_dir"],
+             cfg.stage.experiment)
+    return result
