@@ -140,3 +140,40 @@ def create_prediction(client, task_id: int, prediction: dict[str, Any]) -> None:
     """Store a prediction ({"result", "score", "model_version"}) on a task."""
     client.predictions.create(task=task_id, result=prediction["result"], score=prediction["score"],
                               model_version=prediction["model_version"])
+
+
+QUEUE_FIELD = "al_score"  # task data field the labeling queue is ordered by (higher: label sooner)
+QUEUE_VIEW = "Most informative first"
+
+
+def set_queue_scores(client, tasks: list[dict[str, Any]], scores: dict[int, float]) -> None:
+    """Write each task's acquisition score into its data (`data.al_score`), which the queue view sorts by.
+    The whole data dict is sent back, so the media URL and any user fields stay as they were."""
+    for task in tasks:
+        if task["id"] in scores:
+            data = dict(task.get("data") or {}, **{QUEUE_FIELD: round(float(scores[task["id"]]), 6)})
+            client.tasks.update(id=str(task["id"]), data=data)
+
+
+def ensure_queue_view(client, project_id: int) -> int:
+    """A Data Manager tab that lists unlabeled tasks by `data.al_score`, highest first; "Label All Tasks"
+    from that tab (or /next?view=ID) hands them out in that order under Sequential sampling. Returns its id."""
+    data = {"title": QUEUE_VIEW, "ordering": [f"-tasks:data.{QUEUE_FIELD}"],
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}}
+    for view in client.views.list(project=project_id):
+        if (view.data or {}).get("title") == QUEUE_VIEW:
+            client.views.update(id=str(view.id), data=data, project=project_id)
+            return int(view.id)
+    return int(client.views.create(project=project_id, data=data).id)
+
+
+def next_task(client, project_id: int, view_id: int | None = None) -> dict[str, Any] | None:
+    """The task Label Studio's labeling stream opens next for this user (None when none is left)."""
+    base = client._client_wrapper.get_base_url().rstrip("/")
+    reply = httpx.get(f"{base}/api/projects/{project_id}/next/", params={"view": view_id} if view_id else None,
+                      headers=auth_headers(client), timeout=60)
+    if reply.status_code == 404:
+        return None
+    reply.raise_for_status()
+    return reply.json()

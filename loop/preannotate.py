@@ -13,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from loop import labelstudio as lsx
+from loop.acquisition import image_score
 from loop.errors import LoopError
 from loop.paths import resolve
 from loop.registry import registry_from_cfg
@@ -58,6 +59,8 @@ def preannotate(cfg) -> dict[str, Any]:
                                        image_dir=Path(resolve(b.image_dir)) if b.image_dir else None,
                                        allow_hosts=list(b.allow_hosts or [])))
     figures = {"version": predictor.version, "stale_tasks": len(tasks), "predicted": 0, "failed": 0}
+    strategy = p.get("queue_strategy")
+    queue: dict[int, float] = {}
 
     def load_image(task):
         try:
@@ -78,7 +81,15 @@ def preannotate(cfg) -> dict[str, Any]:
                                          (im.width, im.height), float(b.score_threshold), predictor.version)
                     lsx.create_prediction(client, task["id"], pred)
                     figures["predicted"] += 1
+                    if strategy:
+                        queue[task["id"]] = image_score(strategy, det.scores[det.scores >= float(b.score_threshold)])
             bar.update(len(batch))
+    if strategy:
+        # Only tasks nobody labeled yet are queued; after a promotion all of them are re-predicted and re-scored.
+        unlabeled = [t for t in tasks if not any(not a.get("was_cancelled") for a in t.get("annotations") or [])]
+        lsx.set_queue_scores(client, unlabeled, queue)
+        figures["queue_view"] = lsx.ensure_queue_view(client, project_id)
+        figures["queued"] = sum(t["id"] in queue for t in unlabeled)
     log.info("pre-annotated %d of %d stale tasks with %s (%d failed)", figures["predicted"], figures["stale_tasks"],
              predictor.version, figures["failed"])
     return figures

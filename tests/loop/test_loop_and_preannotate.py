@@ -44,6 +44,7 @@ def test_preannotate_then_loop(labelstudio, ls_token, ls_client, demo_data, demo
 
     first = preannotate(cfg("preannotate", "preannotate.batch_size=4"))
     assert first["stale_tasks"] == 6 and first["predicted"] == 6
+    assert_queue_ordered(ls_client, project.id, first["queue_view"], unlabeled)
     assert set(latest_versions(ls_client, project.id, unlabeled).values()) == {"loop-test:v1"}
     assert preannotate(cfg("preannotate"))["stale_tasks"] == 0  # a second run does nothing
 
@@ -54,3 +55,18 @@ def test_preannotate_then_loop(labelstudio, ls_token, ls_client, demo_data, demo
     assert figures == {"iterations": 1, "failures": 0, "promotions": 1}
     assert registry.champion().version == 2
     assert set(latest_versions(ls_client, project.id, unlabeled).values()) == {"loop-test:v2"}
+    queue = assert_queue_ordered(ls_client, project.id, first["queue_view"], unlabeled)
+    submit_ground_truth(ls_client, gt, file_of, [queue[0]])
+    assert lsx.next_task(ls_client, project.id, first["queue_view"])["id"] == queue[1]
+
+
+def assert_queue_ordered(client, project_id, view_id, unlabeled):
+    """Every unlabeled task carries its score, and Label Studio's labeling stream opened from the queue tab
+    hands out the highest-scored task first; returns the task ids in queue order."""
+    tasks = {t["id"]: t for t in lsx.list_tasks(client, project_id) if t["id"] in unlabeled}
+    scores = {tid: t["data"][lsx.QUEUE_FIELD] for tid, t in tasks.items()}
+    assert len(scores) == len(unlabeled) and len(set(scores.values())) > 1
+    by_score = sorted(scores, key=lambda tid: -scores[tid])
+    assert lsx.next_task(client, project_id, view_id)["id"] == by_score[0]
+    assert all(t["data"]["image"].startswith("/data/upload/") for t in tasks.values())  # other fields kept
+    return by_score
