@@ -1,7 +1,7 @@
 # Everything the project needs is installed by these targets; see README.md.
 PY := .venv/bin/python
 
-.PHONY: setup labelstudio data test test-unit test-integration clean
+.PHONY: setup labelstudio data demo screenshot test test-unit test-integration clean
 
 ## setup: create/update the project environment in .venv (builds mmcv once) and the demo data
 setup:
@@ -15,6 +15,15 @@ labelstudio:
 ## data: regenerate the synthetic demo dataset in data/demo
 data: setup
 	$(PY) -m loop.demo_data
+
+## demo: the whole loop on this machine with a simulated annotator; services stay up until Ctrl-C
+demo: setup labelstudio
+	$(PY) -m loop.run stage=demo
+
+## screenshot: docs/labelstudio-task.png from the running demo, in headless Chromium (apt-get install chromium)
+screenshot: setup
+	$(PY) -m pip install -q -c constraints.txt "playwright==1.65.2"
+	$(PY) scripts/screenshot.py
 
 ## test: everything, unit and integration (real Label Studio, MLflow, mmdet)
 test: setup labelstudio

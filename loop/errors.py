@@ -11,9 +11,3 @@ class UsageError(LoopError):
     """The command line itself is wrong (no stage, unknown stage, unknown key)."""
 
     exit_code = 2
-
-
-class NotImplementedStage(LoopError):
-    """A stage that exists in the plan but has no implementation yet: never pretend to succeed."""
-
-    exit_code = 3

@@ -7,29 +7,32 @@ curves differ only by what the strategies chose. Rows go to a CSV as they come (
 rounds), and to MLflow: one parent run with the CSV, the plot and the summary, one child run per
 strategy and seed with `bbox_mAP` against the labeled-image count as step.
 
-The full mode, where the same oracle submits through a real Label Studio and the production loop
-(backend, export, retrain, registry, hot reload) runs, is `stage=demo` with `stage.strategy=...`.
+In the full mode (`stage.mode=full`) the same oracle submits through a real Label Studio and the production
+loop runs (backend, export, retrain, registry, hot reload, pre-annotation and queue): one `stage=demo` run
+per strategy and seed, recorded the same way.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
 import math
 import time
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from tqdm import tqdm
 
 from loop.acquisition import STRATEGIES, select
 from loop.curves import mean_curves, summarise
 from loop.errors import LoopError
-from loop.paths import resolve
+from loop.paths import CONF_DIR, resolve
 
 log = logging.getLogger(__name__)
 
@@ -124,37 +127,72 @@ class Simulation:
         return [unlabeled[i] for i in picked]
 
 
-def simulate(cfg) -> dict[str, Any]:
-    from loop.registry import registry_from_cfg
+class Results:
+    """Where the curves go: results.csv (row by row, so a stopped run keeps its rounds), one MLflow child run
+    per strategy and seed (bbox_mAP against labeled images), and at the end curves.png and summary.json
+    logged to the parent run."""
 
+    def __init__(self, cfg, out: Path, stamp: str):
+        from loop.registry import registry_from_cfg
+
+        self.out, self.rows = out, []
+        self.csv = out / "results.csv"
+        with open(self.csv, "w", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writeheader()
+        self.registry = registry_from_cfg(cfg)
+        self.registry.experiment = str(cfg.stage.experiment)
+        self.stamp, self.cfg = stamp, cfg
+
+    @contextmanager
+    def parent(self):
+        s = self.cfg.stage
+        params = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in s.items()
+                  if k not in ("name", "summary", "entry")}
+        with self.registry.run(f"simulate-{s.mode}-{self.stamp}", tags={"kind": "simulate", "mode": str(s.mode)}) as run:
+            run.log_params({**params, "data": str(self.cfg.data.root), "model_config": self.cfg.model.config})
+            self.parent_run = run
+            yield run
+            self._finish(run)
+
+    def child(self, strategy: str, seed: int):
+        return self.registry.run(f"{strategy}-seed{seed}", tags={"mlflow.parentRunId": self.parent_run.run_id,
+                                                                 "strategy": strategy, "seed": str(seed)})
+
+    def record(self, row: dict, run) -> None:
+        self.rows.append(row)
+        with open(self.csv, "a", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writerow(row)
+        run.log_metrics({"bbox_mAP": row["mAP"], "bbox_mAP_50": row["mAP_50"]}, step=row["labeled"])
+
+    def _finish(self, run) -> None:
+        from train.plots import plot_learning_curves
+
+        self.summary = summarise(self.rows)
+        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=1))
+        plot_learning_curves(mean_curves(self.rows), self.out / "curves.png")
+        for name in ("results.csv", "summary.json", "curves.png"):
+            run.log_artifact(self.out / name)
+        run.log_metrics({f"{k}_mean_gain": v["mean_gain"] for k, v in self.summary.items()})
+
+
+def _strategies(s) -> list[str]:
+    strategies = list(s.strategies)
+    if "random" not in strategies:
+        strategies.insert(0, "random")  # the control every figure is relative to
+    return strategies
+
+
+def simulate(cfg) -> dict[str, Any]:
+    """Fast mode: in-process training rounds on the COCO data."""
     s = cfg.stage
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / stamp
     out.mkdir(parents=True, exist_ok=True)
     sim = Simulation(cfg, out)
-    strategies = list(s.strategies)
-    if "random" not in strategies:
-        strategies.insert(0, "random")  # the control every figure is relative to
-    seeds = [int(x) for x in s.seeds]
-    rounds = int(s.rounds)
-    registry = registry_from_cfg(cfg)
-    registry.experiment = str(s.experiment)
-    csv_path = out / "results.csv"
-    rows: list[dict] = []
-    with open(csv_path, "w", newline="") as fh:
-        csv.DictWriter(fh, FIELDS).writeheader()
-
-    def record(row: dict, run) -> None:
-        rows.append(row)
-        with open(csv_path, "a", newline="") as fh:
-            csv.DictWriter(fh, FIELDS).writerow(row)
-        run.log_metrics({"bbox_mAP": row["mAP"], "bbox_mAP_50": row["mAP_50"]}, step=row["labeled"])
-
-    params = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in s.items()
-              if k not in ("name", "summary", "entry")}
+    strategies, seeds, rounds = _strategies(s), [int(x) for x in s.seeds], int(s.rounds)
+    results = Results(cfg, out, stamp)
     bar = tqdm(total=len(seeds) * (1 + len(strategies) * rounds), desc="simulate", unit="training")
-    with registry.run(f"simulate-{stamp}", tags={"kind": "simulate"}) as parent:
-        parent.log_params({**params, "data": str(cfg.data.root), "model_config": cfg.model.config})
+    with results.parent():
         for seed in seeds:
             rng = np.random.default_rng(seed)
             initial = sorted(int(i) for i in rng.choice(sim.ids, int(s.initial), replace=False))
@@ -165,10 +203,10 @@ def simulate(cfg) -> dict[str, Any]:
             log.info("seed %d: %d random images -> mAP %.3f", seed, len(initial), first["bbox_mAP"])
             for si, strategy in enumerate(strategies):
                 srng = np.random.default_rng([seed, si])
-                with registry.run(f"{strategy}-seed{seed}", tags={"mlflow.parentRunId": parent.run_id,
-                                                                  "strategy": strategy, "seed": str(seed)}) as run:
-                    record(dict(strategy=strategy, seed=seed, round=0, labeled=len(initial), mAP=first["bbox_mAP"],
-                                mAP_50=first["bbox_mAP_50"], train_s=round(first_s, 1), select_s=0.0), run)
+                with results.child(strategy, seed) as run:
+                    results.record(dict(strategy=strategy, seed=seed, round=0, labeled=len(initial),
+                                        mAP=first["bbox_mAP"], mAP_50=first["bbox_mAP_50"],
+                                        train_s=round(first_s, 1), select_s=0.0), run)
                     labeled, result = list(initial), first
                     for r in range(1, rounds + 1):
                         t = time.perf_counter()
@@ -179,30 +217,61 @@ def simulate(cfg) -> dict[str, Any]:
                         load_from = result["checkpoint"] if s.warm_start else None
                         result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}", load_from,
                                            int(s.round_iters if s.warm_start else s.first_iters), seed)
-                        record(dict(strategy=strategy, seed=seed, round=r, labeled=len(labeled),
-                                    mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
-                                    train_s=round(time.perf_counter() - t, 1), select_s=round(select_s, 1)), run)
+                        results.record(dict(strategy=strategy, seed=seed, round=r, labeled=len(labeled),
+                                            mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
+                                            train_s=round(time.perf_counter() - t, 1),
+                                            select_s=round(select_s, 1)), run)
                         bar.update()
                         log.info("seed %d %s: %d labeled -> mAP %.3f", seed, strategy, len(labeled),
                                  result["bbox_mAP"])
-        bar.close()
-        summary = summarise(rows)
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-        from train.plots import plot_learning_curves
+    bar.close()
+    return _outcome(results)
 
-        plot_learning_curves(mean_curves(rows), out / "curves.png")
-        for name in ("results.csv", "summary.json", "curves.png"):
-            parent.log_artifact(out / name)
-        best = max((x for x in summary if x != "random"), key=lambda x: summary[x]["mean_gain"], default="random")
-        parent.log_metrics({f"{k}_mean_gain": v["mean_gain"] for k, v in summary.items()})
-    return {"out_dir": str(out), "csv": str(csv_path), "best": best, "summary": summary}
+
+def simulate_full(cfg) -> dict[str, Any]:
+    """Full mode: for each strategy and seed, stage=demo's production loop through a real Label Studio
+    (fresh server, project, registry and backend each time), the annotator following the queue."""
+    from loop.demo import demo
+
+    s = cfg.stage
+    strategies = _strategies(s)
+    wrong = [x for x in strategies if x not in ("random", "entropy", "least_confidence")]
+    if wrong:
+        raise LoopError(f"the Label Studio queue orders by a per-image score; {wrong} need the fast mode. "
+                        "Full mode strategies: random, entropy, least_confidence")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = resolve(cfg.work_dir) / "simulate" / f"{stamp}-full"
+    out.mkdir(parents=True, exist_ok=True)
+    results = Results(cfg, out, stamp)
+    demo_stage = OmegaConf.load(CONF_DIR / "stage" / "demo.yaml")
+    with results.parent():
+        for seed in [int(x) for x in s.seeds]:
+            for strategy in strategies:
+                run_cfg = copy.deepcopy(cfg)
+                with open_dict(run_cfg):
+                    run_cfg.seed = seed
+                    run_cfg.work_dir = str(out / f"seed{seed}-{strategy}")
+                    run_cfg.stage = OmegaConf.merge(demo_stage, {
+                        "strategy": strategy, "images": int(s.full_images), "initial": int(s.initial),
+                        "per_iteration": int(s.batch), "iterations": int(s.rounds) + 1, "keep_running": False,
+                        "train": {"epochs": int(s.full_epochs), "batch_size": int(s.batch_size)}})
+                with ExitStack() as stack, results.child(strategy, seed) as run:
+                    outcome = demo(run_cfg, stack)
+                    for h in outcome["history"]:
+                        results.record(dict(strategy=strategy, seed=seed, round=h["iteration"] - 1,
+                                            labeled=h["labeled"], mAP=h["test_mAP"], mAP_50=h["test_mAP_50"],
+                                            train_s="", select_s=""), run)
+    return _outcome(results)
+
+
+def _outcome(results: Results) -> dict[str, Any]:
+    best = max((x for x in results.summary if x != "random"), key=lambda x: results.summary[x]["mean_gain"],
+               default="random")
+    return {"out_dir": str(results.out), "csv": str(results.csv), "best": best, "summary": results.summary}
 
 
 def run_stage(cfg) -> dict[str, Any]:
-    if cfg.stage.mode != "fast":
-        raise LoopError("stage.mode=full runs through Label Studio: use `python -m loop.run stage=demo "
-                        "stage.strategy=entropy` (see README, 'Active learning')")
-    result = simulate(cfg)
+    result = simulate(cfg) if cfg.stage.mode == "fast" else simulate_full(cfg)
     for strategy, f in result["summary"].items():
         reach = f["labels_to_reach_control"]
         log.info("%-16s final mAP %.3f at %d labels; reaches random's final mAP with %s labels; mean gain %+.3f",

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import yaml
 from omegaconf import DictConfig
 
-from loop.errors import NotImplementedStage, UsageError
+from loop.errors import UsageError
 from loop.paths import CONF_DIR
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,7 @@ log = logging.getLogger(__name__)
 class Stage:
     name: str
     summary: str
-    entry: str | None  # "package.module:function", or None while not implemented
-
-    @property
-    def implemented(self) -> bool:
-        return bool(self.entry)
+    entry: str  # "package.module:function"
 
 
 def catalogue() -> dict[str, Stage]:
@@ -44,8 +40,7 @@ def usage() -> str:
     width = max(len(n) for n in stages)
     lines = ["usage: python -m loop.run stage=NAME [group=option] [key=value ...]", "", "stages:"]
     for s in stages.values():
-        tag = "" if s.implemented else "  (not implemented yet)"
-        lines.append(f"  {s.name:<{width}}  {s.summary}{tag}")
+        lines.append(f"  {s.name:<{width}}  {s.summary}")
     lines += ["", "Show a stage's full config without running it: python -m loop.run stage=NAME --cfg job"]
     return "\n".join(lines)
 
@@ -54,8 +49,5 @@ def resolve_entry(name: str) -> Callable[[DictConfig], dict[str, Any]]:
     stages = catalogue()
     if name not in stages:
         raise UsageError(f"unknown stage '{name}'; available: {', '.join(stages)}")
-    stage = stages[name]
-    if not stage.implemented:
-        raise NotImplementedStage(f"stage '{name}' is not implemented yet ({stage.summary})")
-    module, _, func = stage.entry.partition(":")
+    module, _, func = stages[name].entry.partition(":")
     return getattr(importlib.import_module(module), func)

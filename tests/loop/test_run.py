@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
-from loop.errors import NotImplementedStage, UsageError
+from loop.errors import UsageError
 from loop.paths import CONF_DIR, REPO_ROOT
 from loop.stages import catalogue, resolve_entry
 
@@ -33,8 +33,7 @@ def test_every_stage_config_composes_and_resolves(name):
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert plain["stage"]["name"] == name
     assert plain["model"]["config"].endswith(".py")
-    if STAGES[name].implemented:
-        assert callable(resolve_entry(name))
+    assert callable(resolve_entry(name))
 
 
 def test_bare_run_lists_stages_and_exits_nonzero():
@@ -64,21 +63,6 @@ def test_unknown_group_option_is_one_line():
     r = cli("stage=train", "data=nope")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
     assert "conf/data/" in r.stderr
-
-
-@pytest.mark.parametrize("name", sorted(n for n, s in STAGES.items() if not s.implemented))
-def test_unimplemented_stages_refuse_to_pretend(name):
-    with pytest.raises(NotImplementedStage, match="not implemented yet"):
-        loop.run.run(compose_cfg(f"stage={name}"))
-
-
-def test_unimplemented_stage_exits_nonzero_from_the_command_line():
-    name = next((n for n, s in STAGES.items() if not s.implemented), None)
-    if name is None:
-        pytest.fail("every stage is implemented: delete this test")
-    r = cli(f"stage={name}", f"work_dir={REPO_ROOT / 'runs' / 'test'}")
-    assert r.returncode == 3
-    assert "not implemented yet" in (r.stderr + r.stdout)
 
 
 def test_run_without_stage_raises_usage():

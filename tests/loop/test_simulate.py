@@ -69,3 +69,20 @@ def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, 
     with pytest.raises(LoopError, match="unknown strategies"):
         Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=4", "stage.batch=2",
                            "stage.strategies=[bald]"), tmp_path)
+    with pytest.raises(LoopError, match="need the fast mode"):
+        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.strategies=[coreset]"))
+
+
+def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, mlflow_store):
+    cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.seeds=[1]",
+                  "stage.strategies=[least_confidence]", "stage.full_images=24", "stage.initial=14", "stage.batch=6",
+                  "stage.rounds=1", "stage.full_epochs=1", "model.img_size=128", "train.num_workers=0",
+                  "export.val_fraction=0.3", "data.name=small")
+    result = run_stage(cfg)
+    rows = list(csv.DictReader(open(Path(result["out_dir"]) / "results.csv")))
+    assert [(r["strategy"], int(r["labeled"])) for r in rows] == [
+        ("random", 14), ("random", 20), ("least_confidence", 14), ("least_confidence", 20)]
+    assert set(result["summary"]) == {"random", "least_confidence"}
+    # Each run had its own Label Studio project whose queue the annotator followed.
+    runs = sorted(Path(result["out_dir"]).glob("seed1-*/demo/*/demo.json"))
+    assert len(runs) == 2
