@@ -1,11 +1,13 @@
 """Benchmark: hot swap of the served model while clients keep predicting.
 
-    .venv/bin/python bench/swap_bench.py [--clients 2] [--steady-s 15] [--img-size 320]
+    .venv/bin/python bench/swap_bench.py [--clients 2] [--steady-s 15] [--img-size 320] [--runtimes torch,onnx]
 
 Registers two versions of a randomly initialised RTMDet-tiny in a temporary MLflow store, serves
 `champion` with `python -m loop.run stage=serve backend.follow=champion backend.poll_s=1`, runs clients in a
 loop, promotes version 2, and prints: swap time (promotion -> first response from v2), failures, and request
-latency p50/p99 in steady state vs during the swap (promotion -> 2 s after the first v2 response).
+latency p50/p99 in steady state vs during the swap (promotion -> 2 s after the first v2 response), for
+each runtime in turn (`backend.runtime`); the ONNX swap includes exporting the new version's network,
+since the versions here carry no model.onnx.
 """
 
 from __future__ import annotations
@@ -47,14 +49,8 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else float("nan")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clients", type=int, default=2)
-    ap.add_argument("--steady-s", type=float, default=15)
-    ap.add_argument("--img-size", type=int, default=320)
-    args = ap.parse_args()
-    demo = ensure(REPO_ROOT / "data" / "demo")
-    tmp = Path(tempfile.mkdtemp(prefix="swap-bench-"))
+def measure(runtime: str, args, demo: Path) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix=f"swap-bench-{runtime}-"))
     ckpt = random_checkpoint(args.img_size, tmp / "random.pth")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     registry = Registry(uri, "swap-bench", artifact_location=str(tmp / "artifacts"))
@@ -66,7 +62,8 @@ def main() -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "loop.run", "stage=serve", "backend.follow=champion",
                              "backend.poll_s=1", f"backend.port={port}", f"registry.tracking_uri={uri}",
-                             "registry.model_name=swap-bench", f"backend.image_dir={media.parent}", f"work_dir={tmp}"],
+                             f"backend.runtime={runtime}", "registry.model_name=swap-bench",
+                             f"backend.image_dir={media.parent}", f"work_dir={tmp}"],
                             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -112,15 +109,31 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
     steady = [lat for t, lat, _, _ in records if t < promoted]
     during = [lat for t, lat, _, _ in records if promoted <= t <= first_new + 2]
-    failures = sum(not ok for _, _, ok, _ in records)
-    print(f"{len(records)} requests from {args.clients} clients, RTMDet-tiny random init at {args.img_size}")
-    print(f"swap time (promote -> first response from v{v2}, poll 1 s): {first_new - promoted:.2f} s")
-    print(f"failed requests: {failures}")
-    print(f"steady: p50 {pct(steady, .5):.0f} ms, p99 {pct(steady, .99):.0f} ms ({len(steady)} requests)")
-    print(f"during swap: p50 {pct(during, .5):.0f} ms, p99 {pct(during, .99):.0f} ms ({len(during)} requests)")
-    print(f"p99 during swap / steady: {pct(during, .99) / pct(steady, .99):.2f}x")
+    return {"requests": len(records), "swap_s": first_new - promoted,
+            "failures": sum(not ok for _, _, ok, _ in records),
+            "steady_p50": pct(steady, .5), "steady_p99": pct(steady, .99),
+            "swap_p50": pct(during, .5), "swap_p99": pct(during, .99)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--steady-s", type=float, default=15)
+    ap.add_argument("--img-size", type=int, default=320)
+    ap.add_argument("--runtimes", default="torch,onnx")
+    args = ap.parse_args()
+    demo = ensure(REPO_ROOT / "data" / "demo")
+    results = {rt: measure(rt, args, demo) for rt in args.runtimes.split(",")}
+    print(f"RTMDet-tiny random init at {args.img_size}, {args.clients} clients, alias poll 1 s")
+    print(f"{'runtime':8} {'requests':>8} {'swap s':>7} {'failed':>6} {'steady p50/p99 ms':>18} "
+          f"{'swap p50/p99 ms':>16} {'p99 ratio':>9}")
+    for rt, r in results.items():
+        print(f"{rt:8} {r['requests']:8d} {r['swap_s']:7.2f} {r['failures']:6d} "
+              f"{r['steady_p50']:9.0f}/{r['steady_p99']:<8.0f} {r['swap_p50']:8.0f}/{r['swap_p99']:<7.0f} "
+              f"{r['swap_p99'] / r['steady_p99']:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from loop.demo_data import ensure
 from loop.errors import LoopError
 from loop.ls_server import TOKEN_FILE, free_port, port_is_free, server_from_cfg
 from loop.paths import REPO_ROOT, resolve
@@ -158,12 +159,11 @@ def demo(cfg, stack: ExitStack) -> dict[str, Any]:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     work = resolve(cfg.work_dir) / "demo" / stamp
     work.mkdir(parents=True, exist_ok=True)
-    from loop.demo_data import ensure
-
     data_root = ensure(resolve(cfg.data.root)) if cfg.data.name == "demo" else resolve(cfg.data.root)
     with open_dict(cfg):
         cfg.work_dir = str(work)  # Label Studio data, MLflow store, exports and runs all go here
         cfg.train.epochs, cfg.train.batch_size = int(s.train.epochs), int(s.train.batch_size)
+        cfg.model.img_size = int(s.img_size)
         cfg.preannotate.queue_strategy = None if s.strategy == "random" else str(s.strategy)
         cfg.labelstudio.server.port = _port(str(cfg.labelstudio.server.host), int(cfg.labelstudio.server.port),
                                             "Label Studio")

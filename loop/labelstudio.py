@@ -177,3 +177,9 @@ def next_task(client, project_id: int, view_id: int | None = None) -> dict[str, 
         return None
     reply.raise_for_status()
     return reply.json()
+
+
+def prefill_from(client, project_id: int, model_version: str) -> None:
+    """Settings > Annotation > "Use predictions to prefill annotations" with this model version: annotators
+    open a task with the model's boxes already drawn, to correct rather than draw."""
+    client.projects.update(id=project_id, show_collab_predictions=True, model_version=model_version)

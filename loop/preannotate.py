@@ -84,6 +84,8 @@ def preannotate(cfg) -> dict[str, Any]:
                     if strategy:
                         queue[task["id"]] = image_score(strategy, det.scores[det.scores >= float(b.score_threshold)])
             bar.update(len(batch))
+    if figures["predicted"]:
+        lsx.prefill_from(client, project_id, predictor.version)
     if strategy:
         # Only tasks nobody labeled yet are queued; after a promotion all of them are re-predicted and re-scored.
         unlabeled = [t for t in tasks if not any(not a.get("was_cancelled") for a in t.get("annotations") or [])]

@@ -254,6 +254,7 @@ def simulate_full(cfg) -> dict[str, Any]:
                     run_cfg.stage = OmegaConf.merge(demo_stage, {
                         "strategy": strategy, "images": int(s.full_images), "initial": int(s.initial),
                         "per_iteration": int(s.batch), "iterations": int(s.rounds) + 1, "keep_running": False,
+                        "img_size": int(s.img_size),
                         "train": {"epochs": int(s.full_epochs), "batch_size": int(s.batch_size)}})
                 with ExitStack() as stack, results.child(strategy, seed) as run:
                     outcome = demo(run_cfg, stack)

@@ -33,10 +33,14 @@ def latest_demo(work_dir: Path) -> Path:
     return states[-1]
 
 
+def latest(task: dict) -> dict:
+    return max(task["predictions"], key=lambda p: (p["created_at"], p["id"]))
+
+
 def pick_task(client, project_id: int) -> dict:
-    """The first task of the queue: unlabeled, with a prediction, highest acquisition score."""
+    """The highest task of the queue among unlabeled tasks whose latest prediction has boxes."""
     tasks = [t for t in lsx.list_tasks(client, project_id)
-             if not t["annotations"] and any(p["result"] for p in t["predictions"])]
+             if not t["annotations"] and t["predictions"] and latest(t)["result"]]
     if not tasks:
         sys.exit("no unlabeled task with predicted boxes in the demo project")
     return max(tasks, key=lambda t: t["data"].get(lsx.QUEUE_FIELD, 0.0))
@@ -71,14 +75,14 @@ def main() -> None:
         page.fill("input[name=email]", state["username"])
         page.fill("input[name=password]", args.password)
         page.click("button[type=submit]")
-        page.wait_for_url("**/projects/**", timeout=60_000)
+        page.wait_for_url(lambda u: "/user/login" not in u, timeout=60_000)
         page.goto(page_url)
         page.wait_for_selector("canvas", timeout=60_000)  # the image editor has drawn
         page.wait_for_timeout(4000)  # let the regions and the side panel settle
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out))
         browser.close()
-    log.info("task %d (%d predicted boxes) -> %s", task["id"], len(task["predictions"][-1]["result"]), args.out)
+    log.info("task %d (%d predicted boxes) -> %s", task["id"], len(latest(task)["result"]), args.out)
 
 
 if __name__ == "__main__":

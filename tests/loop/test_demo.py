@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_the_loop_and_serves_until_stopped(small_demo, tmp_path):
     overrides = ["stage=demo", f"work_dir={tmp_path}", f"data.root={small_demo}", "data.name=small",
                  "stage.images=24", "stage.initial=14", "stage.per_iteration=6", "stage.iterations=2",
-                 "stage.train.epochs=1", "model.img_size=128", "train.num_workers=0", "export.val_fraction=0.3",
+                 "stage.train.epochs=1", "stage.img_size=128", "train.num_workers=0", "export.val_fraction=0.3",
                  "stage.keep_running=false"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
