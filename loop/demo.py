@@ -89,7 +89,8 @@ def start_backend(cfg, work: Path, stack: ExitStack) -> str:
     cmd = [sys.executable, "-m", "loop.run", "stage=serve", "backend.follow=champion", f"backend.port={port}",
            "backend.poll_s=2", f"work_dir={work}", f"labelstudio.url={cfg.labelstudio.url}",
            f"labelstudio.api_key={cfg.labelstudio.api_key}", f"labelstudio.project_id={cfg.labelstudio.project_id}",
-           f"registry.model_name={cfg.registry.model_name}", f"device={cfg.device}"]
+           f"registry.model_name={cfg.registry.model_name}", f"registry.tracking_uri={cfg.registry.tracking_uri}",
+           f"registry.artifact_location={cfg.registry.artifact_location}", f"device={cfg.device}"]
     proc = _spawn(cmd, work / "backend.log")
     stack.callback(_stop, proc)
     url = f"http://{host}:{port}"

@@ -251,6 +251,7 @@ def simulate_full(cfg) -> dict[str, Any]:
                 with open_dict(run_cfg):
                     run_cfg.seed = seed
                     run_cfg.work_dir = str(out / f"seed{seed}-{strategy}")
+                    run_cfg.registry.model_name = f"simulate-{strategy}-seed{seed}"  # its own champion line
                     run_cfg.stage = OmegaConf.merge(demo_stage, {
                         "strategy": strategy, "images": int(s.full_images), "initial": int(s.initial),
                         "per_iteration": int(s.batch), "iterations": int(s.rounds) + 1, "keep_running": False,
