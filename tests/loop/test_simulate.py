@@ -44,7 +44,7 @@ def test_simulate_writes_curves_to_csv_plot_and_mlflow(small_demo, tmp_path, mlf
                   "stage.img_size=128", "train.num_workers=0")
     result = run_stage(cfg)
     out = Path(result["out_dir"])
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert [(r["strategy"], int(r["labeled"])) for r in rows] == [
         ("random", 6), ("random", 10), ("random", 14), ("entropy_diverse", 6), ("entropy_diverse", 10),
         ("entropy_diverse", 14)]
@@ -79,7 +79,7 @@ def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, m
                   "stage.rounds=1", "stage.full_epochs=1", "stage.img_size=128", "train.num_workers=0",
                   "export.val_fraction=0.3", "data.name=small")
     result = run_stage(cfg)
-    rows = list(csv.DictReader(open(Path(result["out_dir"]) / "results.csv")))
+    rows = list(csv.DictReader((Path(result["out_dir"]) / "results.csv").read_text().splitlines()))
     assert [(r["strategy"], int(r["labeled"])) for r in rows] == [
         ("random", 14), ("random", 20), ("least_confidence", 14), ("least_confidence", 20)]
     assert set(result["summary"]) == {"random", "least_confidence"}
