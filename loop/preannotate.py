@@ -21,9 +21,14 @@ from loop.registry import registry_from_cfg
 log = logging.getLogger(__name__)
 
 
+def labeled(task: dict[str, Any]) -> bool:
+    """Has someone submitted (not skipped) an annotation for this task? (pure)"""
+    return any(not a.get("was_cancelled") for a in task.get("annotations") or [])
+
+
 def stale(task: dict[str, Any], version: str, include_labeled: bool) -> bool:
     """Does this task need a prediction from `version`? (pure)"""
-    if not include_labeled and any(not a.get("was_cancelled") for a in task.get("annotations") or []):
+    if not include_labeled and labeled(task):
         return False
     predictions = task.get("predictions") or []
     if not predictions:
@@ -88,7 +93,7 @@ def preannotate(cfg) -> dict[str, Any]:
         lsx.prefill_from(client, project_id, predictor.version)
     if strategy:
         # Only tasks nobody labeled yet are queued; after a promotion all of them are re-predicted and re-scored.
-        unlabeled = [t for t in tasks if not any(not a.get("was_cancelled") for a in t.get("annotations") or [])]
+        unlabeled = [t for t in tasks if not labeled(t)]
         lsx.set_queue_scores(client, unlabeled, queue)
         figures["queue_view"] = lsx.ensure_queue_view(client, project_id)
         figures["queued"] = sum(t["id"] in queue for t in unlabeled)

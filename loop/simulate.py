@@ -50,12 +50,12 @@ def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
 
 
 class Simulation:
-    """One benchmark run: the data, the training recipe and where its files go."""
+    """One benchmark run's data (pool images decoded once) and training recipe."""
 
-    def __init__(self, cfg, out_dir: Path):
+    def __init__(self, cfg):
         import cv2
 
-        self.cfg, self.s, self.out = cfg, cfg.stage, out_dir
+        self.cfg, self.s = cfg, cfg.stage
         root = resolve(cfg.data.root)
         self.data_root = root
         pool_file = root / cfg.data.train_ann
@@ -188,7 +188,7 @@ def simulate(cfg) -> dict[str, Any]:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / stamp
     out.mkdir(parents=True, exist_ok=True)
-    sim = Simulation(cfg, out)
+    sim = Simulation(cfg)
     strategies, seeds, rounds = _strategies(s), [int(x) for x in s.seeds], int(s.rounds)
     results = Results(cfg, out, stamp)
     bar = tqdm(total=len(seeds) * (1 + len(strategies) * rounds), desc="simulate", unit="training")

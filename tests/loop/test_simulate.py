@@ -27,7 +27,7 @@ def sim_cfg(data_root, tmp_path, mlflow_store, *extra):
 
 
 def test_model_driven_strategies_pick_new_distinct_images(demo_data, demo_model, tmp_path, mlflow_store):
-    sim = Simulation(sim_cfg(demo_data, tmp_path, mlflow_store, "stage.batch=8"), tmp_path)
+    sim = Simulation(sim_cfg(demo_data, tmp_path, mlflow_store, "stage.batch=8"))
     labeled = sim.ids[:20]
     for strategy in ("entropy", "least_confidence", "coreset", "entropy_diverse"):
         picked = sim.choose(strategy, str(demo_model["checkpoint"]), labeled, np.random.default_rng(0))
@@ -65,10 +65,10 @@ def test_simulate_writes_curves_to_csv_plot_and_mlflow(small_demo, tmp_path, mlf
 
 def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, tmp_path, mlflow_store):
     with pytest.raises(LoopError, match="lower stage.rounds"):
-        Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=20", "stage.batch=10"), tmp_path)
+        Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=20", "stage.batch=10"))
     with pytest.raises(LoopError, match="unknown strategies"):
         Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=4", "stage.batch=2",
-                           "stage.strategies=[bald]"), tmp_path)
+                           "stage.strategies=[bald]"))
     with pytest.raises(LoopError, match="need the fast mode"):
         run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.strategies=[coreset]"))
 
