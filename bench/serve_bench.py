@@ -5,7 +5,9 @@ a real Label Studio; plus single-task latency and backend cold start.
 
 (a) download each image from Label Studio, then mmdet's `inference_detector` on it, one by one;
 (b) one POST /predict with the 32 tasks to `python -m loop.run stage=serve` (a separate process) with
-    backend.runtime=torch, (c) the same with backend.runtime=onnx (ONNX Runtime).
+    backend.runtime=torch, (c) the same with backend.runtime=onnx (ONNX Runtime); (c') as (c), with the
+    backend reading Label Studio's upload folder (backend.image_dir) instead of downloading over HTTP.
+Label Studio runs on the same cores, so every row also says how much CPU it spent serving the images.
 Without --checkpoint a randomly initialised RTMDet-tiny (our config at --img-size) is used: speed does not
 depend on the weights.
 """
@@ -13,8 +15,8 @@ depend on the weights.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +31,7 @@ from loop.demo_data import ensure  # noqa: E402
 from loop.label_configs import rectangle_labels_config  # noqa: E402
 from loop.ls_server import LabelStudioServer, free_port  # noqa: E402
 from loop.paths import REPO_ROOT  # noqa: E402
+from loop.services import spawn, stop, wait_http  # noqa: E402
 
 CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
 CLASSES = ["circle", "square", "triangle", "star"]
@@ -89,56 +92,60 @@ def main() -> None:
         naive_model.load_state_dict(slim["state_dict"])
         naive_model.dataset_meta = {"classes": slim["meta"]["classes"]}
         inference_detector(naive_model, mmcv.imfrombytes(lsx.download(client, tasks[0]["data"]["image"])))  # warm
-        t = time.perf_counter()
+        t, ls_cpu = time.perf_counter(), group_cpu_s(ls.proc.pid)
         for task in tasks:
             inference_detector(naive_model, mmcv.imfrombytes(lsx.download(client, task["data"]["image"])))
         naive_s = time.perf_counter() - t
+        naive_ls = group_cpu_s(ls.proc.pid) - ls_cpu
         del naive_model
 
         # (b) and (c): the backend as its own process, with torch/mmdet and with ONNX Runtime
-        served = {runtime: serve(ckpt, ls, token, tmp, tasks, project.id, runtime, args.latency_requests)
-                  for runtime in ("torch", "onnx")}
+        upload = tmp / "ls" / "media" / "upload"
+        served = {key: serve(ckpt, ls, token, tmp, tasks, project.id, args.latency_requests, *overrides)
+                  for key, overrides in (("torch", ["backend.runtime=torch"]), ("onnx", ["backend.runtime=onnx"]),
+                                         ("onnx-disk", ["backend.runtime=onnx", f"backend.image_dir={upload}"]))}
     n = len(tasks)
     print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, input {args.img_size}, "
           f"{n} images ({files[0].name}...), torch threads {torch.get_num_threads()}")
+    rows = (("(a)", "naive", None), ("(b)", "torch", "torch"), ("(c)", "onnx", "onnx"),
+            ("(c')", "onnx, images from disk", "onnx-disk"))
     print(f"(a) naive download + inference_detector loop: {n / naive_s:6.2f} images/s ({naive_s:.2f} s)")
-    for label, runtime in (("(b)", "torch"), ("(c)", "onnx")):
-        r = served[runtime]
-        print(f"{label} one /predict with {n} tasks, {runtime:<5}:        {n / r['batch_s']:6.2f} images/s "
+    for label, what, key in rows[1:]:
+        r = served[key]
+        print(f"{label} one /predict with {n} tasks, {what}: {n / r['batch_s']:6.2f} images/s "
               f"({r['batch_s']:.2f} s), ratio to (a) {naive_s / r['batch_s']:.2f}x")
         print(f"    single-task /predict latency: p50 {r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms; "
               f"cold start (process start -> /health OK): {r['cold_s']:.1f} s; peak RSS {r['peak_mb']:.0f} MB")
     gflop, floor_ms, how = flops_floor(ckpt, args.img_size, torch.get_num_threads())
     print(f"floating-point floor: {gflop:.1f} GFLOP per {args.img_size}^2 image / ({how}) = {floor_ms:.0f} ms")
-    for label, runtime in (("(a)", None), ("(b)", "torch"), ("(c)", "onnx")):
-        per_image = (naive_s if runtime is None else served[runtime]["batch_s"]) / n * 1000
-        print(f"{label} {per_image:6.0f} ms per image end to end = {per_image / floor_ms:.1f}x the floor")
+    for label, what, key in rows:
+        total_s, ls_s = (naive_s, naive_ls) if key is None else (served[key]["batch_s"], served[key]["ls_cpu_s"])
+        per_image = total_s / n * 1000
+        print(f"{label:<4} {per_image:6.0f} ms per image end to end = {per_image / floor_ms:.2f}x the floor, "
+              f"{naive_s / total_s:.2f}x faster than (a); Label Studio CPU serving the images "
+              f"{ls_s / n * 1000:.0f} ms per image ({what})")
 
-
-def serve(ckpt, ls, token, tmp, tasks, project_id, runtime, latency_requests) -> dict:
+def serve(ckpt, ls, token, tmp, tasks, project_id, latency_requests, *overrides) -> dict:
     port = free_port()
     cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={ckpt}", f"backend.port={port}",
-           f"labelstudio.url={ls.url}", f"labelstudio.api_key={token}", f"work_dir={tmp}",
-           f"backend.runtime={runtime}"]
+           f"labelstudio.url={ls.url}", f"labelstudio.api_key={token}", f"work_dir={tmp}", *overrides]
+    runtime = "torch" if "backend.runtime=torch" in overrides else "onnxruntime"
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = spawn(cmd)
     url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            assert proc.poll() is None, f"stage=serve exited with {proc.returncode}"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+        wait_http(f"{url}/health", proc, "stage=serve")
         cold_s = time.perf_counter() - started
         body = {"tasks": tasks, "label_config": rectangle_labels_config(CLASSES), "project": f"{project_id}.0"}
         httpx.post(f"{url}/predict", json={**body, "tasks": tasks[:2]}, timeout=600)  # warm
-        t = time.perf_counter()
+        t, ls_cpu = time.perf_counter(), group_cpu_s(ls.proc.pid)
         r = httpx.post(f"{url}/predict", json=body, timeout=600)
         batch_s = time.perf_counter() - t
+        ls_cpu_s = group_cpu_s(ls.proc.pid) - ls_cpu
         assert r.status_code == 200 and len(r.json()["results"]) == len(tasks), r.text[:300]
-        assert httpx.get(f"{url}/health").json()["runtime"] == ("torch" if runtime == "torch" else "onnxruntime")
+        assert httpx.get(f"{url}/health").json()["runtime"] == runtime
+        failures = httpx.get(f"{url}/metrics").json()["task_failures"]
+        assert failures == 0, f"{failures} tasks failed with {overrides}"
         peak_mb = _peak_rss_mb(proc.pid)
         lat = []
         for i in range(latency_requests):
@@ -146,10 +153,24 @@ def serve(ckpt, ls, token, tmp, tasks, project_id, runtime, latency_requests) ->
             httpx.post(f"{url}/predict", json={**body, "tasks": [tasks[i % len(tasks)]]}, timeout=60)
             lat.append(time.perf_counter() - t)
     finally:
-        proc.terminate()
-        proc.wait()
+        stop(proc)
     q = statistics.quantiles(lat, n=20)
-    return {"batch_s": batch_s, "p50": statistics.median(lat), "p95": q[18], "cold_s": cold_s, "peak_mb": peak_mb}
+    return {"batch_s": batch_s, "p50": statistics.median(lat), "p95": q[18], "cold_s": cold_s, "peak_mb": peak_mb,
+            "ls_cpu_s": ls_cpu_s}
+
+
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of one process group (Label Studio's)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...; utime, stime at 11, 12
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -6,8 +6,8 @@ Registers two versions of a randomly initialised RTMDet-tiny in a temporary MLfl
 `champion` with `python -m loop.run stage=serve backend.follow=champion backend.poll_s=1`, runs clients in a
 loop, promotes version 2, and prints: swap time (promotion -> first response from v2), failures, and request
 latency p50/p99 in steady state vs during the swap (promotion -> 2 s after the first v2 response), for
-each runtime in turn (`backend.runtime`); the ONNX swap includes exporting the new version's network,
-since the versions here carry no model.onnx.
+each runtime in turn (`backend.runtime`). Versions carry model.onnx as stage=retrain registers them, so
+the ONNX swap loads the exported network rather than exporting it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,12 +31,18 @@ from loop.label_configs import rectangle_labels_config  # noqa: E402
 from loop.ls_server import free_port  # noqa: E402
 from loop.paths import REPO_ROOT  # noqa: E402
 from loop.registry import Registry  # noqa: E402
+from loop.services import spawn, stop, wait_http  # noqa: E402
 
 
-def publish(registry: Registry, ckpt: Path, tmp: Path, name: str) -> int:
+def publish(registry: Registry, ckpt: Path, tmp: Path, name: str, img_size: int) -> int:
+    """A version as stage=retrain registers one: weights, classes and the network exported to ONNX."""
+    from backend.onnx_runtime import export_onnx
+    from backend.predictor import Predictor
+
     model = tmp / name / "model"
     model.mkdir(parents=True)
     shutil.copy(ckpt, model / "model.pth")
+    export_onnx(Predictor.load(str(ckpt)).model, img_size, model / "model.onnx")
     (model / "classes.json").write_text(json.dumps(CLASSES))
     with registry.run(name) as run:
         run.log_artifacts(model, "model")
@@ -54,34 +59,28 @@ def measure(runtime: str, args, demo: Path) -> dict:
     ckpt = random_checkpoint(args.img_size, tmp / "random.pth")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     registry = Registry(uri, "swap-bench", artifact_location=str(tmp / "artifacts"))
-    registry.promote(publish(registry, ckpt, tmp, "v1"))
+    registry.promote(publish(registry, ckpt, tmp, "v1", args.img_size))
     media = tmp / "media" / "1"
     media.mkdir(parents=True)
     shutil.copy(demo / "images" / "test_0001.jpg", media / "a.jpg")
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "loop.run", "stage=serve", "backend.follow=champion",
-                             "backend.poll_s=1", f"backend.port={port}", f"registry.tracking_uri={uri}",
-                             f"backend.runtime={runtime}", "registry.model_name=swap-bench",
-                             f"backend.image_dir={media.parent}", f"work_dir={tmp}"],
-                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = spawn([sys.executable, "-m", "loop.run", "stage=serve", "backend.follow=champion",
+                  "backend.poll_s=1", f"backend.port={port}", f"registry.tracking_uri={uri}",
+                  f"backend.runtime={runtime}", "registry.model_name=swap-bench",
+                  f"backend.image_dir={media.parent}", f"work_dir={tmp}"])
     url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_http(f"{url}/health", proc, "stage=serve")
         records: list[tuple[float, float, bool, str]] = []  # (start, latency, ok, version)
-        stop = threading.Event()
+        done = threading.Event()
         body = {"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}],
                 "label_config": rectangle_labels_config(CLASSES)}
 
         def client():
             with httpx.Client(timeout=60) as http:
                 for _ in range(100000):
-                    if stop.is_set():
+                    if done.is_set():
                         return
                     t = time.monotonic()
                     try:
@@ -95,7 +94,7 @@ def measure(runtime: str, args, demo: Path) -> dict:
         for t in threads:
             t.start()
         time.sleep(args.steady_s)
-        v2 = publish(registry, ckpt, tmp, "v2")
+        v2 = publish(registry, ckpt, tmp, "v2", args.img_size)
         promoted = time.monotonic()
         registry.promote(v2)
         new = f"swap-bench:v{v2}"
@@ -103,12 +102,11 @@ def measure(runtime: str, args, demo: Path) -> dict:
             time.sleep(0.05)
         first_new = min(t + lat for t, lat, _, v in records if v == new)
         time.sleep(2)
-        stop.set()
+        done.set()
         for t in threads:
             t.join()
     finally:
-        proc.terminate()
-        proc.wait()
+        stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     steady = [lat for t, lat, _, _ in records if t < promoted]
     during = [lat for t, lat, _, _ in records if promoted <= t <= first_new + 2]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -27,9 +26,9 @@ import httpx
 import numpy as np
 
 from loop.demo_data import ensure
-from loop.errors import LoopError
 from loop.ls_server import TOKEN_FILE, free_port, port_is_free, server_from_cfg
-from loop.paths import REPO_ROOT, resolve
+from loop.paths import resolve
+from loop.services import spawn, stop, wait_http
 
 log = logging.getLogger(__name__)
 
@@ -42,44 +41,15 @@ def _port(host: str, wanted: int, what: str) -> int:
     return port
 
 
-def _wait_http(url: str, proc: subprocess.Popen, log_file: Path, what: str, timeout_s: float = 180) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if proc.poll() is not None:
-            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
-            raise LoopError(f"{what} exited with code {proc.returncode} while starting; see {log_file}:\n{tail}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise LoopError(f"{what} did not answer {url} within {timeout_s:.0f} s; see {log_file}")
-
-
-def _spawn(cmd: list[str], log_file: Path) -> subprocess.Popen:
-    with open(log_file, "ab") as out:
-        return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def start_mlflow_ui(cfg, work: Path, stack: ExitStack) -> str:
     host = "127.0.0.1"
     port = _port(host, int(cfg.stage.mlflow_port), "the MLflow UI")
     cmd = [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", str(cfg.registry.tracking_uri),
            "--host", host, "--port", str(port)]
-    proc = _spawn(cmd, work / "mlflow-ui.log")
-    stack.callback(_stop, proc)
+    proc = spawn(cmd, work / "mlflow-ui.log")
+    stack.callback(stop, proc)
     url = f"http://{host}:{port}"
-    _wait_http(f"{url}/health", proc, work / "mlflow-ui.log", "the MLflow UI")
+    wait_http(f"{url}/health", proc, "the MLflow UI", work / "mlflow-ui.log")
     return url
 
 
@@ -91,10 +61,10 @@ def start_backend(cfg, work: Path, stack: ExitStack) -> str:
            f"labelstudio.api_key={cfg.labelstudio.api_key}", f"labelstudio.project_id={cfg.labelstudio.project_id}",
            f"registry.model_name={cfg.registry.model_name}", f"registry.tracking_uri={cfg.registry.tracking_uri}",
            f"registry.artifact_location={cfg.registry.artifact_location}", f"device={cfg.device}"]
-    proc = _spawn(cmd, work / "backend.log")
-    stack.callback(_stop, proc)
+    proc = spawn(cmd, work / "backend.log")
+    stack.callback(stop, proc)
     url = f"http://{host}:{port}"
-    _wait_http(f"{url}/health", proc, work / "backend.log", "the ML backend")
+    wait_http(f"{url}/health", proc, "the ML backend", work / "backend.log")
     return url
 
 

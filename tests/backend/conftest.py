@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
 from loop.ls_server import free_port
-from loop.paths import REPO_ROOT
+from loop.services import spawn, stop, wait_http
 
 # The demo model's classes renamed to COCO classes as MMDetection writes them (spaces), so the seeds'
 # COCO label config (underscores) applies.
@@ -41,25 +39,15 @@ def start_backend(tmp_path_factory):
         cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.port={port}", f"work_dir={log.parent}",
                *overrides]
         started = time.monotonic()
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = spawn(cmd, log)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() - started < 120, log.read_text()
-            time.sleep(0.2)
+        wait_http(f"{url}/health", proc, "stage=serve", log, timeout_s=120)
         return {"url": url, "cold_start_s": time.monotonic() - started, "log": log, "proc": proc}
 
     yield start
     for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
 
 
 def publish(registry, demo_model: dict, tmp_path, name: str, corrupt: bool = False) -> int:
