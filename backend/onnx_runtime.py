@@ -74,10 +74,19 @@ class OnnxDetector:
         # took the network from 98 to 73 ms per 640x448 image on the 2-core test machine.
         opts.add_session_config_entry("session.set_denormal_as_zero", "1")
         providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        if device.startswith("cuda"):
+            # On a GPU, ONNX Runtime on the CPU would be slower than torch on the GPU: refuse, so that
+            # backend.runtime=auto serves with torch on CUDA instead.
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise LoopError(f"device={device}, but this onnxruntime has no CUDA execution provider (it has "
+                                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu into .venv "
+                                "to run ONNX on the GPU")
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.split(":")[1]) if ":" in device else 0}))
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
-        self.classes, self.version, self.device = list(classes), version, device
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise LoopError(f"ONNX Runtime could not start its CUDA provider on {device} (missing CUDA/cuDNN "
+                            "libraries?); see its warnings above")
+        self.classes, self.version, self.device, self.path = list(classes), version, device, Path(onnx_path)
         self.batch_size = max(1, int(batch_size)) if batch_size else 1
         head = cfg.model.bbox_head
         pre = cfg.model.data_preprocessor

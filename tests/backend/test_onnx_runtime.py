@@ -38,3 +38,20 @@ def test_onnx_and_torch_agree_on_the_demo_test_images(demo_model, demo_data, tmp
     ok, reason = agreement(reference, shifted)
     assert not ok and "no match" in reason
     assert np.isfinite(onnx_path.load_s)
+
+
+def test_cuda_uses_the_cuda_provider_or_is_refused_so_auto_serves_with_torch(demo_model, tmp_path):
+    import onnxruntime as ort
+
+    from backend.onnx_runtime import OnnxDetector
+    from loop.errors import LoopError
+
+    torch_path = Predictor.load(str(demo_model["checkpoint"]))
+    exported = load_onnx(torch_path, tmp_path)
+    args = (exported.path, torch_path.model.cfg, torch_path.classes, "v", exported.size)
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert OnnxDetector(*args, device="cuda:0").providers[0] == "CUDAExecutionProvider"
+    else:
+        with pytest.raises(LoopError, match="onnxruntime-gpu"):
+            OnnxDetector(*args, device="cuda:0")
+    assert OnnxDetector(*args, device="cpu").providers == ["CPUExecutionProvider"]
