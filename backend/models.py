@@ -46,7 +46,7 @@ def configure_threads(threads: int | None) -> None:
     """One thread pool does the model's work: torch and ONNX Runtime get `threads` (default one per core),
     OpenCV none of its own (its resize runs between forward passes, and its pool would fight the model's for
     the same cores), and image fetching/decoding threads mostly wait on I/O. Subnormal floats are flushed
-    to zero: they make small-weight models several times slower and change no detection."""
+    to zero: they can make small-weight models much slower, and change no detection."""
     import cv2
     import torch
 

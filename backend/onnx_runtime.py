@@ -69,9 +69,8 @@ class OnnxDetector:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
-        # Small weights (random-initialised or lightly trained models) drive activations into subnormal
-        # floats, which x86 cores process many times slower. Flushing them to zero changes no detection and
-        # took the network from 98 to 73 ms per 640x448 image on the 2-core test machine.
+        # Small weights (random-initialised or lightly trained models) can drive activations into subnormal
+        # floats, which x86 cores process many times slower; flushing them to zero changes no detection.
         opts.add_session_config_entry("session.set_denormal_as_zero", "1")
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
