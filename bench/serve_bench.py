@@ -118,6 +118,10 @@ def main() -> None:
               f"cold start (process start -> /health OK): {r['cold_s']:.1f} s; peak RSS {r['peak_mb']:.0f} MB")
     gflop, floor_ms, how = flops_floor(ckpt, args.img_size, torch.get_num_threads())
     print(f"floating-point floor: {gflop:.1f} GFLOP per {args.img_size}^2 image / ({how}) = {floor_ms:.0f} ms")
+    net_ms, shapes = network_only(ckpt, files, tmp)
+    print(f"(n)  the network alone in ONNX Runtime, same images ({shapes}), in this process: {net_ms:.0f} ms per "
+          f"image = {net_ms / floor_ms:.2f}x the floor; (c) spends {net_ms / (served['onnx']['batch_s'] / n * 1000):.0%}"
+          " of its time there")
     for label, what, key in rows:
         total_s, ls_s = (naive_s, naive_ls) if key is None else (served[key]["batch_s"], served[key]["ls_cpu_s"])
         per_image = total_s / n * 1000
@@ -179,6 +183,24 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def network_only(ckpt: Path, files: list[Path], tmp: Path) -> tuple[float, str]:
+    """ms per image of ONNX Runtime's session.run alone on the images as the backend prepares them."""
+    from backend.images import decode
+    from backend.models import configure_threads
+    from backend.onnx_runtime import load_onnx
+    from backend.predictor import Predictor
+
+    configure_threads(None)
+    det = load_onnx(Predictor.load(str(ckpt)), tmp / "onnx-cache")
+    inputs = [det._batch([det._prepare(decode(f.read_bytes()).bgr)[0]]) for f in files]
+    det.session.run(None, {"input": inputs[0]})
+    started = time.perf_counter()
+    for x in inputs:
+        det.session.run(None, {"input": x})
+    shapes = sorted({f"{x.shape[3]}x{x.shape[2]}" for x in inputs})
+    return (time.perf_counter() - started) / len(inputs) * 1000, ", ".join(shapes)
 
 
 def flops_floor(ckpt: Path, img_size: int, cores: int) -> tuple[float, float, str]:
