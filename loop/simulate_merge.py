@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {exc}") from None
     for strategy, s in summary.items():
         reach = s["labels_to_reach_control"]
-        log.info("%-16s final mAP %.3f at %d labels; reaches random's final with %s", strategy, s["final_mAP"],
-                 s["final_labeled"], "never" if reach is None else f"{reach:.0f} labels ({s['fraction_of_control_labels']:.0%})")
+        log.info("%-16s final mAP %.3f at %d labels; reaches random's final mAP %s", strategy, s["final_mAP"],
+                 s["final_labeled"], "within the budget: never" if reach is None
+                 else f"with {reach:.0f} labels ({s['fraction_of_control_labels']:.0%})")
     log.info("wrote %s", args.out)
 
 
