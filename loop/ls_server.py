@@ -165,10 +165,10 @@ class LabelStudioServer:
         stored = Path(self.data_dir) / TOKEN_FILE
         if stored.exists():
             return stored.read_text().strip()
-        session = self.login()
-        reply = session.post(f"{self.url}/api/token/", timeout=30, json={},
-                             headers={"X-CSRFToken": session.cookies.get("csrftoken", ""),
-                                      "Referer": f"{self.url}/"})
+        with self.login() as session:
+            reply = session.post(f"{self.url}/api/token/", timeout=30, json={},
+                                 headers={"X-CSRFToken": session.cookies.get("csrftoken", ""),
+                                          "Referer": f"{self.url}/"})
         if reply.status_code == 409 or "already" in reply.text.lower():
             raise LoopError(f"the admin already has a personal access token that {stored} does not hold; "
                             f"revoke it in Label Studio (Account & Settings) and try again")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import pytest
@@ -36,7 +37,7 @@ def test_demo_runs_the_loop_and_serves_until_stopped(small_demo, tmp_path):
         assert health["model_version"].endswith(f":v{result['history'][-1]['champion']}")
         # The project: labeled tasks from the annotator, predictions and queue scores on the rest.
         base = urls["labelstudio"].split("/projects/")[0]
-        client = lsx.connect(base, open(result["token_file"]).read().strip())
+        client = lsx.connect(base, Path(result["token_file"]).read_text().strip())
         tasks = lsx.list_tasks(client, result["project_id"])
         unlabeled = [t for t in tasks if not t["annotations"]]
         assert len(tasks) == 24 and len(unlabeled) == 4
