@@ -116,9 +116,12 @@ def main() -> None:
               f"({r['batch_s']:.2f} s), ratio to (a) {naive_s / r['batch_s']:.2f}x")
         print(f"    single-task /predict latency: p50 {r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms; "
               f"cold start (process start -> /health OK): {r['cold_s']:.1f} s; peak RSS {r['peak_mb']:.0f} MB")
-    gflop, floor_ms, how = flops_floor(ckpt, args.img_size, torch.get_num_threads())
+    from backend.predictor import Predictor
+
+    predictor = Predictor.load(str(ckpt))
+    gflop, floor_ms, how = flops_floor(predictor.model, args.img_size, torch.get_num_threads())
     print(f"floating-point floor: {gflop:.1f} GFLOP per {args.img_size}^2 image / ({how}) = {floor_ms:.0f} ms")
-    net_ms, shapes = network_only(ckpt, files, tmp)
+    net_ms, shapes = network_only(predictor, files, tmp)
     print(f"(n)  the network alone in ONNX Runtime, same images ({shapes}), in this process: {net_ms:.0f} ms per "
           f"image = {net_ms / floor_ms:.2f}x the floor; (c) spends {net_ms / (served['onnx']['batch_s'] / n * 1000):.0%}"
           " of its time there")
@@ -185,15 +188,14 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def network_only(ckpt: Path, files: list[Path], tmp: Path) -> tuple[float, str]:
+def network_only(predictor, files: list[Path], tmp: Path) -> tuple[float, str]:
     """ms per image of ONNX Runtime's session.run alone on the images as the backend prepares them."""
     from backend.images import decode
     from backend.models import configure_threads
     from backend.onnx_runtime import load_onnx
-    from backend.predictor import Predictor
 
     configure_threads(None)
-    det = load_onnx(Predictor.load(str(ckpt)), tmp / "onnx-cache")
+    det = load_onnx(predictor, tmp / "onnx-cache")
     inputs = [det._batch([det._prepare(decode(f.read_bytes()).bgr)[0]]) for f in files]
     det.session.run(None, {"input": inputs[0]})
     started = time.perf_counter()
@@ -203,14 +205,11 @@ def network_only(ckpt: Path, files: list[Path], tmp: Path) -> tuple[float, str]:
     return (time.perf_counter() - started) / len(inputs) * 1000, ", ".join(shapes)
 
 
-def flops_floor(ckpt: Path, img_size: int, cores: int) -> tuple[float, float, str]:
+def flops_floor(net, img_size: int, cores: int) -> tuple[float, float, str]:
     """(GFLOP per image, floor in ms, how the peak was taken): the network's multiply-adds at this input size
     (mmengine's counter) times 2, over the cores' nominal FP32 FMA peak from the CPU flags and clock."""
     from mmengine.analysis import get_model_complexity_info
 
-    from backend.predictor import Predictor
-
-    net = Predictor.load(str(ckpt)).model
     info = get_model_complexity_info(net, input_shape=(3, img_size, img_size), show_table=False, show_arch=False)
     gflop = 2 * info["flops"] / 1e9  # mmengine counts one multiply-add as one flop
     flags = Path("/proc/cpuinfo").read_text()

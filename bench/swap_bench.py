@@ -34,15 +34,12 @@ from loop.registry import Registry  # noqa: E402
 from loop.services import spawn, stop, wait_http  # noqa: E402
 
 
-def publish(registry: Registry, ckpt: Path, tmp: Path, name: str, img_size: int) -> int:
+def publish(registry: Registry, ckpt: Path, onnx: Path, tmp: Path, name: str) -> int:
     """A version as stage=retrain registers one: weights, classes and the network exported to ONNX."""
-    from backend.onnx_runtime import export_onnx
-    from backend.predictor import Predictor
-
     model = tmp / name / "model"
     model.mkdir(parents=True)
     shutil.copy(ckpt, model / "model.pth")
-    export_onnx(Predictor.load(str(ckpt)).model, img_size, model / "model.onnx")
+    shutil.copy(onnx, model / "model.onnx")
     (model / "classes.json").write_text(json.dumps(CLASSES))
     with registry.run(name) as run:
         run.log_artifacts(model, "model")
@@ -56,10 +53,16 @@ def pct(values, q):
 
 def measure(runtime: str, args, demo: Path) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"swap-bench-{runtime}-"))
+    from backend.onnx_runtime import export_onnx
+    from backend.predictor import Predictor
+
     ckpt = random_checkpoint(args.img_size, tmp / "random.pth")
+    # Exported once, before the clients start: both versions share the weights, and an export during the
+    # steady-state window would slow the requests it measures.
+    onnx = export_onnx(Predictor.load(str(ckpt)).model, args.img_size, tmp / "random.onnx")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     registry = Registry(uri, "swap-bench", artifact_location=str(tmp / "artifacts"))
-    registry.promote(publish(registry, ckpt, tmp, "v1", args.img_size))
+    registry.promote(publish(registry, ckpt, onnx, tmp, "v1"))
     media = tmp / "media" / "1"
     media.mkdir(parents=True)
     shutil.copy(demo / "images" / "test_0001.jpg", media / "a.jpg")
@@ -94,7 +97,7 @@ def measure(runtime: str, args, demo: Path) -> dict:
         for t in threads:
             t.start()
         time.sleep(args.steady_s)
-        v2 = publish(registry, ckpt, tmp, "v2", args.img_size)
+        v2 = publish(registry, ckpt, onnx, tmp, "v2")
         promoted = time.monotonic()
         registry.promote(v2)
         new = f"swap-bench:v{v2}"

@@ -127,6 +127,28 @@ class Simulation:
         return [unlabeled[i] for i in picked]
 
 
+def write_report(rows: list[dict], out: Path) -> dict[str, dict]:
+    """summary.json (what each strategy saves over random) and curves.png for these rows; returns the summary."""
+    from train.plots import plot_learning_curves
+
+    summary = summarise(rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    plot_learning_curves(mean_curves(rows), out / "curves.png")
+    return summary
+
+
+def describe(summary: dict[str, dict]) -> list[str]:
+    """One line per strategy for the log."""
+    lines = []
+    for strategy, f in summary.items():
+        reach = f["labels_to_reach_control"]
+        lines.append(f"{strategy:<16} final mAP {f['final_mAP']:.3f} at {f['final_labeled']} labels; reaches "
+                     "random's final mAP " + ("within the budget: never" if reach is None else
+                                              f"with {reach:.0f} labels ({f['fraction_of_control_labels']:.0%})")
+                     + f"; mean gain {f['mean_gain']:+.3f}")
+    return lines
+
+
 class Results:
     """Where the curves go: results.csv (row by row, so a stopped run keeps its rounds), one MLflow child run
     per strategy and seed (bbox_mAP against labeled images), and at the end curves.png and summary.json
@@ -165,11 +187,7 @@ class Results:
         run.log_metrics({"bbox_mAP": row["mAP"], "bbox_mAP_50": row["mAP_50"]}, step=row["labeled"])
 
     def _finish(self, run) -> None:
-        from train.plots import plot_learning_curves
-
-        self.summary = summarise(self.rows)
-        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=1))
-        plot_learning_curves(mean_curves(self.rows), self.out / "curves.png")
+        self.summary = write_report(self.rows, self.out)
         for name in ("results.csv", "summary.json", "curves.png"):
             run.log_artifact(self.out / name)
         run.log_metrics({f"{k}_mean_gain": v["mean_gain"] for k, v in self.summary.items()})
@@ -274,11 +292,8 @@ def _outcome(results: Results) -> dict[str, Any]:
 
 def run_stage(cfg) -> dict[str, Any]:
     result = simulate(cfg) if cfg.stage.mode == "fast" else simulate_full(cfg)
-    for strategy, f in result["summary"].items():
-        reach = f["labels_to_reach_control"]
-        log.info("%-16s final mAP %.3f at %d labels; reaches random's final mAP %s; mean gain %+.3f",
-                 strategy, f["final_mAP"], f["final_labeled"],
-                 "within the budget: never" if reach is None else f"with {reach:.0f} labels", f["mean_gain"])
+    for line in describe(result["summary"]):
+        log.info(line)
     log.info("best strategy here: %s", result["best"])
     log.info("results: %s (CSV, curves.png, summary.json; also in MLflow experiment '%s')", result["out_dir"],
              cfg.stage.experiment)

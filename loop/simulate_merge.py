@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 from pathlib import Path
 
-from loop.curves import mean_curves, summarise
 from loop.errors import LoopError
+from loop.simulate import FIELDS, describe, write_report
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +47,13 @@ def read_results(run_dir: Path) -> list[dict]:
 
 def merge(run_dirs: list[Path], out: Path) -> dict:
     """Write the merged results.csv, summary.json and curves.png into `out`; returns the summary."""
-    from train.plots import plot_learning_curves
-
     rows = merge_rows([read_results(d) for d in run_dirs])
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
+        writer = csv.DictWriter(fh, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarise(rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    plot_learning_curves(mean_curves(rows), out / "curves.png")
-    return summary
+    return write_report(rows, out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,11 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         summary = merge(args.runs, args.out)
     except LoopError as exc:
         raise SystemExit(f"error: {exc}") from None
-    for strategy, s in summary.items():
-        reach = s["labels_to_reach_control"]
-        log.info("%-16s final mAP %.3f at %d labels; reaches random's final mAP %s", strategy, s["final_mAP"],
-                 s["final_labeled"], "within the budget: never" if reach is None
-                 else f"with {reach:.0f} labels ({s['fraction_of_control_labels']:.0%})")
+    for line in describe(summary):
+        log.info(line)
     log.info("wrote %s", args.out)
 
 
