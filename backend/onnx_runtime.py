@@ -63,28 +63,12 @@ class OnnxDetector:
     runtime = "onnxruntime"
 
     def __init__(self, onnx_path: Path, cfg, classes: list[str], version: str, img_size: int, device: str = "cpu",
-                 batch_size: int | None = None, score_threshold: float | None = None, threads: int | None = None):
-        import onnxruntime as ort
+                 batch_size: int | None = None, score_threshold: float | None = None, threads: int | None = None,
+                 precision: str = "fp32"):
+        from backend.ort_session import create_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or os.cpu_count() or 1
-        opts.inter_op_num_threads = 1
-        # Small weights (random-initialised or lightly trained models) can drive activations into subnormal
-        # floats, which x86 cores process many times slower; flushing them to zero changes no detection.
-        opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            # On a GPU, ONNX Runtime on the CPU would be slower than torch on the GPU: refuse, so that
-            # backend.runtime=auto serves with torch on CUDA instead.
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise LoopError(f"device={device}, but this onnxruntime has no CUDA execution provider (it has "
-                                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu into .venv "
-                                "to run ONNX on the GPU")
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.split(":")[1]) if ":" in device else 0}))
-        self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
-        if device.startswith("cuda") and "CUDAExecutionProvider" not in self.session.get_providers():
-            raise LoopError(f"ONNX Runtime could not start its CUDA provider on {device} (missing CUDA/cuDNN "
-                            "libraries?); see its warnings above")
+        self.session = create_session(Path(onnx_path), device, threads, precision)
+        self.precision = precision
         self.classes, self.version, self.device, self.path = list(classes), version, device, Path(onnx_path)
         self.batch_size = max(1, int(batch_size)) if batch_size else 1
         head = cfg.model.bbox_head
@@ -212,7 +196,7 @@ def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score
 
 
 def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_threshold: float | None = None,
-              onnx_file: Path | None = None, threads: int | None = None) -> OnnxDetector:
+              onnx_file: Path | None = None, threads: int | None = None, precision: str = "fp32") -> OnnxDetector:
     """An OnnxDetector for a loaded torch Predictor: `onnx_file` if given and present (a registry version's
     artifact), else its network exported once into cache_dir."""
     started = time.perf_counter()
@@ -223,7 +207,7 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
     elif not path.exists():
         export_onnx(predictor.model, size, path)
     det = OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
-                       score_threshold=score_threshold, threads=threads)
+                       score_threshold=score_threshold, threads=threads, precision=precision)
     det.load_s = getattr(predictor, "load_s", 0.0) + time.perf_counter() - started
     return det
 

@@ -65,6 +65,7 @@ def _file_digest(path: Path) -> str:
 
 class Predictor:
     runtime = "torch"
+    precision = "fp32"
 
     @property
     def model_class(self) -> str:

@@ -55,3 +55,32 @@ def test_cuda_uses_the_cuda_provider_or_is_refused_so_auto_serves_with_torch(dem
         with pytest.raises(LoopError, match="onnxruntime-gpu"):
             OnnxDetector(*args, device="cuda:0")
     assert OnnxDetector(*args, device="cpu").providers == ["CPUExecutionProvider"]
+
+
+def test_bf16_stays_close_to_fp32_or_is_refused(demo_model, demo_data, tmp_path):
+    """bf16 (OpenVINO) may move scores and let boxes at the threshold come or go, but every detection clear
+    of the threshold keeps its label, its box (IoU >= 0.98) and its score (within 0.02)."""
+    from loop.errors import LoopError
+    from tests.backend.test_ort_session import cpu_has_bf16
+
+    torch_path = Predictor.load(str(demo_model["checkpoint"]), score_threshold=0.3)
+    if not cpu_has_bf16():
+        with pytest.raises(LoopError, match="bfloat16 units"):
+            load_onnx(torch_path, tmp_path, score_threshold=0.3, precision="bf16")
+        return
+    images = [decode(p.read_bytes()).bgr for p in sorted((demo_data / "images").glob("test_*.jpg"))]
+    fp32 = load_onnx(torch_path, tmp_path, score_threshold=0.3)
+    bf16 = load_onnx(torch_path, tmp_path, score_threshold=0.3, precision="bf16")
+    assert bf16.session.get_providers()[0] == "OpenVINOExecutionProvider" and bf16.precision == "bf16"
+    reference, candidate = fp32.predict(images), bf16.predict(images)
+    clear = 0
+    for r, c in zip(reference, candidate):
+        for box, score, label in zip(r.boxes, r.scores, r.labels):
+            if score < 0.32:
+                continue
+            clear += 1
+            assert any(label == cl and iou(box, cb) >= 0.98 and abs(score - cs) <= 0.02
+                       for cb, cs, cl in zip(c.boxes, c.scores, c.labels))
+    assert clear > 50
+    # bf16 arithmetic really ran: the strict fp32 agreement rule notices the difference
+    assert not agreement(reference, candidate)[0]

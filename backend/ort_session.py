@@ -1,0 +1,100 @@
+"""ONNX Runtime sessions: which execution provider runs the exported network, at which precision, on how
+many threads. The only module that talks to ONNX Runtime's provider machinery.
+
+- `fp32` (default): ONNX Runtime's own CPU kernels, or its CUDA provider with `device=cuda:N`. Same
+  arithmetic as torch to ~1e-6, so the detections equal the torch path's (the agreement rule holds).
+- `bf16` (opt-in, CPU only): the OpenVINO execution provider (the `onnxruntime-ep-openvino` plugin) with
+  the CPU's bfloat16 units (AMX or AVX512-BF16). On a CPU that has them the network runs about 2.5x faster,
+  but activations keep 8 bits of mantissa: scores move by up to ~1e-2 and a box near the score threshold
+  can appear or vanish. Worth it for bulk pre-annotation that people correct anyway; not for the
+  promotion check, which always compares in fp32.
+
+OpenVINO picks bf16 by itself on such CPUs when no precision is given, so fp32 is never routed through it
+without saying so explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+from loop.errors import LoopError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16")
+_OPENVINO = "openvino"  # our registration name for the plugin library
+_registered: list = []   # OpenVINO CPU devices, once the plugin is registered in this process
+_lock = threading.Lock()
+
+
+def check_precision(precision: str, device: str = "cpu") -> None:
+    """Refuse a precision this machine cannot run, before any model is loaded, saying how to fix it."""
+    if precision not in PRECISIONS:
+        raise LoopError(f"backend.precision={precision!r}: use {' or '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return
+    if device != "cpu":
+        raise LoopError(f"backend.precision=bf16 runs on the CPU (OpenVINO); with device={device} use "
+                        "backend.precision=fp32")
+    capabilities = str(_openvino_cpu().ep_metadata.get("OPTIMIZATION_CAPABILITIES", ""))
+    if "BF16" not in capabilities.split():
+        raise LoopError("backend.precision=bf16 needs a CPU with bfloat16 units (AMX or AVX512-BF16); this one "
+                        f"offers {capabilities or 'none'}: use backend.precision=fp32")
+
+
+def _openvino_cpu():
+    """OpenVINO's CPU device for ONNX Runtime, registering the plugin library on first use."""
+    import onnxruntime as ort
+
+    with _lock:
+        if not _registered:
+            try:
+                import onnxruntime_ep_openvino as plugin
+            except ImportError:
+                raise LoopError("backend.precision=bf16 needs the OpenVINO execution provider: "
+                                "pip install onnxruntime-ep-openvino (Linux and Windows on x86-64)") from None
+            ort.register_execution_provider_library(_OPENVINO, plugin.get_library_path())
+            _registered.extend(d for d in ort.get_ep_devices()
+                               if d.ep_name == plugin.get_ep_name() and d.ep_metadata.get("ov_device") == "CPU")
+        if not _registered:
+            raise LoopError("the OpenVINO execution provider found no CPU device; use backend.precision=fp32")
+        return _registered[0]
+
+
+def create_session(path: Path, device: str = "cpu", threads: int | None = None, precision: str = "fp32"):
+    """An InferenceSession for the network at `path` (see the module docstring for what each choice means)."""
+    import onnxruntime as ort
+
+    check_precision(precision, device)
+    threads = int(threads or os.cpu_count() or 1)
+    opts = ort.SessionOptions()
+    opts.inter_op_num_threads = 1
+    # Small weights (random-initialised or lightly trained models) can drive activations into subnormal
+    # floats, which x86 cores process many times slower; flushing them to zero changes no detection.
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if precision == "bf16":
+        # OpenVINO runs the whole graph on its own threads; ORT's pool stays at one so it does not spin.
+        opts.intra_op_num_threads = 1
+        opts.add_provider_for_devices([_openvino_cpu()], {"load_config": json.dumps({"CPU": {
+            "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1",
+            "PERFORMANCE_HINT": "LATENCY", "CPU_DENORMALS_OPTIMIZATION": "YES"}})})
+        return ort.InferenceSession(str(path), opts)
+    opts.intra_op_num_threads = threads
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        # On a GPU, ONNX Runtime on the CPU would be slower than torch on the GPU: refuse, so that
+        # backend.runtime=auto serves with torch on CUDA instead.
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise LoopError(f"device={device}, but this onnxruntime has no CUDA execution provider (it has "
+                            f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu into .venv "
+                            "to run ONNX on the GPU")
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.split(":")[1]) if ":" in device else 0}))
+    session = ort.InferenceSession(str(path), opts, providers=providers)
+    if device.startswith("cuda") and "CUDAExecutionProvider" not in session.get_providers():
+        raise LoopError(f"ONNX Runtime could not start its CUDA provider on {device} (missing CUDA/cuDNN "
+                        "libraries?); see its warnings above")
+    return session
