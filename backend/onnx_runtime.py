@@ -140,8 +140,9 @@ class OnnxDetector:
             scores = 1.0 / (1.0 + np.exp(-cls.reshape(c, -1).T))  # (HW, C)
             flat = scores.ravel()
             idx = np.flatnonzero(flat > self.score_thr)
-            if idx.size > self.nms_pre:
-                idx = idx[np.argsort(-flat[idx], kind="stable")[:self.nms_pre]]
+            if idx.size > self.nms_pre:  # top-k: partition first, sort only the k kept (weak models pass many)
+                top = np.argpartition(-flat[idx], self.nms_pre - 1)[:self.nms_pre]
+                idx = idx[top[np.argsort(-flat[idx[top]], kind="stable")]]
             points, labels = np.divmod(idx, c)
             dist = box.reshape(4, -1).T[points]
             p = self._level_priors(lvl, h, w)[points]
