@@ -58,8 +58,9 @@ def configure_threads(threads: int | None) -> None:
     cv2.setNumThreads(1)
 
 
-def _loader(settings: ServeSettings):
-    """load(checkpoint, version) -> a predictor for the configured runtime, device and threads."""
+def model_loader(settings: ServeSettings):
+    """load(checkpoint, version) -> a predictor for the configured runtime, precision, device and threads: the
+    server and bulk pre-annotation load models the same way."""
     from backend.predictor import Predictor
 
     if settings.runtime not in ("auto", "onnx", "torch"):
@@ -105,7 +106,7 @@ def start_model(settings: ServeSettings, predictor=None):
     """(holder, watcher or None): the fixed checkpoint, or the version the alias points at now."""
     from backend.reload import AliasWatcher, ModelHolder, load_registered
 
-    load = _loader(settings)
+    load = model_loader(settings)
     if predictor is not None or not settings.follow_alias:
         return ModelHolder(predictor or load(settings.checkpoint)), None
     from loop.errors import LoopError

@@ -1,12 +1,13 @@
 """Benchmark: hot swap of the served model while clients keep predicting.
 
-    .venv/bin/python bench/swap_bench.py [--clients 2] [--steady-s 15] [--img-size 320] [--runtimes torch,onnx]
+    .venv/bin/python bench/swap_bench.py [--clients 2] [--steady-s 15] [--img-size 320] [--runtimes torch,onnx,onnx-bf16]
 
 Registers two versions of a randomly initialised RTMDet-tiny in a temporary MLflow store, serves
 `champion` with `python -m loop.run stage=serve backend.follow=champion backend.poll_s=1`, runs clients in a
 loop, promotes version 2, and prints: swap time (promotion -> first response from v2), failures, and request
 latency p50/p99 in steady state vs during the swap (promotion -> 2 s after the first v2 response), for
-each runtime in turn (`backend.runtime`). Versions carry model.onnx as stage=retrain registers them, so
+each runtime in turn (`backend.runtime`; onnx-bf16 is onnx with `backend.precision=bf16`, measured by default
+where the CPU has bfloat16 units). Versions carry model.onnx as stage=retrain registers them, so
 the ONNX swap loads the exported network rather than exporting it.
 """
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.serve_bench import CLASSES, random_checkpoint  # noqa: E402
+from bench.serve_bench import CLASSES, bf16_refusal, random_checkpoint  # noqa: E402
 from loop.demo_data import ensure  # noqa: E402
 from loop.label_configs import rectangle_labels_config  # noqa: E402
 from loop.ls_server import free_port  # noqa: E402
@@ -44,6 +45,10 @@ def publish(registry: Registry, ckpt: Path, onnx: Path, tmp: Path, name: str) ->
     with registry.run(name) as run:
         run.log_artifacts(model, "model")
     return registry.register(run.run_id, {}).version
+
+
+RUNTIMES = {"torch": ["backend.runtime=torch"], "onnx": ["backend.runtime=onnx"],
+            "onnx-bf16": ["backend.runtime=onnx", "backend.precision=bf16"]}
 
 
 def pct(values, q):
@@ -70,7 +75,7 @@ def measure(runtime: str, args, demo: Path) -> dict:
     port = free_port()
     proc = spawn([sys.executable, "-m", "loop.run", "stage=serve", "backend.follow=champion",
                   "backend.poll_s=1", f"backend.port={port}", f"registry.tracking_uri={uri}",
-                  f"backend.runtime={runtime}", "registry.model_name=swap-bench",
+                  *RUNTIMES[runtime], "registry.model_name=swap-bench",
                   f"backend.image_dir={media.parent}", f"work_dir={tmp}"])
     url = f"http://127.0.0.1:{port}"
     try:
@@ -124,15 +129,18 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--steady-s", type=float, default=15)
     ap.add_argument("--img-size", type=int, default=320)
-    ap.add_argument("--runtimes", default="torch,onnx")
+    ap.add_argument("--runtimes", default="torch,onnx" + (",onnx-bf16" if bf16_refusal() is None else ""))
     args = ap.parse_args()
+    unknown = set(args.runtimes.split(",")) - set(RUNTIMES)
+    if unknown:
+        ap.error(f"unknown runtimes {sorted(unknown)}: choose from {', '.join(RUNTIMES)}")
     demo = ensure(REPO_ROOT / "data" / "demo")
     results = {rt: measure(rt, args, demo) for rt in args.runtimes.split(",")}
     print(f"RTMDet-tiny random init at {args.img_size}, {args.clients} clients, alias poll 1 s")
-    print(f"{'runtime':8} {'requests':>8} {'swap s':>7} {'failed':>6} {'steady p50/p99 ms':>18} "
+    print(f"{'runtime':9} {'requests':>8} {'swap s':>7} {'failed':>6} {'steady p50/p99 ms':>18} "
           f"{'swap p50/p99 ms':>16} {'p99 ratio':>9}")
     for rt, r in results.items():
-        print(f"{rt:8} {r['requests']:8d} {r['swap_s']:7.2f} {r['failures']:6d} "
+        print(f"{rt:9} {r['requests']:8d} {r['swap_s']:7.2f} {r['failures']:6d} "
               f"{r['steady_p50']:9.0f}/{r['steady_p99']:<8.0f} {r['swap_p50']:8.0f}/{r['swap_p99']:<7.0f} "
               f"{r['swap_p99'] / r['steady_p99']:8.2f}x")
 

@@ -41,7 +41,7 @@ def preannotate(cfg) -> dict[str, Any]:
     from backend.images import ImageError, decode
     from backend.labels import build_label_map
     from backend.media import MediaConfig, MediaError, MediaFetcher
-    from backend.predictor import Predictor
+    from backend.models import ServeSettings, model_loader
     from backend.reload import load_registered
     from backend.results import to_prediction
 
@@ -53,9 +53,12 @@ def preannotate(cfg) -> dict[str, Any]:
     if champion is None:
         raise LoopError(f"registered model '{registry.model_name}' has no champion yet; run stage=retrain first")
     b, p = cfg.backend, cfg.preannotate
-    load = lambda ckpt, version=None: Predictor.load(ckpt, device=str(b.device), version=version,  # noqa: E731
-                                                      score_threshold=float(b.score_threshold))
-    predictor = load_registered(registry, champion, resolve(cfg.work_dir) / "serve-cache" / registry.model_name, load)
+    cache = resolve(cfg.work_dir) / "serve-cache"
+    # the backend's runtime and precision: bulk pre-annotation is where a faster network pays most
+    load = model_loader(ServeSettings(checkpoint="", device=str(b.device), score_threshold=float(b.score_threshold),
+                                      runtime=str(b.runtime), precision=str(b.precision),
+                                      threads=int(b.threads) if b.get("threads") else None, cache_dir=str(cache)))
+    predictor = load_registered(registry, champion, cache / registry.model_name, load)
     client = lsx.connect(cfg.labelstudio.url, cfg.labelstudio.api_key)
     project = lsx.get_project(client, project_id)
     lmap = build_label_map(project["label_config"], predictor.classes)
@@ -63,7 +66,8 @@ def preannotate(cfg) -> dict[str, Any]:
     fetcher = MediaFetcher(MediaConfig(ls_url=cfg.labelstudio.url, api_key=cfg.labelstudio.api_key,
                                        image_dir=Path(resolve(b.image_dir)) if b.image_dir else None,
                                        allow_hosts=list(b.allow_hosts or [])))
-    figures = {"version": predictor.version, "stale_tasks": len(tasks), "predicted": 0, "failed": 0}
+    figures = {"version": predictor.version, "runtime": predictor.runtime, "precision": predictor.precision,
+               "stale_tasks": len(tasks), "predicted": 0, "failed": 0}
     strategy = p.get("queue_strategy")
     queue: dict[int, float] = {}
 

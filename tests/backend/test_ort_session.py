@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend import ort_session
-from backend.models import ServeSettings, _loader
+from backend.models import ServeSettings, model_loader
 from loop.errors import LoopError
 
 
@@ -54,4 +54,4 @@ def test_bf16_without_the_openvino_plugin_says_what_to_install(monkeypatch):
 def test_bf16_with_the_torch_runtime_is_refused_at_start():
     settings = ServeSettings(checkpoint="unused.pth", runtime="torch", precision="bf16")
     with pytest.raises(LoopError, match="backend.runtime=onnx"):
-        _loader(settings)
+        model_loader(settings)

@@ -44,6 +44,7 @@ def test_preannotate_then_loop(labelstudio, ls_token, ls_client, demo_data, demo
 
     first = preannotate(cfg("preannotate", "preannotate.batch_size=4"))
     assert first["stale_tasks"] == 6 and first["predicted"] == 6
+    assert (first["runtime"], first["precision"]) == ("onnxruntime", "fp32")  # the backend's default runtime
     assert_queue_ordered(ls_client, project.id, first["queue_view"], unlabeled)
     assert set(latest_versions(ls_client, project.id, unlabeled).values()) == {"loop-test:v1"}
     assert preannotate(cfg("preannotate"))["stale_tasks"] == 0  # a second run does nothing

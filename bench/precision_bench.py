@@ -1,0 +1,107 @@
+"""Benchmark: what backend.precision=bf16 costs in detections, against fp32, on a trained model.
+
+    .venv/bin/python bench/precision_bench.py [--checkpoint PATH] [--data data/demo] [--ann test.json]
+
+Without --checkpoint it uses the model the test suite trains on the demo data
+(runs/test-cache/demo-model-*/model.pth, made by `make test`). For fp32 (ONNX Runtime's CPU kernels) and
+bf16 (OpenVINO) it prints the network's time per image and COCO mAP / mAP@50 on the annotated images, at a
+low score threshold (0.05: the ranking) and at the serving threshold; then, detection by detection, how far
+bf16 moves from fp32: boxes matched (same label, best IoU), score differences, boxes that come or go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.serve_bench import bf16_refusal  # noqa: E402
+from loop.paths import REPO_ROOT  # noqa: E402
+
+
+def coco_dets(gt: dict, outputs) -> list[dict]:
+    cats = [c["id"] for c in gt["categories"]]
+    return [{"image_id": im["id"], "category_id": cats[int(label)], "score": float(score),
+             "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+            for im, d in zip(gt["images"], outputs) for b, score, label in zip(d.boxes, d.scores, d.labels)]
+
+
+def compare(reference, candidate) -> dict:
+    """For every reference detection: the same-label candidate box with the best IoU and its score gap."""
+    from backend.onnx_runtime import _iou
+
+    ious, gaps, lost = [], [], []
+    for r, c in zip(reference, candidate):
+        for box, score, label in zip(r.boxes, r.scores, r.labels):
+            pairs = [(_iou(box, cb), abs(score - cs)) for cb, cs, cl in zip(c.boxes, c.scores, c.labels) if cl == label]
+            iou, gap = max(pairs, default=(0.0, 1.0))
+            if iou < 0.5:
+                lost.append(float(score))
+            else:
+                ious.append(iou)
+                gaps.append(gap)
+    return {"matched": len(gaps), "lost": lost, "iou": np.array(ious), "gap": np.array(gaps)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "demo")
+    ap.add_argument("--ann", default="test.json")
+    ap.add_argument("--score-threshold", type=float, default=0.3)
+    args = ap.parse_args()
+    refusal = bf16_refusal()
+    if refusal:
+        sys.exit(f"nothing to compare on this machine: {refusal}")
+    ckpt = args.checkpoint or next(iter(sorted((REPO_ROOT / "runs" / "test-cache").glob("demo-model-*/model.pth"))), None)
+    if ckpt is None:
+        sys.exit("no trained model: pass --checkpoint PATH, or run `make test` once (it trains the demo model)")
+
+    from backend.images import decode
+    from backend.models import configure_threads
+    from backend.onnx_runtime import load_onnx
+    from backend.predictor import Predictor
+    from train.evaluate import coco_eval
+
+    configure_threads(None)
+    gt_file = args.data / args.ann
+    gt = json.loads(gt_file.read_text())
+    images = [decode((args.data / im["file_name"]).read_bytes()).bgr for im in gt["images"]]
+    tmp = Path(tempfile.mkdtemp(prefix="precision-bench-"))
+    print(f"model {ckpt}, {len(images)} images from {gt_file}")
+    outputs = {}
+    for threshold in (0.05, args.score_threshold):
+        torch_model = Predictor.load(str(ckpt), score_threshold=threshold)
+        for precision in ("fp32", "bf16"):
+            det = load_onnx(torch_model, tmp, score_threshold=threshold, precision=precision)
+            inputs = [det._batch([det._prepare(img)[0]]) for img in images]
+            for x in inputs:
+                det.session.run(None, {"input": x})  # every input size once
+            started = time.perf_counter()
+            for x in inputs:
+                det.session.run(None, {"input": x})
+            net_ms = (time.perf_counter() - started) / len(inputs) * 1000
+            out = outputs[threshold, precision] = det.predict(images)
+            dets = tmp / f"{precision}-{threshold}.json"
+            dets.write_text(json.dumps(coco_dets(gt, out)))
+            ev = coco_eval(gt_file, dets)
+            print(f"score >= {threshold:<4} {precision}: {sum(len(o.scores) for o in out):5d} detections, "
+                  f"mAP {ev['bbox_mAP']:.4f}, mAP@50 {ev['bbox_mAP_50']:.4f}; network {net_ms:.1f} ms per image "
+                  f"({det.session.get_providers()[0]})")
+        c = compare(outputs[threshold, "fp32"], outputs[threshold, "bf16"])
+        near = sum(s < threshold + 0.02 for s in c["lost"])
+        print(f"  bf16 against fp32: {c['matched']} matched, IoU min {c['iou'].min():.4f} / 1st pct "
+              f"{np.percentile(c['iou'], 1):.4f}; score gap median {np.median(c['gap']):.1e}, 99th pct "
+              f"{np.percentile(c['gap'], 99):.1e}, max {c['gap'].max():.1e}; {len(c['lost'])} fp32 boxes without a "
+              f"bf16 match ({near} of them within 0.02 of the threshold)")
+
+
+if __name__ == "__main__":
+    main()
