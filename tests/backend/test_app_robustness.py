@@ -150,3 +150,30 @@ def test_setup_health_and_webhooks_answer_at_once(server):
 def test_server_survives_everything(server):
     assert server["proc"].poll() is None
     assert httpx.get(f"{server['url']}/health").status_code == 200
+
+
+def test_bf16_serves_where_the_cpu_has_bfloat16_units_and_is_refused_elsewhere(start_backend, demo_model, media,
+                                                                               tmp_path):
+    from tests.backend.test_ort_session import cpu_has_bf16
+    from tests.loop.test_run import cli
+
+    overrides = [f"backend.checkpoint={demo_model['checkpoint']}", f"backend.image_dir={media}",
+                 "backend.precision=bf16", "backend.score_threshold=0.3", f"work_dir={tmp_path}"]
+    if cpu_has_bf16():
+        url = start_backend(*overrides)["url"]
+        health = httpx.get(f"{url}/health").json()
+        assert (health["runtime"], health["precision"]) == ("onnxruntime", "bf16")
+        assert boxes(predict(url, [task(1, "good.jpg")]).json()["results"][0])
+    else:
+        r = cli("stage=serve", *overrides, f"backend.port={free_port()}")
+        assert r.returncode == 1 and "bfloat16 units" in error_line(r), r.stdout + r.stderr
+    # on any machine: bf16 with the torch runtime stops at start with one line saying what to change
+    r = cli("stage=serve", *overrides, "backend.runtime=torch", f"backend.port={free_port()}")
+    assert r.returncode == 1 and "use backend.runtime=onnx" in error_line(r), r.stdout + r.stderr
+
+
+def error_line(r) -> str:
+    """The one ERROR line a stage logs when it stops on a problem the user can fix."""
+    errors = [line for line in (r.stdout + r.stderr).splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1, errors
+    return errors[0]
