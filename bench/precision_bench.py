@@ -96,11 +96,13 @@ def main() -> None:
                   f"mAP {ev['bbox_mAP']:.4f}, mAP@50 {ev['bbox_mAP_50']:.4f}; network {net_ms:.1f} ms per image "
                   f"({det.session.get_providers()[0]})")
         c = compare(outputs[threshold, "fp32"], outputs[threshold, "bf16"])
+        gained = compare(outputs[threshold, "bf16"], outputs[threshold, "fp32"])["lost"]
         near = sum(s < threshold + 0.02 for s in c["lost"])
         print(f"  bf16 against fp32: {c['matched']} matched, IoU min {c['iou'].min():.4f} / 1st pct "
               f"{np.percentile(c['iou'], 1):.4f}; score gap median {np.median(c['gap']):.1e}, 99th pct "
               f"{np.percentile(c['gap'], 99):.1e}, max {c['gap'].max():.1e}; {len(c['lost'])} fp32 boxes without a "
-              f"bf16 match ({near} of them within 0.02 of the threshold)")
+              f"bf16 match ({near} of them within 0.02 of the threshold), {len(gained)} bf16 boxes without an fp32 "
+              f"match ({sum(s < threshold + 0.02 for s in gained)} within 0.02 of the threshold)")
 
 
 if __name__ == "__main__":
