@@ -16,14 +16,11 @@ without saying so explicitly.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from pathlib import Path
 
 from loop.errors import LoopError
-
-log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
 _OPENVINO = "openvino"  # our registration name for the plugin library

@@ -31,8 +31,8 @@ def settings_from_cfg(cfg) -> ServeSettings:
                          local_files_root=local(b.local_files_root),
                          allow_hosts=list(OmegaConf.to_container(b.allow_hosts, resolve=True) or []),
                          max_body_mb=float(b.max_body_mb), trust_checkpoint=bool(b.trust_checkpoint),
-                         runtime=str(b.get("runtime", "auto")),
-                         precision=str(b.get("precision", "fp32")), follow_alias=follow or None, tracking_uri=str(cfg.registry.tracking_uri),
+                         runtime=str(b.get("runtime", "auto")), precision=str(b.get("precision", "fp32")),
+                         follow_alias=follow or None, tracking_uri=str(cfg.registry.tracking_uri),
                          model_name=str(cfg.registry.model_name), poll_s=float(b.poll_s),
                          cache_dir=str(resolve(cfg.work_dir) / "serve-cache"), work_dir=str(resolve(cfg.work_dir)),
                          retrain_overrides=retrain_overrides(cfg))
