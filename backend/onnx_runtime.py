@@ -139,10 +139,7 @@ class OnnxDetector:
             c, h, w = cls.shape
             scores = 1.0 / (1.0 + np.exp(-cls.reshape(c, -1).T))  # (HW, C)
             flat = scores.ravel()
-            idx = np.flatnonzero(flat > self.score_thr)
-            if idx.size > self.nms_pre:  # top-k: partition first, sort only the k kept (weak models pass many)
-                top = np.argpartition(-flat[idx], self.nms_pre - 1)[:self.nms_pre]
-                idx = idx[top[np.argsort(-flat[idx[top]], kind="stable")]]
+            idx = top_k(flat, self.score_thr, self.nms_pre)
             points, labels = np.divmod(idx, c)
             dist = box.reshape(4, -1).T[points]
             p = self._level_priors(lvl, h, w)[points]
@@ -173,6 +170,16 @@ class OnnxDetector:
             for b, (_, img_shape, scale) in enumerate(chunk):
                 out.append(Detections(*self._decode(outputs, b, img_shape, scale)))
         return out
+
+
+def top_k(scores: np.ndarray, threshold: float, k: int) -> np.ndarray:
+    """Indices of the scores above `threshold`; when more than k, the k highest, best first (pure). Weak models
+    pass thousands of candidates, so only the k kept are sorted, after a partition."""
+    idx = np.flatnonzero(scores > threshold)
+    if idx.size <= k:
+        return idx
+    top = idx[np.argpartition(-scores[idx], k - 1)[:k]]
+    return top[np.argsort(-scores[top], kind="stable")]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

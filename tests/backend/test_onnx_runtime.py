@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from backend.images import decode
-from backend.onnx_runtime import agreement, load_onnx
+from backend.onnx_runtime import agreement, load_onnx, top_k
 from backend.predictor import Predictor
-
-pytestmark = pytest.mark.integration
 
 
 def iou(a, b) -> float:
@@ -19,6 +17,7 @@ def iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+@pytest.mark.integration
 def test_onnx_and_torch_agree_on_the_demo_test_images(demo_model, demo_data, tmp_path):
     images = [decode(p.read_bytes()).bgr for p in sorted((demo_data / "images").glob("test_*.jpg"))]
     torch_path = Predictor.load(str(demo_model["checkpoint"]), score_threshold=0.3)
@@ -40,6 +39,7 @@ def test_onnx_and_torch_agree_on_the_demo_test_images(demo_model, demo_data, tmp
     assert np.isfinite(onnx_path.load_s)
 
 
+@pytest.mark.integration
 def test_cuda_uses_the_cuda_provider_or_is_refused_so_auto_serves_with_torch(demo_model, tmp_path):
     import onnxruntime as ort
 
@@ -57,6 +57,7 @@ def test_cuda_uses_the_cuda_provider_or_is_refused_so_auto_serves_with_torch(dem
     assert OnnxDetector(*args, device="cpu").providers == ["CPUExecutionProvider"]
 
 
+@pytest.mark.integration
 def test_bf16_stays_close_to_fp32_or_is_refused(demo_model, demo_data, tmp_path):
     """bf16 (OpenVINO) may move scores and let boxes at the threshold come or go, but every detection clear
     of the threshold keeps its label, its box (IoU >= 0.98) and its score (within 0.02)."""
@@ -84,3 +85,13 @@ def test_bf16_stays_close_to_fp32_or_is_refused(demo_model, demo_data, tmp_path)
     assert clear > 50
     # bf16 arithmetic really ran: the strict fp32 agreement rule notices the difference
     assert not agreement(reference, candidate)[0]
+
+
+def test_top_k_keeps_the_k_best_above_the_threshold_best_first():
+    rng = np.random.default_rng(0)
+    scores = rng.random(20000).astype(np.float32)
+    got = top_k(scores, 0.3, 1000)
+    above = np.flatnonzero(scores > 0.3)
+    assert np.array_equal(got, above[np.argsort(-scores[above], kind="stable")][:1000])
+    assert np.array_equal(top_k(scores, 0.9999, 1000), np.flatnonzero(scores > 0.9999))  # fewer than k: all
+    assert top_k(scores, 1.0, 5).size == 0
