@@ -15,14 +15,13 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.serve_bench import bf16_refusal  # noqa: E402
+from bench.serve_bench import bf16_refusal, network_only  # noqa: E402
 from loop.paths import REPO_ROOT  # noqa: E402
 
 
@@ -81,13 +80,7 @@ def main() -> None:
         torch_model = Predictor.load(str(ckpt), score_threshold=threshold)
         for precision in ("fp32", "bf16"):
             det = load_onnx(torch_model, tmp, score_threshold=threshold, precision=precision)
-            inputs = [det._batch([det._prepare(img)[0]]) for img in images]
-            for x in inputs:
-                det.session.run(None, {"input": x})  # every input size once
-            started = time.perf_counter()
-            for x in inputs:
-                det.session.run(None, {"input": x})
-            net_ms = (time.perf_counter() - started) / len(inputs) * 1000
+            net_ms = network_only(det, [det._batch([det._prepare(img)[0]]) for img in images])
             out = outputs[threshold, precision] = det.predict(images)
             dets = tmp / f"{precision}-{threshold}.json"
             dets.write_text(json.dumps(coco_dets(gt, out)))

@@ -134,7 +134,8 @@ def main() -> None:
     from backend.predictor import Predictor
 
     predictor = Predictor.load(str(ckpt))
-    shapes = input_shapes(predictor, files, tmp)
+    fp32, inputs = prepared(predictor, files, tmp)
+    shapes = [tuple(x.shape[2:]) for x in inputs]
     peak, how = fma_peak(torch.get_num_threads())
     square = gflop(predictor.model, (args.img_size, args.img_size))
     per_shape = {s: gflop(predictor.model, s) for s in set(shapes)}
@@ -144,8 +145,11 @@ def main() -> None:
     print(f"floating-point floor: {square:.1f} GFLOP per {args.img_size}^2 image = {square / peak * 1000:.0f} ms; "
           f"these images as the backend letterboxes them ({', '.join(f'{w}x{h}' for h, w in sorted(per_shape))}) "
           f"average {mean_gflop:.1f} GFLOP = {floor_ms:.0f} ms per image: the floor used below")
+    from backend.onnx_runtime import load_onnx
+
     for precision in ("fp32",) + (("bf16",) if bf16 is None else ()):
-        net_ms = network_only(predictor, files, tmp, precision)
+        det = fp32 if precision == "fp32" else load_onnx(predictor, tmp / "onnx-cache", precision=precision)
+        net_ms = network_only(det, inputs)
         key = "(c)" if precision == "fp32" else "(d)"
         print(f"(n) the network alone in ONNX Runtime, {precision}, same images, in this process: {net_ms:.0f} ms "
               f"per image = {net_ms / floor_ms:.2f}x the floor; {key} spends "
@@ -207,8 +211,8 @@ def serve(ckpt, ls, token, tmp, tasks, project_id, latency_requests, *overrides)
     finally:
         stop(proc)
     q = statistics.quantiles(lat, n=20)
-    return {"batch_s": batch_s, "first_s": first_s, "regions": regions, "p50": statistics.median(lat), "p95": q[18], "cold_s": cold_s, "peak_mb": peak_mb,
-            "ls_cpu_s": ls_cpu_s}
+    return {"batch_s": batch_s, "first_s": first_s, "regions": regions, "p50": statistics.median(lat), "p95": q[18],
+            "cold_s": cold_s, "peak_mb": peak_mb, "ls_cpu_s": ls_cpu_s}
 
 
 def group_cpu_s(pgid: int) -> float:
@@ -233,25 +237,19 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _inputs(predictor, files: list[Path], tmp: Path, precision: str = "fp32"):
-    """(detector, network inputs) as the ONNX backend prepares these images."""
+def prepared(predictor, files: list[Path], tmp: Path):
+    """(fp32 ONNX detector, network inputs): the images as the ONNX backend prepares them."""
     from backend.images import decode
     from backend.models import configure_threads
     from backend.onnx_runtime import load_onnx
 
     configure_threads(None)
-    det = load_onnx(predictor, tmp / "onnx-cache", precision=precision)
+    det = load_onnx(predictor, tmp / "onnx-cache")
     return det, [det._batch([det._prepare(decode(f.read_bytes()).bgr)[0]]) for f in files]
 
 
-def input_shapes(predictor, files: list[Path], tmp: Path) -> list[tuple[int, int]]:
-    """(height, width) of the network input for each image."""
-    return [tuple(x.shape[2:]) for x in _inputs(predictor, files, tmp)[1]]
-
-
-def network_only(predictor, files: list[Path], tmp: Path, precision: str) -> float:
-    """ms per image of ONNX Runtime's session.run alone on the images as the backend prepares them."""
-    det, inputs = _inputs(predictor, files, tmp, precision)
+def network_only(det, inputs) -> float:
+    """ms per image of ONNX Runtime's session.run alone on these inputs."""
     for x in inputs:
         det.session.run(None, {"input": x})  # every shape once, as the served runs are warmed
     started = time.perf_counter()
