@@ -13,8 +13,9 @@ from loop.errors import LoopError
 
 
 def cpu_has_bf16() -> bool:
-    flags = Path("/proc/cpuinfo").read_text().split()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """bfloat16 arithmetic units by the kernel's CPU flags: AVX512-BF16, AMX, or AVX-NE-CONVERT (AVX2 CPUs)."""
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
 
 
 def test_fp32_is_always_allowed():
