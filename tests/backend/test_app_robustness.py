@@ -154,7 +154,7 @@ def test_server_survives_everything(server):
 
 def test_bf16_serves_where_the_cpu_has_bfloat16_units_and_is_refused_elsewhere(start_backend, demo_model, media,
                                                                                tmp_path):
-    from tests.backend.test_ort_session import cpu_has_bf16
+    from tests.helpers import cpu_has_bf16
     from tests.loop.test_run import cli
 
     overrides = [f"backend.checkpoint={demo_model['checkpoint']}", f"backend.image_dir={media}",

@@ -62,7 +62,7 @@ def test_bf16_stays_close_to_fp32_or_is_refused(demo_model, demo_data, tmp_path)
     """bf16 (OpenVINO) may move scores and let boxes at the threshold come or go, but every detection clear
     of the threshold keeps its label, its box (IoU >= 0.98) and its score (within 0.02)."""
     from loop.errors import LoopError
-    from tests.backend.test_ort_session import cpu_has_bf16
+    from tests.helpers import cpu_has_bf16
 
     torch_path = Predictor.load(str(demo_model["checkpoint"]), score_threshold=0.3)
     if not cpu_has_bf16():

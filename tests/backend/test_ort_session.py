@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
 from backend import ort_session
 from backend.models import ServeSettings, model_loader
 from loop.errors import LoopError
-
-
-def cpu_has_bf16() -> bool:
-    """bfloat16 arithmetic units by the kernel's CPU flags: AVX512-BF16, AMX, or AVX-NE-CONVERT (AVX2 CPUs)."""
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
+from tests.helpers import cpu_has_bf16
 
 
 def test_fp32_is_always_allowed():
@@ -34,7 +28,6 @@ def test_bf16_is_for_the_cpu():
         ort_session.check_precision("bf16", "cuda:0")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/cpuinfo")
 def test_bf16_follows_the_cpus_bfloat16_units():
     """OpenVINO's own report of the CPU agrees with the kernel's flags: accepted where the units exist,
     refused with the fix where they do not."""
