@@ -13,6 +13,8 @@ from PIL import Image
 
 from loop.label_configs import rectangle_labels_config
 from loop.ls_server import free_port
+from tests.helpers import cpu_has_bf16
+from tests.loop.test_run import cli
 
 pytestmark = pytest.mark.integration
 
@@ -154,9 +156,6 @@ def test_server_survives_everything(server):
 
 def test_bf16_serves_where_the_cpu_has_bfloat16_units_and_is_refused_elsewhere(start_backend, demo_model, media,
                                                                                tmp_path):
-    from tests.helpers import cpu_has_bf16
-    from tests.loop.test_run import cli
-
     overrides = [f"backend.checkpoint={demo_model['checkpoint']}", f"backend.image_dir={media}",
                  "backend.precision=bf16", "backend.score_threshold=0.3", f"work_dir={tmp_path}"]
     if cpu_has_bf16():

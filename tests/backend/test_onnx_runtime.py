@@ -8,6 +8,8 @@ import pytest
 from backend.images import decode
 from backend.onnx_runtime import agreement, load_onnx, top_k
 from backend.predictor import Predictor
+from loop.errors import LoopError
+from tests.helpers import cpu_has_bf16
 
 
 def iou(a, b) -> float:
@@ -44,7 +46,6 @@ def test_cuda_uses_the_cuda_provider_or_is_refused_so_auto_serves_with_torch(dem
     import onnxruntime as ort
 
     from backend.onnx_runtime import OnnxDetector
-    from loop.errors import LoopError
 
     torch_path = Predictor.load(str(demo_model["checkpoint"]))
     exported = load_onnx(torch_path, tmp_path)
@@ -61,9 +62,6 @@ def test_cuda_uses_the_cuda_provider_or_is_refused_so_auto_serves_with_torch(dem
 def test_bf16_stays_close_to_fp32_or_is_refused(demo_model, demo_data, tmp_path):
     """bf16 (OpenVINO) may move scores and let boxes at the threshold come or go, but every detection clear
     of the threshold keeps its label, its box (IoU >= 0.98) and its score (within 0.02)."""
-    from loop.errors import LoopError
-    from tests.helpers import cpu_has_bf16
-
     torch_path = Predictor.load(str(demo_model["checkpoint"]), score_threshold=0.3)
     if not cpu_has_bf16():
         with pytest.raises(LoopError, match="bfloat16 units"):
