@@ -68,11 +68,11 @@ def model_loader(settings: ServeSettings):
 
         raise LoopError(f"backend.runtime={settings.runtime!r}: use auto, onnx or torch")
     if settings.precision != "fp32":
-        from backend.ort_session import check_precision
+        from backend.ort_session import PRECISIONS, check_precision
         from loop.device import select_device
         from loop.errors import LoopError
 
-        if settings.runtime == "torch":
+        if settings.runtime == "torch" and settings.precision in PRECISIONS:
             raise LoopError(f"backend.precision={settings.precision} runs in ONNX Runtime: use backend.runtime=onnx")
         # asked for explicitly: refuse at start rather than fall back to torch in fp32 without saying so
         check_precision(settings.precision, select_device(settings.device))
