@@ -108,7 +108,8 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     def health() -> dict[str, Any]:
         predictor = holder.current
         reply = {"status": "UP", "model_class": predictor.model_class, "runtime": predictor.runtime,
-                 "precision": predictor.precision, "model_version": predictor.version}
+                 "precision": predictor.precision, "execution_provider": predictor.execution_provider,
+                 "model_version": predictor.version}
         if holder.error:
             reply["reload_error"] = holder.error
         return reply
@@ -238,6 +239,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         predictor = holder.current
         return {**metrics.snapshot(), "model_version": predictor.version, "device": predictor.device,
                 "runtime": predictor.runtime, "precision": predictor.precision,
+                "execution_provider": predictor.execution_provider,
                 "model_load_s": round(getattr(predictor, "load_s", 0.0), 2), "model_swaps": holder.swaps,
                 "last_swap_load_s": holder.last_swap_s, "reload_error": holder.error}
 

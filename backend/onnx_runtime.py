@@ -87,6 +87,7 @@ class OnnxDetector:
         self.model_class = cfg.model.type
         self._priors = {}
         self.providers = self.session.get_providers()
+        self.execution_provider = self.providers[0]  # e.g. OpenVINOExecutionProvider for bf16
 
     # -- pre-processing: as mmdet's Resize(keep_ratio) then padding to the stride (the torch path does too) ---
     def _prepare(self, img: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:

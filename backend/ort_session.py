@@ -18,14 +18,93 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from loop.errors import LoopError
 
 PRECISIONS = ("fp32", "bf16")
 _OPENVINO = "openvino"  # our registration name for the plugin library
-_registered: list = []   # OpenVINO CPU devices, once the plugin is registered in this process
-_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CpuReport:
+    """What ONNX Runtime lists for this CPU once the OpenVINO plugin is registered (plain values)."""
+    vendor: str                        # the CPU's vendor as ONNX Runtime sees it ("Intel", "AMD", ...)
+    openvino_capabilities: str | None  # OpenVINO's OPTIMIZATION_CAPABILITIES, None: it lists no CPU device
+
+
+def bf16_refusal(report: CpuReport) -> str | None:
+    """Why bf16 cannot run on this CPU, as one line with the fix, or None when it can (pure).
+
+    bf16 means OpenVINO running the network on bfloat16 units it uses itself: OpenVINO says so with BF16 in
+    its capabilities. Where its provider lists no CPU device at all (seen on AMD EPYC Zen 4, which has
+    AVX512-BF16: the plugin serves Intel CPUs only) or lists one without BF16, we refuse rather than serve
+    fp32 under a bf16 label."""
+    if report.openvino_capabilities is None:
+        return (f"backend.precision=bf16 runs through OpenVINO's execution provider, which lists no device for "
+                f"this CPU (vendor {report.vendor or 'unknown'}; it lists Intel CPUs, and none on AMD even with "
+                "AVX512-BF16): use backend.precision=fp32")
+    if "BF16" not in report.openvino_capabilities.split():
+        return ("backend.precision=bf16 needs a CPU whose bfloat16 units OpenVINO uses (AMX or AVX512-BF16); on "
+                f"this {report.vendor or 'unknown-vendor'} CPU it offers "
+                f"{report.openvino_capabilities or 'none'}: use backend.precision=fp32")
+    return None
+
+
+class _Probe:
+    """The OpenVINO plugin, registered with ONNX Runtime once per process whatever the outcome, and what it
+    found: the device sessions run on, or the refusal every later bf16 request gets, word for word."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.done = False
+        self.device = None
+        self.report: CpuReport | None = None
+        self.refusal: str | None = None
+
+    def run(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            try:
+                self.device, self.report = _register_and_list()
+                self.refusal = bf16_refusal(self.report)
+            except LoopError as exc:
+                self.refusal = str(exc)
+            finally:
+                self.done = True
+
+
+def _register_and_list():
+    """(OpenVINO's CPU device or None, CpuReport): registers the plugin library (once: callers hold the probe)."""
+    import onnxruntime as ort
+
+    try:
+        import onnxruntime_ep_openvino as plugin
+    except ImportError:
+        raise LoopError("backend.precision=bf16 needs the OpenVINO execution provider: "
+                        "pip install onnxruntime-ep-openvino (Linux and Windows on x86-64)") from None
+    try:
+        ort.register_execution_provider_library(_OPENVINO, plugin.get_library_path())
+    except Exception as exc:  # onnxruntime's Fail: another part of this process registered it under our name
+        if "already registered" not in str(exc):
+            raise LoopError(f"ONNX Runtime refused the OpenVINO plugin ({exc}); use backend.precision=fp32") from None
+    devices = ort.get_ep_devices()
+    vendor = next((d.device.vendor for d in devices if d.ep_name == "CPUExecutionProvider"), "")
+    cpu = next((d for d in devices if d.ep_name == plugin.get_ep_name() and d.ep_metadata.get("ov_device") == "CPU"),
+               None)
+    capabilities = None if cpu is None else str(cpu.ep_metadata.get("OPTIMIZATION_CAPABILITIES", ""))
+    return cpu, CpuReport(vendor=str(vendor), openvino_capabilities=capabilities)
+
+
+_probe = _Probe()
+
+
+def cpu_report() -> CpuReport | None:
+    """What OpenVINO reports for this CPU (None where the plugin is missing); registers it on first use."""
+    _probe.run()
+    return _probe.report
 
 
 def check_precision(precision: str, device: str = "cpu") -> None:
@@ -37,29 +116,14 @@ def check_precision(precision: str, device: str = "cpu") -> None:
     if device != "cpu":
         raise LoopError(f"backend.precision=bf16 runs on the CPU (OpenVINO); with device={device} use "
                         "backend.precision=fp32")
-    capabilities = str(_openvino_cpu().ep_metadata.get("OPTIMIZATION_CAPABILITIES", ""))
-    if "BF16" not in capabilities.split():
-        raise LoopError("backend.precision=bf16 needs a CPU with bfloat16 units (AMX or AVX512-BF16); this one "
-                        f"offers {capabilities or 'none'}: use backend.precision=fp32")
+    _probe.run()
+    if _probe.refusal:
+        raise LoopError(_probe.refusal)
 
 
 def _openvino_cpu():
-    """OpenVINO's CPU device for ONNX Runtime, registering the plugin library on first use."""
-    import onnxruntime as ort
-
-    with _lock:
-        if not _registered:
-            try:
-                import onnxruntime_ep_openvino as plugin
-            except ImportError:
-                raise LoopError("backend.precision=bf16 needs the OpenVINO execution provider: "
-                                "pip install onnxruntime-ep-openvino (Linux and Windows on x86-64)") from None
-            ort.register_execution_provider_library(_OPENVINO, plugin.get_library_path())
-            _registered.extend(d for d in ort.get_ep_devices()
-                               if d.ep_name == plugin.get_ep_name() and d.ep_metadata.get("ov_device") == "CPU")
-        if not _registered:
-            raise LoopError("the OpenVINO execution provider found no CPU device; use backend.precision=fp32")
-        return _registered[0]
+    check_precision("bf16")
+    return _probe.device
 
 
 def create_session(path: Path, device: str = "cpu", threads: int | None = None, precision: str = "fp32"):

@@ -66,6 +66,7 @@ def _file_digest(path: Path) -> str:
 class Predictor:
     runtime = "torch"
     precision = "fp32"
+    execution_provider = "torch"  # what runs the network (ONNX Runtime models name their provider)
 
     @property
     def model_class(self) -> str:

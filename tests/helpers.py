@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+from backend import ort_session
 from loop.oracle import coco_ground_truth, project_from_coco, regions, submit_ground_truth  # noqa: F401
 
 
@@ -15,7 +17,25 @@ def make_demo_project(client, demo_data: Path, n: int, title: str, split: str = 
     return project_from_coco(client, demo_data / f"{split}.json", demo_data, n, title)
 
 
-def cpu_has_bf16() -> bool:
-    """bfloat16 arithmetic units by the kernel's CPU flags: AVX512-BF16, AMX, or AVX-NE-CONVERT (AVX2 CPUs)."""
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
+class MachineCannotExercise(UserWarning):
+    """Shown in the test summary where a test could check only the refusal half of a path on this machine."""
+
+
+def bf16_refusal_here() -> str | None:
+    """Why bf16 is refused on this machine, by OpenVINO's own report of the CPU (not the kernel's flags:
+    AMD Zen 4 has AVX512-BF16, yet OpenVINO lists no device for it); None where it serves."""
+    report = ort_session.cpu_report()
+    return ort_session.bf16_refusal(report) if report is not None else "the OpenVINO plugin is not installed"
+
+
+def cannot_exercise(what: str, reason: str) -> None:
+    warnings.warn(MachineCannotExercise(f"this machine cannot exercise {what}; it checked the refusal instead: "
+                                        f"{reason}"), stacklevel=2)
+
+
+# Runs `python -m loop.run ...` with OpenVINO's devices hidden from ONNX Runtime, as on an AMD CPU, where the
+# plugin registers but lists no device: the refusal path, forced on every machine.
+WITHOUT_OPENVINO_DEVICES = (
+    "import sys, onnxruntime as ort; _all = ort.get_ep_devices; "
+    "ort.get_ep_devices = lambda: [d for d in _all() if not d.ep_name.startswith('OpenVINO')]; "
+    "from loop.run import main; main()")

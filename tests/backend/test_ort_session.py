@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 
 import pytest
 
 from backend import ort_session
 from backend.models import ServeSettings, model_loader
+from backend.ort_session import CpuReport, bf16_refusal
 from loop.errors import LoopError
-from tests.helpers import cpu_has_bf16
+from loop.paths import REPO_ROOT
+from tests.helpers import bf16_refusal_here, cannot_exercise
 
 
 def test_fp32_is_always_allowed():
@@ -28,21 +32,74 @@ def test_bf16_is_for_the_cpu():
         ort_session.check_precision("bf16", "cuda:0")
 
 
-def test_bf16_follows_the_cpus_bfloat16_units():
-    """OpenVINO's own report of the CPU agrees with the kernel's flags: accepted where the units exist,
-    refused with the fix where they do not."""
-    if cpu_has_bf16():
+@pytest.mark.parametrize("report, expected", [
+    # AMD EPYC Zen 4: AVX512-BF16 in the kernel's flags, but OpenVINO's provider lists no device at all
+    (CpuReport("AMD", None), "lists no device for this CPU \\(vendor AMD; .* use backend.precision=fp32"),
+    # an Intel CPU without bfloat16 units: OpenVINO lists it, without BF16
+    (CpuReport("Intel", "WINOGRAD FP32 INT8 BIN EXPORT_IMPORT"),
+     "bfloat16 units .* this Intel CPU it offers WINOGRAD FP32 INT8 BIN EXPORT_IMPORT: use backend.precision=fp32"),
+    (CpuReport("Intel", ""), "it offers none: use"),
+])
+def test_bf16_refusal_names_the_reason_and_the_fix(report, expected):
+    reason = bf16_refusal(report)
+    assert reason is not None and "\n" not in reason
+    assert re.search(expected, reason), reason
+
+
+def test_bf16_is_accepted_where_openvino_offers_bf16():
+    assert bf16_refusal(CpuReport("Intel", "WINOGRAD FP32 FP16 INT8 BIN BF16 EXPORT_IMPORT")) is None
+
+
+def test_bf16_follows_what_openvino_reports_here():
+    """The real provider on this machine: accepted where it offers BF16, otherwise refused with exactly the
+    reason its report gives (the kernel's CPU flags decide nothing)."""
+    reason = bf16_refusal_here()
+    if reason is None:
         ort_session.check_precision("bf16")
+        assert ort_session._probe.device is not None
     else:
-        with pytest.raises(LoopError, match="bfloat16 units .* use backend.precision=fp32"):
+        with pytest.raises(LoopError) as refused:
             ort_session.check_precision("bf16")
+        assert str(refused.value) == reason
+        cannot_exercise("bf16 sessions", reason)
+
+
+TWO_ATTEMPTS = """
+import sys
+import onnxruntime as ort
+if sys.argv[1] == "hidden":  # as on AMD: the plugin registers, but lists no device
+    _all = ort.get_ep_devices
+    ort.get_ep_devices = lambda: [d for d in _all() if not d.ep_name.startswith("OpenVINO")]
+from backend.ort_session import check_precision
+from loop.errors import LoopError
+for attempt in (1, 2):
+    try:
+        check_precision("bf16")
+        print("accepted")
+    except LoopError as exc:
+        print("refused:", exc)
+"""
+
+
+@pytest.mark.parametrize("devices", ["hidden", "as-is"])
+def test_two_bf16_attempts_in_one_process_give_the_same_answer(devices):
+    """Registration happens once per process whatever its outcome: a second attempt after a refusal gets the
+    same one line, not ONNX Runtime's 'EP library is already registered'."""
+    r = subprocess.run([sys.executable, "-c", TWO_ATTEMPTS, devices], capture_output=True, text=True,
+                       cwd=REPO_ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1], r.stdout + r.stderr
+    if devices == "hidden":
+        assert lines[0].startswith("refused:") and "lists no device" in lines[0], lines[0]
 
 
 def test_bf16_without_the_openvino_plugin_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(ort_session, "_registered", [])
+    monkeypatch.setattr(ort_session, "_probe", ort_session._Probe())
     monkeypatch.setitem(sys.modules, "onnxruntime_ep_openvino", None)  # import fails as if not installed
-    with pytest.raises(LoopError, match="pip install onnxruntime-ep-openvino"):
-        ort_session.check_precision("bf16")
+    for _ in range(2):
+        with pytest.raises(LoopError, match="pip install onnxruntime-ep-openvino"):
+            ort_session.check_precision("bf16")
 
 
 def test_bf16_with_the_torch_runtime_is_refused_at_start():
