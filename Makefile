@@ -6,7 +6,7 @@ PY := .venv/bin/python
 ## setup: create/update the project environment in .venv (builds mmcv once) and the demo data
 setup:
 	bash scripts/setup.sh
-	$(PY) -m loop.demo_data --if-missing
+	$(PY) -m loop.common.demo_data --if-missing
 
 ## labelstudio: install the Label Studio server in its own environment, .venv-labelstudio
 labelstudio:
@@ -14,7 +14,7 @@ labelstudio:
 
 ## data: regenerate the synthetic demo dataset in data/demo
 data: setup
-	$(PY) -m loop.demo_data
+	$(PY) -m loop.common.demo_data
 
 ## demo: the whole loop on this machine with a simulated annotator; services stay up until Ctrl-C
 demo: setup labelstudio
@@ -25,12 +25,14 @@ screenshot: setup
 	$(PY) -m pip install -q -c constraints.txt "playwright==1.65.2"
 	$(PY) scripts/screenshot.py
 
-## test: everything, unit and integration (real Label Studio, MLflow, mmdet)
+## test: the import contracts (pyproject.toml), then everything, unit and integration (real Label Studio, MLflow, mmdet)
 test: setup labelstudio
+	.venv/bin/lint-imports
 	$(PY) -m pytest
 
 ## test-unit: fast tests only, no services
 test-unit: setup
+	.venv/bin/lint-imports
 	$(PY) -m pytest -m "not integration"
 
 test-integration: setup labelstudio

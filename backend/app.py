@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,13 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from backend.images import ImageError, decode
+from backend import batch
+from backend.jobs import JobRunner
 from backend.labels import LabelMap, build_label_map
-from backend.media import MediaConfig, MediaError, MediaFetcher
+from backend.loading import ServeSettings, start_model
 from backend.metrics import Metrics
-from backend.models import ServeSettings, start_model
-from backend.results import empty_prediction, to_prediction
-from loop.label_configs import LabelConfigError
+from loop.clients.media import MediaFetcher
+from loop.common.label_configs import LabelConfigError
 
 log = logging.getLogger("backend")
 
@@ -53,8 +54,6 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
-    from contextlib import asynccontextmanager
-
     holder, watcher = start_model(settings, predictor)
 
     @asynccontextmanager
@@ -65,11 +64,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         if watcher is not None:
             watcher.stop()
 
-    fetcher = MediaFetcher(MediaConfig(ls_url=settings.ls_url, api_key=settings.api_key,
-                                       image_dir=Path(settings.image_dir) if settings.image_dir else None,
-                                       local_files_root=Path(settings.local_files_root)
-                                       if settings.local_files_root else None,
-                                       allow_hosts=list(settings.allow_hosts)))
+    fetcher = MediaFetcher(settings.media())
     pool = ThreadPoolExecutor(max_workers=max(1, settings.fetch_workers), thread_name_prefix="fetch")
     metrics = Metrics()
     label_maps: dict[str, LabelMap] = {}
@@ -77,8 +72,6 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     limit = int(settings.max_body_mb * 1024 * 1024)
     jobs = None
     if settings.retrain_overrides is not None and settings.work_dir:
-        from loop.jobs import JobRunner
-
         jobs = JobRunner(Path(settings.work_dir), settings.retrain_overrides)
     app = FastAPI(title="labelloop ML backend", lifespan=lifespan)
     app.state.holder, app.state.metrics, app.state.watcher = holder, metrics, watcher
@@ -129,43 +122,14 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
 
     def predict_tasks(tasks: list[dict], lmap: LabelMap, predictor) -> list[dict]:
         started = time.perf_counter()
-
-        def load(task):
-            url = (task.get("data") or {}).get(lmap.image_field)
-            try:
-                return decode(fetcher.fetch(url, task.get("id")))
-            except (MediaError, ImageError) as exc:
-                log.warning("task %s: %s; it gets an empty prediction", task.get("id"), exc)
-                return None
-
-        # Fetching and decoding run ahead in the pool while the model works through what has arrived.
-        futures = [pool.submit(load, t) for t in tasks]
-        results = [empty_prediction(predictor.version) for _ in tasks]
-        failed = 0
-        step = predictor.batch_size
-        for start in range(0, len(tasks), step):
-            chunk = [(i, futures[i].result()) for i in range(start, min(start + step, len(tasks)))]
-            ready = [(i, d) for i, d in chunk if d is not None]
-            failed += len(chunk) - len(ready)
-            if not ready:
-                continue
-            try:
-                dets = predictor.predict([d.bgr for _, d in ready])
-            except Exception:  # a model failure must not kill the server; report and return empties
-                log.exception("model failed on a batch of %d images", len(ready))
-                failed += len(ready)
-                continue
-            for (i, d), det in zip(ready, dets):
-                results[i] = to_prediction(det.boxes, det.scores, det.labels, lmap,
-                                           (d.bgr.shape[1], d.bgr.shape[0]), (d.width, d.height),
-                                           settings.score_threshold, predictor.version)
+        outcomes = batch.predict_tasks(tasks, lmap, predictor, fetcher, pool, settings.score_threshold)
         elapsed = time.perf_counter() - started
         with metrics.lock:
             metrics.latencies.append(elapsed)
             metrics.images_s_total += elapsed
         metrics.add("tasks", len(tasks))
-        metrics.add("task_failures", failed)
-        return results
+        metrics.add("task_failures", sum(not o.ok for o in outcomes))
+        return [o.prediction for o in outcomes]
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:

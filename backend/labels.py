@@ -2,7 +2,7 @@
 
 Rules, per RectangleLabels control: a `<Label predicted_values="car,truck">` takes the model classes it
 lists (several classes squash into one label); otherwise a label takes the model class with the same name
-ignoring case and spaces vs underscores vs hyphens (the seeds' COCO list writes `traffic_light`,
+ignoring case and spaces vs underscores vs hyphens (the Label Studio tutorial's COCO list writes `traffic_light`,
 MMDetection writes `traffic light`). Model classes no label takes are dropped; labels that no model class
 feeds are reported once.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from loop.label_configs import rectangle_controls
+from loop.common.label_configs import rectangle_controls
 
 
 def normalise(name: str) -> str:
@@ -40,7 +40,7 @@ class LabelMap:
 
 
 def build_label_map(label_config: str, model_classes: list[str]) -> LabelMap:
-    """Raises loop.label_configs.LabelConfigError when the config has no RectangleLabels on an Image."""
+    """Raises loop.common.label_configs.LabelConfigError when the config has no RectangleLabels on an Image."""
     controls = rectangle_controls(label_config)
     by_norm: dict[str, list[int]] = {}
     for i, name in enumerate(model_classes):

@@ -15,7 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from loop.errors import LoopError
+from backend.ort_session import create_session
+from backend.predictor import Detections
+from loop.common.errors import LoopError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,6 @@ class OnnxDetector:
     def __init__(self, onnx_path: Path, cfg, classes: list[str], version: str, img_size: int, device: str = "cpu",
                  batch_size: int | None = None, score_threshold: float | None = None, threads: int | None = None,
                  precision: str = "fp32"):
-        from backend.ort_session import create_session
-
         self.session = create_session(Path(onnx_path), device, threads, precision)
         self.precision = precision
         self.classes, self.version, self.device, self.path = list(classes), version, device, Path(onnx_path)
@@ -118,6 +118,11 @@ class OnnxDetector:
                 dst[:ih, :iw] *= self.inv_std[c]
         return batch
 
+    def network_input(self, images: list[np.ndarray]) -> np.ndarray:
+        """The N x 3 x H x W tensor `predict` feeds the network for these BGR images (for timing the network
+        alone)."""
+        return self._batch([self._prepare(img)[0] for img in images])
+
     def _level_priors(self, level: int, h: int, w: int) -> np.ndarray:
         key = (level, h, w)
         if key not in self._priors:
@@ -162,8 +167,6 @@ class OnnxDetector:
         return boxes[kept], scores[kept], labels[kept]
 
     def predict(self, images: list[np.ndarray]):
-        from backend.predictor import Detections
-
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = [self._prepare(img) for img in images[start:start + self.batch_size]]
@@ -183,7 +186,8 @@ def top_k(scores: np.ndarray, threshold: float, k: int) -> np.ndarray:
     return top[np.argsort(-scores[top], kind="stable")]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x0, y0, x1, y1 boxes (pure)."""
     x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
@@ -198,7 +202,7 @@ def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score
         if len(r.scores) != len(c.scores):
             return False, f"image {i}: {len(r.scores)} vs {len(c.scores)} detections"
         for box, score, label in zip(r.boxes, r.scores, r.labels):
-            if not any(label == cl and _iou(box, cb) >= min_iou and abs(score - cs) <= max_score_diff
+            if not any(label == cl and box_iou(box, cb) >= min_iou and abs(score - cs) <= max_score_diff
                        for cb, cs, cl in zip(c.boxes, c.scores, c.labels)):
                 return False, f"image {i}: no match for a class-{label} box at {np.round(box, 1).tolist()} ({score:.3f})"
     return True, f"{sum(len(r.scores) for r in reference)} detections on {len(reference)} images agree"
@@ -209,7 +213,7 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
     """An OnnxDetector for a loaded torch Predictor: `onnx_file` if given and present (a registry version's
     artifact), else its network exported once into cache_dir."""
     started = time.perf_counter()
-    size = img_size or _config_size(predictor.model.cfg)
+    size = img_size or config_size(predictor.model.cfg)
     path = Path(cache_dir) / f"{predictor.version.replace(':', '_').replace('/', '_')}-{size}.onnx"
     if onnx_file is not None and Path(onnx_file).exists():
         path = Path(onnx_file)
@@ -221,7 +225,8 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
     return det
 
 
-def _config_size(cfg) -> int:
+def config_size(cfg) -> int:
+    """The square input size of the model's test pipeline (what the network is exported at)."""
     for step in cfg.test_dataloader.dataset.pipeline:
         if step["type"] in ("Resize", "mmdet.Resize") and step.get("scale"):
             return int(max(step["scale"]))

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from loop.errors import LoopError
+from loop.common.errors import LoopError
 
 PRECISIONS = ("fp32", "bf16")
 _OPENVINO = "openvino"  # our registration name for the plugin library

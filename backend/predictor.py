@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from loop.device import select_device
-from loop.errors import LoopError
+from loop.common.device import select_device
+from loop.common.errors import LoopError
 
 log = logging.getLogger(__name__)
 

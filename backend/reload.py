@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from loop.errors import LoopError
+from loop.common.errors import LoopError
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.labels import LabelMap
-from loop.regions import bbox_to_region
+from loop.common.regions import bbox_to_region
 
 
 def to_prediction(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, label_map: LabelMap,

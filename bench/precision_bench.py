@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.serve_bench import bf16_refusal, network_only  # noqa: E402
-from loop.paths import REPO_ROOT  # noqa: E402
+from loop.common.paths import REPO_ROOT  # noqa: E402
 
 
 def coco_dets(gt: dict, outputs) -> list[dict]:
@@ -34,12 +34,13 @@ def coco_dets(gt: dict, outputs) -> list[dict]:
 
 def compare(reference, candidate) -> dict:
     """For every reference detection: the same-label candidate box with the best IoU and its score gap."""
-    from backend.onnx_runtime import _iou
+    from backend.onnx_runtime import box_iou
 
     ious, gaps, lost = [], [], []
     for r, c in zip(reference, candidate):
         for box, score, label in zip(r.boxes, r.scores, r.labels):
-            pairs = [(_iou(box, cb), abs(score - cs)) for cb, cs, cl in zip(c.boxes, c.scores, c.labels) if cl == label]
+            pairs = [(box_iou(box, cb), abs(score - cs))
+                     for cb, cs, cl in zip(c.boxes, c.scores, c.labels) if cl == label]
             iou, gap = max(pairs, default=(0.0, 1.0))
             if iou < 0.5:
                 lost.append(float(score))
@@ -64,7 +65,7 @@ def main() -> None:
         sys.exit("no trained model: pass --checkpoint PATH, or run `make test` once (it trains the demo model)")
 
     from backend.images import decode
-    from backend.models import configure_threads
+    from backend.loading import configure_threads
     from backend.onnx_runtime import load_onnx
     from backend.predictor import Predictor
     from train.evaluate import coco_eval
@@ -80,7 +81,7 @@ def main() -> None:
         torch_model = Predictor.load(str(ckpt), score_threshold=threshold)
         for precision in ("fp32", "bf16"):
             det = load_onnx(torch_model, tmp, score_threshold=threshold, precision=precision)
-            net_ms = network_only(det, [det._batch([det._prepare(img)[0]]) for img in images])
+            net_ms = network_only(det, [det.network_input([img]) for img in images])
             out = outputs[threshold, precision] = det.predict(images)
             dets = tmp / f"{precision}-{threshold}.json"
             dets.write_text(json.dumps(coco_dets(gt, out)))

@@ -24,12 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import loop.run  # noqa: E402,F401
-from loop import labelstudio as lsx  # noqa: E402
-from loop.demo_data import ensure  # noqa: E402
-from loop.ls_server import LabelStudioServer  # noqa: E402
-from loop.paths import CONF_DIR, REPO_ROOT  # noqa: E402
-from loop.retrain import retrain  # noqa: E402
-from loop.oracle import coco_ground_truth, project_from_coco, regions, submit_ground_truth  # noqa: E402
+from loop.clients import labelstudio  # noqa: E402
+from loop.common.demo_data import ensure  # noqa: E402
+from loop.clients.ls_server import LabelStudioServer  # noqa: E402
+from loop.common.paths import CONF_DIR, REPO_ROOT  # noqa: E402
+from loop.stages.retrain import retrain  # noqa: E402
+from loop.al.oracle import coco_ground_truth, regions  # noqa: E402
+from loop.clients.annotator import project_from_coco, submit_ground_truth  # noqa: E402
 from train.export import export_project  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="retrain-bench-"))
     with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as server:
         token = server.personal_access_token()
-        client = lsx.connect(server.url, token)
+        client = labelstudio.connect(server.url, token)
 
         # Export throughput, no downloads: tasks imported with annotations already on them.
         labels, gt = coco_ground_truth(demo / "pool.json")
@@ -58,12 +59,12 @@ def main() -> None:
             im, boxes = items[i % len(items)]
             tasks.append({"data": {"image": f"http://images.invalid/{i}.jpg"},
                           "annotations": [{"result": regions(im, boxes)}]})
-        from loop.label_configs import rectangle_labels_config
+        from loop.common.label_configs import rectangle_labels_config
 
-        big = lsx.create_project(client, "export-throughput", rectangle_labels_config(labels))
+        big = labelstudio.create_project(client, "export-throughput", rectangle_labels_config(labels))
         client.projects.import_tasks(big.id, request=tasks)
         t = time.perf_counter()
-        res = export_project(client, big.id, tmp / "export-big", download=False, progress=False)
+        res = export_project(client, big.id, tmp / "export-big", progress=False)  # no fetcher: no downloads
         export_s = time.perf_counter() - t
         print(f"export without download: {res['tasks']} tasks in {export_s:.2f} s = "
               f"{res['tasks'] / export_s:.0f} tasks/s (of which listing {res['fetch_s']:.2f} s)")

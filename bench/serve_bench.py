@@ -30,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from loop import labelstudio as lsx  # noqa: E402
-from loop.demo_data import ensure  # noqa: E402
-from loop.label_configs import rectangle_labels_config  # noqa: E402
-from loop.ls_server import LabelStudioServer, free_port  # noqa: E402
-from loop.paths import REPO_ROOT  # noqa: E402
-from loop.services import spawn, stop, wait_http  # noqa: E402
+from loop.clients import labelstudio  # noqa: E402
+from loop.common.demo_data import ensure  # noqa: E402
+from loop.common.label_configs import rectangle_labels_config  # noqa: E402
+from loop.clients.ls_server import LabelStudioServer, free_port  # noqa: E402
+from loop.clients.media import MediaConfig, MediaFetcher  # noqa: E402
+from loop.common.paths import REPO_ROOT  # noqa: E402
+from loop.clients.services import spawn, stop, wait_http  # noqa: E402
 
 CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
 CLASSES = ["circle", "square", "triangle", "star"]
@@ -47,12 +48,12 @@ def random_checkpoint(img_size: int, out: Path) -> Path:
     from mmdet.apis import init_detector
 
     from train.slim import FORMAT
-    from train.trainer import _set_num_classes, _set_scale
+    from train.trainer import set_num_classes, set_input_size
 
     cfg = Config.fromfile(str(CONFIG))
-    _set_num_classes(cfg.model, len(CLASSES))
+    set_num_classes(cfg.model, len(CLASSES))
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        _set_scale(loader.dataset.pipeline, img_size)
+        set_input_size(loader.dataset.pipeline, img_size)
     cfg.test_dataloader.dataset.pipeline = [s for s in cfg.test_dataloader.dataset.pipeline
                                             if s["type"] != "LoadAnnotations"]
     torch.manual_seed(0)
@@ -81,11 +82,12 @@ def main() -> None:
 
     with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as ls:
         token = ls.personal_access_token()
-        client = lsx.connect(ls.url, token)
-        project = lsx.create_project(client, "serve-bench", rectangle_labels_config(CLASSES))
+        client = labelstudio.connect(ls.url, token)
+        fetcher = MediaFetcher(MediaConfig(ls_url=ls.url, api_key=token))  # the backend's own fetcher
+        project = labelstudio.create_project(client, "serve-bench", rectangle_labels_config(CLASSES))
         files = sorted((demo / "images").glob("test_*.jpg"))[:args.images]
-        lsx.upload_images(client, project.id, files)
-        tasks = [{"id": t["id"], "data": t["data"]} for t in lsx.list_tasks(client, project.id)]
+        labelstudio.upload_images(client, project.id, files)
+        tasks = [{"id": t["id"], "data": t["data"]} for t in labelstudio.list_tasks(client, project.id)]
 
         # (a) naive: download, then inference_detector, one image at a time
         import mmcv
@@ -100,10 +102,10 @@ def main() -> None:
         naive_model = init_detector(Config.fromstring(slim["meta"]["config"], ".py"), checkpoint=None, device="cpu")
         naive_model.load_state_dict(slim["state_dict"])
         naive_model.dataset_meta = {"classes": slim["meta"]["classes"]}
-        inference_detector(naive_model, mmcv.imfrombytes(lsx.download(client, tasks[0]["data"]["image"])))  # warm
+        inference_detector(naive_model, mmcv.imfrombytes(fetcher.fetch(tasks[0]["data"]["image"])))  # warm
         t, ls_cpu = time.perf_counter(), group_cpu_s(ls.proc.pid)
         for task in tasks:
-            inference_detector(naive_model, mmcv.imfrombytes(lsx.download(client, task["data"]["image"])))
+            inference_detector(naive_model, mmcv.imfrombytes(fetcher.fetch(task["data"]["image"])))
         naive_s = time.perf_counter() - t
         naive_ls = group_cpu_s(ls.proc.pid) - ls_cpu
         del naive_model
@@ -165,7 +167,7 @@ def main() -> None:
 def bf16_refusal() -> str | None:
     """Why this machine cannot serve in bf16, or None when it can."""
     from backend.ort_session import check_precision
-    from loop.errors import LoopError
+    from loop.common.errors import LoopError
 
     try:
         check_precision("bf16")
@@ -240,12 +242,12 @@ def _peak_rss_mb(pid: int) -> float:
 def prepared(predictor, files: list[Path], tmp: Path):
     """(fp32 ONNX detector, network inputs): the images as the ONNX backend prepares them."""
     from backend.images import decode
-    from backend.models import configure_threads
+    from backend.loading import configure_threads
     from backend.onnx_runtime import load_onnx
 
     configure_threads(None)
     det = load_onnx(predictor, tmp / "onnx-cache")
-    return det, [det._batch([det._prepare(decode(f.read_bytes()).bgr)[0]]) for f in files]
+    return det, [det.network_input([decode(f.read_bytes()).bgr]) for f in files]
 
 
 def network_only(det, inputs) -> float:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/swap_bench.py [--clients 2] [--steady-s 15] [--img-size 320] [--runtimes torch,onnx,onnx-bf16]
 
 Registers two versions of a randomly initialised RTMDet-tiny in a temporary MLflow store, serves
-`champion` with `python -m loop.run stage=serve backend.follow=champion backend.poll_s=1`, runs clients in a
+`champion` with `python -m loop.run stage=serve backend.serve_alias=champion backend.poll_s=1`, runs clients in a
 loop, promotes version 2, and prints: swap time (promotion -> first response from v2), failures, and request
 latency p50/p99 in steady state vs during the swap (promotion -> 2 s after the first v2 response), for
 each runtime in turn (`backend.runtime`; onnx-bf16 is onnx with `backend.precision=bf16`, measured by default
@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench.serve_bench import CLASSES, bf16_refusal, random_checkpoint  # noqa: E402
-from loop.demo_data import ensure  # noqa: E402
-from loop.label_configs import rectangle_labels_config  # noqa: E402
-from loop.ls_server import free_port  # noqa: E402
-from loop.paths import REPO_ROOT  # noqa: E402
-from loop.registry import Registry  # noqa: E402
-from loop.services import spawn, stop, wait_http  # noqa: E402
+from loop.common.demo_data import ensure  # noqa: E402
+from loop.common.label_configs import rectangle_labels_config  # noqa: E402
+from loop.clients.ls_server import free_port  # noqa: E402
+from loop.common.paths import REPO_ROOT  # noqa: E402
+from loop.clients.registry import Registry  # noqa: E402
+from loop.clients.services import spawn, stop, wait_http  # noqa: E402
 
 
 def publish(registry: Registry, ckpt: Path, onnx: Path, tmp: Path, name: str) -> int:
@@ -73,7 +73,7 @@ def measure(runtime: str, args, demo: Path) -> dict:
     shutil.copy(demo / "images" / "test_0001.jpg", media / "a.jpg")
 
     port = free_port()
-    proc = spawn([sys.executable, "-m", "loop.run", "stage=serve", "backend.follow=champion",
+    proc = spawn([sys.executable, "-m", "loop.run", "stage=serve", "backend.serve_alias=champion",
                   "backend.poll_s=1", f"backend.port={port}", f"registry.tracking_uri={uri}",
                   *RUNTIMES[runtime], "registry.model_name=swap-bench",
                   f"backend.image_dir={media.parent}", f"work_dir={tmp}"])

@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from loop.errors import LoopError, UsageError
-from loop.paths import CONF_DIR, REPO_ROOT
-from loop.stages import catalogue, resolve_entry, usage
+from loop.common.errors import LoopError, UsageError
+from loop.common.paths import CONF_DIR, REPO_ROOT
+from loop.stages.catalogue import catalogue, resolve_entry, usage
 
 log = logging.getLogger("loop")
 

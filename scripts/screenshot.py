@@ -21,7 +21,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from loop import labelstudio as lsx  # noqa: E402
+from loop.clients import labelstudio  # noqa: E402
 
 log = logging.getLogger("screenshot")
 
@@ -39,11 +39,11 @@ def latest(task: dict) -> dict:
 
 def pick_task(client, project_id: int) -> dict:
     """The highest task of the queue among unlabeled tasks whose latest prediction has boxes."""
-    tasks = [t for t in lsx.list_tasks(client, project_id)
+    tasks = [t for t in labelstudio.list_tasks(client, project_id)
              if not t["annotations"] and t["predictions"] and latest(t)["result"]]
     if not tasks:
         sys.exit("no unlabeled task with predicted boxes in the demo project")
-    return max(tasks, key=lambda t: t["data"].get(lsx.QUEUE_FIELD, 0.0))
+    return max(tasks, key=lambda t: t["data"].get(labelstudio.QUEUE_FIELD, 0.0))
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
     state = json.loads((args.state or latest_demo(Path(os.environ.get("LOOP_WORK_DIR", REPO_ROOT / "runs"))))
                        .read_text())
     url = state["labelstudio_url"]
-    client = lsx.connect(url, Path(state["token_file"]).read_text().strip())
+    client = labelstudio.connect(url, Path(state["token_file"]).read_text().strip())
     task = pick_task(client, state["project_id"])
     page_url = f"{url}/projects/{state['project_id']}/data?tab={state['view_id']}&task={task['id']}"
     with sync_playwright() as pw:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from loop.demo_data import ensure, generate
-from loop.ls_server import LabelStudioServer
-from loop.paths import REPO_ROOT
+from loop.clients.ls_server import LabelStudioServer
+from loop.clients.media import MediaConfig, MediaFetcher
+from loop.common.demo_data import ensure, generate
+from loop.common.paths import REPO_ROOT
 
 LS_VENV = Path(os.environ.get("LABEL_STUDIO_VENV", REPO_ROOT / ".venv-labelstudio"))
 
@@ -33,7 +34,7 @@ def small_demo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def labelstudio(tmp_path_factory):
+def ls_server(tmp_path_factory):
     """A real Label Studio server on a free loopback port, own data dir, admin user; legacy tokens off."""
     data_dir = tmp_path_factory.mktemp("labelstudio")
     server = LabelStudioServer(venv=LS_VENV, data_dir=data_dir, username="admin@example.com",
@@ -44,16 +45,22 @@ def labelstudio(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ls_token(labelstudio) -> str:
+def ls_token(ls_server) -> str:
     """A personal access token created the way a user does it (log in, Account & Settings → create)."""
-    return labelstudio.personal_access_token()
+    return ls_server.personal_access_token()
 
 
 @pytest.fixture(scope="session")
-def ls_client(labelstudio, ls_token):
-    from loop.labelstudio import connect
+def ls_client(ls_server, ls_token):
+    from loop.clients.labelstudio import connect
 
-    return connect(labelstudio.url, ls_token)
+    return connect(ls_server.url, ls_token)
+
+
+@pytest.fixture(scope="session")
+def ls_fetcher(ls_server, ls_token) -> MediaFetcher:
+    """The backend's guarded image fetcher, pointed at the test Label Studio with the test token."""
+    return MediaFetcher(MediaConfig(ls_url=ls_server.url, api_key=ls_token))
 
 
 @pytest.fixture

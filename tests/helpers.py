@@ -1,4 +1,4 @@
-"""Test helpers: the simulated annotator (loop.oracle) on the demo dataset, and what the CPU offers."""
+"""Test helpers: the simulated annotator (loop.al.oracle) on the demo dataset, and what the CPU offers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import warnings
 from pathlib import Path
 
 from backend import ort_session
-from loop.oracle import coco_ground_truth, project_from_coco, regions, submit_ground_truth  # noqa: F401
+from loop.al.oracle import coco_ground_truth, regions  # noqa: F401
+from loop.clients.annotator import project_from_coco, submit_ground_truth  # noqa: F401
 
 
 def demo_ground_truth(demo_data: Path, split: str = "pool"):

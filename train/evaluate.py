@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 
 def coco_eval(gt_file: Path, det_file: Path | None) -> dict[str, Any]:
     """bbox mAP, mAP@50, per-class AP and the precision array [T, R, K] (area all, 100 dets)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_file))
         dets = json.loads(Path(det_file).read_text()) if det_file and Path(det_file).exists() else []

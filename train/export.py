@@ -18,12 +18,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from tqdm import tqdm
 
-from loop import labelstudio as lsx
-from loop.errors import LoopError
-from loop.label_configs import LabelConfigError, rectangle_controls
-from train.export_coco import assign_splits, build_coco, image_size_hint, pick_annotation, stable_categories
+from loop.clients import labelstudio
+from loop.clients.media import MediaError, MediaFetcher
+from loop.common.errors import LoopError
+from loop.common.label_configs import LabelConfigError, rectangle_controls
+from train.export_coco import (
+    assign_splits,
+    build_coco,
+    image_size_hint,
+    pick_annotation,
+    stable_categories,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +55,23 @@ def _image_name(task_id: int, url: str) -> str:
 
 def _image_size(data: bytes) -> tuple[int, int]:
     """Displayed size: EXIF orientations 5-8 swap width and height, as browsers (and Label Studio) show them."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as img:
         w, h = img.size
         return (h, w) if img.getexif().get(0x0112) in (5, 6, 7, 8) else (w, h)
 
 
-def export_project(client, project_id: int, out_dir: Path, *, val_fraction: float = 0.2, control: str | None = None,
-                   download: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Export the project's submitted annotations to `out_dir`; returns counts and timings."""
+def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetcher | None = None,
+                   val_fraction: float = 0.2, control: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Export the project's submitted annotations to `out_dir`; returns counts and timings.
+
+    Images come through `fetcher`, the same guarded fetcher the backend serves with (SSRF guard, size cap,
+    token only to Label Studio, cloud presign). Without one nothing is downloaded: sizes come from the
+    annotations, for fast checks of a big project."""
+    download = fetcher is not None
     started = time.perf_counter()
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    project = lsx.get_project(client, project_id)
+    project = labelstudio.get_project(client, project_id)
     try:
         controls = rectangle_controls(project.get("label_config") or "")
     except LabelConfigError as exc:
@@ -79,7 +90,7 @@ def export_project(client, project_id: int, out_dir: Path, *, val_fraction: floa
     categories = stable_categories(chosen["labels"], state.get("categories"))
     cache: dict[str, dict] = state.get("images", {})
 
-    tasks = lsx.list_tasks(client, project_id, only_annotated=True)
+    tasks = labelstudio.list_tasks(client, project_id, only_annotated=True)
     fetched_s = time.perf_counter() - started
     items, snapshot = [], {}
     for task in tqdm(tasks, desc="export", unit="task", disable=not progress):
@@ -97,9 +108,9 @@ def export_project(client, project_id: int, out_dir: Path, *, val_fraction: floa
             size = image_size_hint(annotation)
             if download:
                 try:
-                    data = lsx.download(client, url)
-                except Exception as exc:  # one unreachable image fails its task, not the export
-                    log.warning("task %s: cannot download %s (%s); skipped", task["id"], url, exc)
+                    data = fetcher.fetch(url, task["id"])
+                except MediaError as exc:  # one unreachable image fails its task, not the export
+                    log.warning("task %s: cannot download its image (%s); skipped", task["id"], exc)
                     continue
                 (out_dir / entry["file_name"]).write_bytes(data)
                 size = size or _image_size(data)
@@ -133,25 +144,3 @@ def export_project(client, project_id: int, out_dir: Path, *, val_fraction: floa
     log.info("exported %d tasks (%d train, %d val) to %s%s", result["tasks"], result["train"], result["val"],
              out_dir, "" if changed else " (nothing changed)")
     return result
-
-
-def export_from_cfg(cfg, download: bool | None = None) -> dict[str, Any]:
-    """Export labelstudio.project_id as the config says; a project with nothing submitted is an error."""
-    from loop.paths import resolve
-
-    if cfg.labelstudio.project_id is None:
-        raise LoopError("no project: set labelstudio.project_id=N (the number in the project's URL)")
-    client = lsx.connect(cfg.labelstudio.url, cfg.labelstudio.api_key)
-    e = cfg.export
-    out = resolve(e.dir) if e.dir else resolve(cfg.work_dir) / "exports" / f"project-{cfg.labelstudio.project_id}"
-    result = export_project(client, int(cfg.labelstudio.project_id), out, val_fraction=float(e.val_fraction),
-                            control=e.control, download=bool(e.download if download is None else download))
-    if result["tasks"] == 0:
-        raise LoopError(f"project {cfg.labelstudio.project_id} has no submitted annotations yet; label and submit "
-                        "some tasks in Label Studio first")
-    return result
-
-
-def run_stage(cfg) -> dict[str, Any]:
-    """stage=export."""
-    return export_from_cfg(cfg)

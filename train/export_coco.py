@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Iterable
 
-from loop.regions import region_to_bbox
+from loop.common.regions import region_to_bbox
 
 SPLIT_SALT = "labelloop-heldout-v1"
 

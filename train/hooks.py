@@ -6,7 +6,7 @@ import math
 
 from mmengine.hooks import Hook
 
-from loop.errors import LoopError
+from loop.common.errors import LoopError
 
 
 class TrainingDiverged(LoopError):

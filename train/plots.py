@@ -6,20 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
 def plot_history(history: list[dict[str, Any]], out: Path) -> Path:
-    plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [h["epoch"] for h in history]
     for key in sorted({k for h in history for k in h if k.startswith("train_loss")}):
@@ -40,7 +35,6 @@ def plot_history(history: list[dict[str, Any]], out: Path) -> Path:
 
 def plot_pr(precision: np.ndarray | None, classes: list[str], out: Path) -> Path:
     """Precision-recall at IoU 0.5 per class (COCOeval's 101 recall points)."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4))
     recall = np.linspace(0, 1, 101)
     if precision is not None:
@@ -59,9 +53,6 @@ def plot_pr(precision: np.ndarray | None, classes: list[str], out: Path) -> Path
 def plot_examples(gt_file: Path, det_file: Path, image_root: Path, out: Path, n: int = 6,
                   score_thr: float = 0.3) -> Path:
     """A few held-out images: true boxes green, predictions red with class and score."""
-    from PIL import Image
-
-    plt = _plt()
     gt = json.loads(Path(gt_file).read_text())
     dets = json.loads(Path(det_file).read_text()) if Path(det_file).exists() else []
     names = {c["id"]: c["name"] for c in gt["categories"]}
@@ -93,7 +84,6 @@ def plot_examples(gt_file: Path, det_file: Path, image_root: Path, out: Path, n:
 
 def plot_learning_curves(curves: dict[str, dict[int, tuple[float, float, int]]], out: Path) -> Path:
     """mAP against labeled images per active-learning strategy: mean over seeds, band = one std."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for strategy, curve in sorted(curves.items(), key=lambda kv: kv[0] != "random"):
         n = np.array(sorted(curve))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loop.errors import LoopError
+from loop.common.errors import LoopError
 
 FORMAT = "labelloop-slim-v1"
 

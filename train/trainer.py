@@ -11,15 +11,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from loop.errors import LoopError
-from loop.paths import resolve
-from loop.device import select_device
+from loop.common.device import select_device
+from loop.common.errors import LoopError
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +59,20 @@ def read_classes(ann_file: Path) -> list[str]:
     return [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
 
 
-def _set_num_classes(node: Any, n: int) -> None:
+def set_num_classes(node: Any, n: int) -> None:
+    """Every `num_classes` in an mmdet model config set to n (heads, assigners), as a dataset of n classes needs."""
     if isinstance(node, dict):
         if "num_classes" in node:
             node["num_classes"] = n
         for value in node.values():
-            _set_num_classes(value, n)
+            set_num_classes(value, n)
     elif isinstance(node, list):
         for value in node:
-            _set_num_classes(value, n)
+            set_num_classes(value, n)
 
 
-def _set_scale(pipeline: list, size: int) -> None:
+def set_input_size(pipeline: list, size: int) -> None:
+    """Every resize, crop, pad and mosaic step of a data pipeline set to a square of `size`."""
     for step in pipeline:
         key = _SCALE_KEYS.get(step.get("type"))
         if key and key in step:
@@ -89,7 +87,7 @@ def build_config(spec: TrainSpec):
         raise LoopError(f"mmdet config {spec.config} does not exist; set model.config=PATH to an mmdet 3.x config")
     cfg = Config.fromfile(str(spec.config))
     classes = read_classes(spec.data_root / spec.train_ann)
-    _set_num_classes(cfg.model, len(classes))
+    set_num_classes(cfg.model, len(classes))
 
     for loader, ann, shuffle_split in ((cfg.train_dataloader, spec.train_ann, True),
                                        (cfg.val_dataloader, spec.val_ann, False),
@@ -100,7 +98,7 @@ def build_config(spec: TrainSpec):
         ds.data_prefix = dict(img=spec.img_prefix)
         ds.metainfo = dict(classes=tuple(classes))
         if spec.img_size:
-            _set_scale(ds.pipeline, spec.img_size)
+            set_input_size(ds.pipeline, spec.img_size)
         loader.num_workers = spec.num_workers
         loader.persistent_workers = spec.num_workers > 0
         if shuffle_split:
@@ -141,7 +139,9 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     device = select_device(spec.device) if spec.launcher == "none" else f"{spec.launcher} launcher"
     from mmengine.runner import Runner
 
-    from train.hooks import EpochHistoryHook
+    from train.hooks import (
+        EpochHistoryHook,  # defers mmengine (and torch) to the stages that train
+    )
 
     cfg = build_config(spec)
     spec.work_dir.mkdir(parents=True, exist_ok=True)
@@ -169,27 +169,6 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     }
     (spec.work_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
-
-
-def spec_from_cfg(cfg: DictConfig, work_dir: Path) -> TrainSpec:
-    t = cfg.train
-    return TrainSpec(
-        config=resolve(cfg.model.config), data_root=resolve(cfg.data.root), train_ann=cfg.data.train_ann,
-        val_ann=cfg.data.test_ann, img_prefix=cfg.data.get("img_prefix", "") or "", work_dir=work_dir,
-        img_size=cfg.model.get("img_size"), epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-        warmup_iters=t.warmup_iters, num_workers=t.num_workers, val_interval=t.val_interval,
-        load_from=cfg.model.get("checkpoint"), seed=cfg.seed, device=cfg.device, launcher=t.get("launcher", "none"),
-        cfg_options=OmegaConf.to_container(t.cfg_options, resolve=True))
-
-
-def run_stage(cfg: DictConfig) -> dict[str, Any]:
-    """stage=train: train on data.train_ann, evaluate on data.test_ann, print the figures."""
-    work_dir = resolve(cfg.work_dir) / "train" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    result = train(spec_from_cfg(cfg, work_dir))
-    log.info("bbox mAP %.3f, mAP@50 %.3f after %d iterations (%d epochs) in %.0f s on %s; checkpoint %s",
-             result["bbox_mAP"], result["bbox_mAP_50"], result["iterations"], result["epochs"],
-             result["train_s"], result["device"], result["checkpoint"])
-    return {k: v for k, v in result.items() if k != "history"}
 
 
 def evaluate(spec: TrainSpec) -> dict[str, Any]:

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from loop.ls_server import free_port
-from loop.services import spawn, stop, wait_http
+from loop.clients.ls_server import free_port
+from loop.clients.services import spawn, stop, wait_http
 
-# The demo model's classes renamed to COCO classes as MMDetection writes them (spaces), so the seeds'
-# COCO label config (underscores) applies.
+# The demo model's classes renamed to COCO classes as MMDetection writes them (spaces), so the Label Studio
+# tutorial's COCO label config (underscores) applies.
 COCO_NAMED = ["sports ball", "tv", "traffic light", "kite"]
 
 

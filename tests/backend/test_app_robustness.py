@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loop.label_configs import rectangle_labels_config
-from loop.ls_server import free_port
-from loop.paths import REPO_ROOT
+from loop.clients.ls_server import free_port
+from loop.common.label_configs import rectangle_labels_config
+from loop.common.paths import REPO_ROOT
 from tests.helpers import WITHOUT_OPENVINO_DEVICES, bf16_refusal_here, cannot_exercise
 from tests.loop.test_run import cli
 
@@ -26,7 +26,7 @@ CONFIG = rectangle_labels_config(["circle", "square", "triangle", "star"])
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory, demo_data):
-    """An upload folder (the seeds' image_dir) with every kind of awkward file."""
+    """An upload folder (the tutorials' image_dir) with every kind of awkward file."""
     root = tmp_path_factory.mktemp("upload")
     d = root / "1"
     d.mkdir()

@@ -3,7 +3,11 @@
 import pytest
 
 from backend.labels import build_label_map
-from loop.label_configs import COCO_LABELS, LabelConfigError, rectangle_labels_config
+from loop.common.label_configs import (
+    COCO_LABELS,
+    LabelConfigError,
+    rectangle_labels_config,
+)
 
 MMDET_COCO = [n.replace("_", " ") for n in COCO_LABELS]  # MMDetection writes spaces
 

@@ -8,7 +8,7 @@ import pytest
 from backend.images import decode
 from backend.onnx_runtime import agreement, load_onnx, top_k
 from backend.predictor import Predictor
-from loop.errors import LoopError
+from loop.common.errors import LoopError
 from tests.helpers import bf16_refusal_here, cannot_exercise
 
 

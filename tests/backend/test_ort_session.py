@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from backend import ort_session
-from backend.models import ServeSettings, model_loader
+from backend.loading import ServeSettings, model_loader
 from backend.ort_session import CpuReport, bf16_refusal
-from loop.errors import LoopError
-from loop.paths import REPO_ROOT
+from loop.common.errors import LoopError
+from loop.common.paths import REPO_ROOT
 from tests.helpers import bf16_refusal_here, cannot_exercise
 
 
@@ -71,7 +71,7 @@ if sys.argv[1] == "hidden":  # as on AMD: the plugin registers, but lists no dev
     _all = ort.get_ep_devices
     ort.get_ep_devices = lambda: [d for d in _all() if not d.ep_name.startswith("OpenVINO")]
 from backend.ort_session import check_precision
-from loop.errors import LoopError
+from loop.common.errors import LoopError
 for attempt in (1, 2):
     try:
         check_precision("bf16")

@@ -7,7 +7,7 @@ import pytest
 
 from backend.images import decode
 from backend.predictor import Predictor
-from loop.errors import LoopError
+from loop.common.errors import LoopError
 
 pytestmark = pytest.mark.integration
 

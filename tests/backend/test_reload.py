@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from loop.label_configs import rectangle_labels_config
-from loop.registry import Registry
+from loop.clients.registry import Registry
+from loop.common.label_configs import rectangle_labels_config
 from tests.backend.conftest import publish
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ def served(request, start_backend, demo_model, demo_data, mlflow_store, tmp_path
     media = tmp_path / "media" / "1"
     media.mkdir(parents=True)
     shutil.copy(demo_data / "images" / "test_0001.jpg", media / "a.jpg")
-    backend = start_backend("backend.follow=champion", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
+    backend = start_backend("backend.serve_alias=champion", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
                             "registry.model_name=follow-test", "backend.poll_s=1", f"backend.image_dir={media.parent}",
                             f"backend.workers={request.param}")
     return registry, backend

@@ -7,9 +7,9 @@ import pytest
 
 from backend.images import decode
 from backend.predictor import Predictor
-from loop import labelstudio as lsx
-from loop.label_configs import COCO_LABELS, rectangle_labels_config
-from loop.regions import region_to_bbox
+from loop.clients import labelstudio
+from loop.common.label_configs import COCO_LABELS, rectangle_labels_config
+from loop.common.regions import region_to_bbox
 from tests.backend.conftest import COCO_NAMED
 from tests.helpers import make_demo_project
 
@@ -17,22 +17,22 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def backend(start_backend, labelstudio, ls_token, coco_named_checkpoint):
+def backend(start_backend, ls_server, ls_token, coco_named_checkpoint):
     """The backend reading uploads from Label Studio over HTTP with a personal access token."""
-    return start_backend(f"backend.checkpoint={coco_named_checkpoint}", f"labelstudio.url={labelstudio.url}",
+    return start_backend(f"backend.checkpoint={coco_named_checkpoint}", f"labelstudio.url={ls_server.url}",
                          f"labelstudio.api_key={ls_token}")
 
 
 def _stored_predictions(client, project_id):
-    tasks = lsx.list_tasks(client, project_id)
+    tasks = labelstudio.list_tasks(client, project_id)
     return {t["id"]: t for t in tasks}
 
 
 def test_label_studio_retrieves_mapped_predictions(ls_client, backend, coco_named_checkpoint, demo_data):
     project, gt, file_of = make_demo_project(ls_client, demo_data, 6, "serve-coco", split="test")
     project = ls_client.projects.update(project.id, label_config=rectangle_labels_config(COCO_LABELS))
-    lsx.connect_ml_backend(ls_client, project.id, backend["url"])
-    lsx.retrieve_predictions(ls_client, project.id)
+    labelstudio.connect_ml_backend(ls_client, project.id, backend["url"])
+    labelstudio.retrieve_predictions(ls_client, project.id)
     tasks = _stored_predictions(ls_client, project.id)
 
     version = httpx.get(f"{backend['url']}/health").json()["model_version"]
@@ -64,8 +64,8 @@ def test_predicted_values_squash_model_classes(ls_client, backend, demo_data):
                                      {"Round": "sports ball", "Angular": "tv,traffic light,kite"})
     project, _, _ = make_demo_project(ls_client, demo_data, 4, "serve-predicted-values", split="test")
     ls_client.projects.update(project.id, label_config=config)
-    lsx.connect_ml_backend(ls_client, project.id, backend["url"])
-    lsx.retrieve_predictions(ls_client, project.id)
+    labelstudio.connect_ml_backend(ls_client, project.id, backend["url"])
+    labelstudio.retrieve_predictions(ls_client, project.id)
     labels = {r["value"]["rectanglelabels"][0] for t in _stored_predictions(ls_client, project.id).values()
               for p in t["predictions"] for r in p["result"]}
     assert labels and labels <= {"Round", "Angular"}

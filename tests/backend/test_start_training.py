@@ -8,15 +8,15 @@ import time
 import httpx
 import pytest
 
-from loop import labelstudio as lsx
-from loop.registry import Registry
+from loop.clients import labelstudio
+from loop.clients.registry import Registry
 from tests.backend.conftest import publish
 from tests.helpers import make_demo_project, submit_ground_truth
 
 pytestmark = pytest.mark.integration
 
 
-def test_start_training_button(labelstudio, ls_token, ls_client, demo_data, demo_model, mlflow_store, start_backend,
+def test_start_training_button(ls_server, ls_token, ls_client, demo_data, demo_model, mlflow_store, start_backend,
                                tmp_path):
     project, gt, file_of = make_demo_project(ls_client, demo_data, 24, "start-training")
     submit_ground_truth(ls_client, gt, file_of)
@@ -24,14 +24,14 @@ def test_start_training_button(labelstudio, ls_token, ls_client, demo_data, demo
     registry.promote(publish(registry, demo_model, tmp_path, "v1"))
 
     backend = start_backend(
-        "backend.follow=champion", "backend.poll_s=1", f"labelstudio.url={labelstudio.url}",
+        "backend.serve_alias=champion", "backend.poll_s=1", f"labelstudio.url={ls_server.url}",
         f"labelstudio.api_key={ls_token}", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
         f"registry.artifact_location={mlflow_store['artifact_location']}", "registry.model_name=st-test",
         "registry.promotion_margin=-1",  # "enough improvement": any new version is promoted here
-        "train.epochs=1", "train.batch_size=8", "train.num_workers=0", "train.warmup_iters=1", "train.lr=0.0005",
+        "train=smoke",
         "model.img_size=160", "export.val_fraction=0.3")
     url = backend["url"]
-    ml = lsx.connect_ml_backend(ls_client, project.id, url)
+    ml = labelstudio.connect_ml_backend(ls_client, project.id, url)
 
     t = time.perf_counter()
     ls_client.ml.train(ml["id"])  # Label Studio sends START_TRAINING to /webhook

@@ -10,9 +10,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
-from loop.errors import UsageError
-from loop.paths import CONF_DIR, REPO_ROOT
-from loop.stages import catalogue, resolve_entry
+from loop.common.errors import UsageError
+from loop.common.paths import CONF_DIR, REPO_ROOT
+from loop.stages.catalogue import catalogue, resolve_entry
 
 STAGES = catalogue()
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from loop import labelstudio as lsx
+from loop.clients import labelstudio
 from tests.helpers import make_demo_project, regions
 from train.export import export_project
 
@@ -25,23 +25,24 @@ def annotated_project(ls_client, demo_data):
         if tid == untouched:
             continue
         if tid == skipped:
-            lsx.submit_annotation(ls_client, tid, [], was_cancelled=True)
+            labelstudio.submit_annotation(ls_client, tid, [], was_cancelled=True)
         elif tid == empty:
-            lsx.submit_annotation(ls_client, tid, [])
+            labelstudio.submit_annotation(ls_client, tid, [])
         elif tid == twice:
             wrong = [(label, [0, 0, 10, 10]) for label, _ in boxes]
-            lsx.submit_annotation(ls_client, tid, regions(im, wrong))
-            lsx.submit_annotation(ls_client, tid, regions(im, boxes))  # the later one wins
+            labelstudio.submit_annotation(ls_client, tid, regions(im, wrong))
+            labelstudio.submit_annotation(ls_client, tid, regions(im, boxes))  # the later one wins
         else:
-            lsx.submit_annotation(ls_client, tid, regions(im, boxes))
+            labelstudio.submit_annotation(ls_client, tid, regions(im, boxes))
     return {"project": project, "gt": gt, "file_of": file_of, "task_ids": task_ids, "skipped": skipped,
             "empty": empty, "untouched": untouched, "labels": labels}
 
 
-def test_export_matches_ground_truth(ls_client, annotated_project, tmp_path):
+def test_export_matches_ground_truth(ls_client, ls_fetcher, annotated_project, tmp_path):
     p = annotated_project
-    result = export_project(ls_client, p["project"].id, tmp_path, val_fraction=0.25, progress=False)
-    submitted = lsx.get_project(ls_client, p["project"].id)["num_tasks_with_annotations"]
+    result = export_project(ls_client, p["project"].id, tmp_path, fetcher=ls_fetcher, val_fraction=0.25,
+                          progress=False)
+    submitted = labelstudio.get_project(ls_client, p["project"].id)["num_tasks_with_annotations"]
     assert result["tasks"] == submitted == 10  # 12 - skipped - untouched; the empty one counts
 
     train, val = (json.loads((tmp_path / f"{s}.json").read_text()) for s in ("train", "val"))
@@ -61,18 +62,19 @@ def test_export_matches_ground_truth(ls_client, annotated_project, tmp_path):
             assert max(abs(a - b) for a, b in zip(gb, wb)) <= 1.0
 
     # Re-running with nothing new changes nothing.
-    again = export_project(ls_client, p["project"].id, tmp_path, val_fraction=0.25, progress=False)
+    again = export_project(ls_client, p["project"].id, tmp_path, fetcher=ls_fetcher, val_fraction=0.25,
+                          progress=False)
     assert again["changed"] is False and again["tasks"] == 10
 
 
-def test_validation_split_is_frozen_as_the_project_grows(ls_client, annotated_project, tmp_path):
+def test_validation_split_is_frozen_as_the_project_grows(ls_client, ls_fetcher, annotated_project, tmp_path):
     p = annotated_project
-    export_project(ls_client, p["project"].id, tmp_path, val_fraction=0.3, progress=False)
+    export_project(ls_client, p["project"].id, tmp_path, fetcher=ls_fetcher, val_fraction=0.3, progress=False)
     before = json.loads((tmp_path / "state.json").read_text())["splits"]
     # More annotations arrive (the untouched task), and the user asks for a different fraction.
     im, boxes = p["gt"][p["file_of"][p["untouched"]]]
-    lsx.submit_annotation(ls_client, p["untouched"], regions(im, boxes))
-    result = export_project(ls_client, p["project"].id, tmp_path, val_fraction=0.6, progress=False)
+    labelstudio.submit_annotation(ls_client, p["untouched"], regions(im, boxes))
+    result = export_project(ls_client, p["project"].id, tmp_path, fetcher=ls_fetcher, val_fraction=0.6, progress=False)
     after = json.loads((tmp_path / "state.json").read_text())["splits"]
     assert result["tasks"] == 11 and result["changed"]
     assert {k: after[k] for k in before} == before

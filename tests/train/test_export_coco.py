@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from loop.regions import bbox_to_region, region_to_bbox
-from train.export_coco import (assign_splits, build_coco, pick_annotation, split_of,
-                               stable_categories)
+from loop.common.regions import bbox_to_region, region_to_bbox
+from train.export_coco import (
+    assign_splits,
+    build_coco,
+    pick_annotation,
+    split_of,
+    stable_categories,
+)
 
 
 def region(x, y, w, h, label="circle", W=200, H=100, rotation=0, from_name="label"):

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from loop.errors import LoopError
-from loop.paths import REPO_ROOT
+from loop.common.errors import LoopError
+from loop.common.paths import REPO_ROOT
 from train.trainer import TrainSpec, build_config, read_classes, train
 
 CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
@@ -30,6 +30,15 @@ def test_build_config_fills_in_what_the_loop_owns(small_demo, tmp_path):
              if s["type"] in ("Resize", "Pad")]
     assert sizes == [(128, 128), (128, 128)]
     assert cfg.val_evaluator.ann_file == str(small_demo / "test.json")
+
+
+def test_without_an_input_size_the_config_keeps_its_own_and_the_recipe_sets_the_schedule(small_demo, tmp_path):
+    cfg = build_config(_spec(small_demo, tmp_path, img_size=None, epochs=5, warmup_iters=7, val_interval=2))
+    sizes = [s.get("scale") or s.get("size") for s in cfg.test_dataloader.dataset.pipeline
+             if s["type"] in ("Resize", "Pad")]
+    assert sizes == [(192, 192), (192, 192)]  # rtmdet_tiny_demo.py's img_scale
+    assert cfg.train_cfg.max_epochs == 5 and cfg.train_cfg.val_interval == 2
+    assert cfg.param_scheduler[0]["end"] == 7 and cfg.default_hooks.checkpoint.interval == 5
 
 
 def test_missing_annotation_file_says_how_to_fix(tmp_path):

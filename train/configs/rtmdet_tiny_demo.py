@@ -2,13 +2,13 @@
 # input, light augmentation (no mosaic/mixup, which need long schedules to pay off), BN instead of SyncBN
 # (mmengine's `sync_bn='torch'` turns it back on for multi-GPU runs).
 #
-# The loop's trainer sets data paths, classes, input size, epochs, batch size and learning rate from
-# the Hydra config (train/trainer.py:build_config); the values below are the defaults it starts from.
+# This file owns the model: architecture, input size, pipelines, test settings. The schedule (epochs,
+# learning rate and warm-up, batch size, workers, validation and checkpoint intervals) is owned by the
+# training recipes in conf/train/*.yaml, which train/trainer.py:build_config applies; it is not repeated
+# here. `model.img_size` on the command line overrides the input size below.
 _base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 
 img_scale = (192, 192)
-max_epochs = 24
-base_lr = 0.004
 norm_cfg = dict(type='BN')
 
 model = dict(
@@ -36,24 +36,12 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=16, num_workers=1, persistent_workers=True, pin_memory=False,
-    dataset=dict(pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=False, min_size=1)))
-val_dataloader = dict(
-    batch_size=8, num_workers=1, persistent_workers=True, pin_memory=False,
-    dataset=dict(pipeline=test_pipeline))
+    pin_memory=False, dataset=dict(pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=False, min_size=1)))
+val_dataloader = dict(batch_size=8, pin_memory=False, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-train_cfg = dict(max_epochs=max_epochs, val_interval=8, dynamic_intervals=None)
+train_cfg = dict(dynamic_intervals=None)
 
-optim_wrapper = dict(optimizer=dict(lr=base_lr))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1.0e-3, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', eta_min=base_lr * 0.05, begin=max_epochs // 2, end=max_epochs,
-         T_max=max_epochs // 2, by_epoch=True, convert_to_iter_based=True),
-]
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1, save_last=True))
+default_hooks = dict(logger=dict(type='LoggerHook', interval=10))
 # No EMA (its momentum is tuned for 300-epoch schedules) and no pipeline switch (no mosaic to switch off).
 custom_hooks = []

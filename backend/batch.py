@@ -1,0 +1,73 @@
+"""Tasks -> predictions: fetch -> decode -> predict -> regions, the one pipeline behind /predict, bulk
+pre-annotation and the simulated loop.
+
+Images are fetched and decoded in a thread pool that runs ahead while the model works through what has
+arrived. A task whose image cannot be fetched or decoded, or whose batch the model fails on, gets an empty
+prediction and a logged reason; the other tasks carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.images import ImageError, decode
+from backend.labels import LabelMap
+from backend.results import empty_prediction, to_prediction
+from loop.clients.media import MediaError, MediaFetcher
+
+log = logging.getLogger("backend")
+
+
+@dataclass
+class TaskOutcome:
+    prediction: dict                  # what Label Studio stores: regions, task score, model version
+    scores: np.ndarray | None = None  # every detection's score (None: the task failed)
+    error: str | None = None          # why the task failed
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: MediaFetcher, pool: Executor,
+                  score_threshold: float) -> list[TaskOutcome]:
+    """One outcome per task, in order (see the module docstring)."""
+
+    def load(task):
+        url = (task.get("data") or {}).get(label_map.image_field)
+        try:
+            return decode(fetcher.fetch(url, task.get("id"))), None
+        except (MediaError, ImageError) as exc:
+            log.warning("task %s: %s; it gets no prediction", task.get("id"), exc)
+            return None, str(exc)
+
+    futures = [pool.submit(load, t) for t in tasks]
+    outcomes = [TaskOutcome(empty_prediction(predictor.version)) for _ in tasks]
+    step = predictor.batch_size
+    for start in range(0, len(tasks), step):
+        ready = []
+        for i in range(start, min(start + step, len(tasks))):
+            image, error = futures[i].result()
+            if image is None:
+                outcomes[i].error = error
+            else:
+                ready.append((i, image))
+        if not ready:
+            continue
+        try:
+            detections = predictor.predict([image.bgr for _, image in ready])
+        except Exception:  # a model failure must not kill the server; report and return empties
+            log.exception("model failed on a batch of %d images", len(ready))
+            for i, _ in ready:
+                outcomes[i].error = "the model failed on this batch"
+            continue
+        for (i, image), det in zip(ready, detections):
+            outcomes[i] = TaskOutcome(
+                to_prediction(det.boxes, det.scores, det.labels, label_map, (image.bgr.shape[1], image.bgr.shape[0]),
+                              (image.width, image.height), score_threshold, predictor.version),
+                scores=np.asarray(det.scores))
+    return outcomes

@@ -1,0 +1,128 @@
+"""Serve settings and model loaders: which model the server runs, in which runtime (torch or ONNX Runtime)
+and precision, and where it comes from (a fixed checkpoint, or the version a registry alias points at,
+followed by a watcher). Bulk pre-annotation loads models through the same loader."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+from backend.onnx_runtime import load_onnx
+from backend.ort_session import PRECISIONS, check_precision
+from backend.predictor import Predictor
+from backend.reload import AliasWatcher, ModelHolder, load_registered
+from loop.clients.media import MediaConfig
+from loop.clients.registry import Registry
+from loop.common.device import select_device
+from loop.common.errors import LoopError
+
+log = logging.getLogger("backend")
+
+
+@dataclass
+class ServeSettings:
+    checkpoint: str
+    config: str | None = None
+    default_config: str | None = None
+    device: str = "cpu"
+    score_threshold: float = 0.3
+    batch_size: int | None = None  # None: 1 on CPU, 8 on CUDA
+    fetch_workers: int = 8
+    # Threads for the model (torch intra-op / ONNX Runtime intra-op); None: one per core. Several server
+    # workers on one machine should share the cores: threads = cores / workers.
+    threads: int | None = None
+    ls_url: str | None = None
+    api_key: str | None = None
+    image_dir: str | None = None
+    local_files_root: str | None = None
+    allow_hosts: list[str] = field(default_factory=list)
+    max_body_mb: float = 32.0
+    trust_checkpoint: bool = False
+    # torch, onnx (ONNX Runtime; RTMDet models) or auto (onnx where the model exports, else torch)
+    runtime: str = "auto"
+    # fp32, or bf16 (ONNX Runtime with OpenVINO on a CPU with bfloat16 units; faster, scores move ~1e-2)
+    precision: str = "fp32"
+    # Serve a registry alias instead of a fixed checkpoint, and follow it.
+    serve_alias: str | None = None
+    tracking_uri: str | None = None
+    model_name: str | None = None
+    poll_s: float = 5.0
+    cache_dir: str | None = None
+    # Start Training: retrain jobs run as `python -m loop.run stage=retrain <these overrides>`.
+    work_dir: str | None = None
+    retrain_overrides: list[str] | None = None
+
+    def media(self) -> MediaConfig:
+        """Where this server's task images come from (its fetcher's settings)."""
+        return MediaConfig(ls_url=self.ls_url, api_key=self.api_key,
+                           image_dir=Path(self.image_dir) if self.image_dir else None,
+                           local_files_root=Path(self.local_files_root) if self.local_files_root else None,
+                           allow_hosts=list(self.allow_hosts))
+
+
+def configure_threads(threads: int | None) -> None:
+    """One thread pool does the model's work: torch and ONNX Runtime get `threads` (default one per core),
+    OpenCV none of its own (its resize runs between forward passes, and its pool would fight the model's for
+    the same cores), and image fetching/decoding threads mostly wait on I/O. Subnormal floats are flushed
+    to zero: they can make small-weight models much slower, and change no detection."""
+    import torch  # deferred: a light command that builds settings does not pay for it
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.set_flush_denormal(True)
+    cv2.setNumThreads(1)
+
+
+def model_loader(settings: ServeSettings):
+    """load(checkpoint, version) -> a predictor for the configured runtime, precision, device and threads: the
+    server and bulk pre-annotation load models the same way."""
+
+    if settings.runtime not in ("auto", "onnx", "torch"):
+        raise LoopError(f"backend.runtime={settings.runtime!r}: use auto, onnx or torch")
+    if settings.precision != "fp32":
+        if settings.runtime == "torch" and settings.precision in PRECISIONS:
+            raise LoopError(f"backend.precision={settings.precision} runs in ONNX Runtime: use backend.runtime=onnx")
+        # asked for explicitly: refuse at start rather than fall back to torch in fp32 without saying so
+        check_precision(settings.precision, select_device(settings.device))
+
+    configure_threads(settings.threads)
+
+    def load(checkpoint: str, version: str | None = None):
+        predictor = Predictor.load(checkpoint, settings.config, settings.device, version=version,
+                                   trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
+                                   default_config=settings.default_config, score_threshold=settings.score_threshold)
+        if settings.runtime == "torch":
+            return predictor
+
+        cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "onnx"
+        try:
+            return load_onnx(predictor, cache, score_threshold=settings.score_threshold,
+                             onnx_file=Path(checkpoint).with_name("model.onnx"), threads=settings.threads,
+                             precision=settings.precision)
+        except LoopError as exc:
+            if settings.runtime == "onnx" or settings.precision != "fp32":
+                raise
+            log.info("serving %s with torch: %s", predictor.version, exc)
+            return predictor
+
+    return load
+
+
+def start_model(settings: ServeSettings, predictor=None):
+    """(holder, watcher or None): the fixed checkpoint, or the version the alias points at now."""
+
+    load = model_loader(settings)
+    if predictor is not None or not settings.serve_alias:
+        return ModelHolder(predictor or load(settings.checkpoint)), None
+
+    registry = Registry(settings.tracking_uri, settings.model_name)
+    version = registry.by_alias(settings.serve_alias)
+    if version is None:
+        raise LoopError(f"registered model '{settings.model_name}' has no '{settings.serve_alias}' version in "
+                        f"{settings.tracking_uri}; run stage=retrain first, or serve a checkpoint")
+    cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop" / "registry") / settings.model_name
+    holder = ModelHolder(load_registered(registry, version, cache, load))
+    return holder, AliasWatcher(holder, registry, settings.serve_alias, cache, load, settings.poll_s)

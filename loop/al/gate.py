@@ -1,0 +1,28 @@
+"""When to retrain and when to promote (pure): a retrain is due after enough new submitted annotations or an
+interval; a challenger replaces the champion only if it is at least as good on the same held-out split,
+plus a margin."""
+
+from __future__ import annotations
+
+
+def should_promote(challenger_map: float, champion_map: float | None, margin: float = 0.0) -> tuple[bool, str]:
+    """(promote?, reason). No champion yet: the first version becomes champion."""
+    if champion_map is None:
+        return True, "first version"
+    if challenger_map != challenger_map:  # NaN
+        return False, "challenger mAP is NaN"
+    needed = champion_map + margin
+    if challenger_map >= needed:
+        return True, f"mAP {challenger_map:.4f} >= champion {champion_map:.4f} + margin {margin:.4f}"
+    return False, f"mAP {challenger_map:.4f} < champion {champion_map:.4f} + margin {margin:.4f}"
+
+
+def due(submitted: int, trained: int, min_new: int | None, interval_s: float | None, since_last_s: float
+        ) -> str | None:
+    """Why a retrain is due now, or None (pure)."""
+    new = submitted - trained
+    if min_new is not None and new >= min_new:
+        return f"{new} new submitted tasks (threshold {min_new})"
+    if interval_s is not None and since_last_s >= interval_s and new > 0:
+        return f"interval of {interval_s:.0f} s elapsed with {new} new submitted tasks"
+    return None

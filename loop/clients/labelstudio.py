@@ -1,0 +1,169 @@
+"""Label Studio through label-studio-sdk: the only module that imports the SDK.
+
+The SDK refreshes personal access tokens by itself; for the few calls it lacks (multipart file upload,
+authenticated media downloads) we reuse its own auth headers rather than handling tokens twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from pathlib import Path
+from typing import Any, Iterable
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from loop.common.errors import LoopError
+
+log = logging.getLogger(__name__)
+
+
+def connect(url: str, api_key: str | None, timeout: float = 60.0):
+    """An SDK client, checked with one call so a wrong URL or token fails here with a clear message."""
+    if not api_key:
+        raise LoopError("no Label Studio API key: set labelstudio.api_key=... or LABEL_STUDIO_API_KEY to a personal "
+                        "access token (Account & Settings in Label Studio) or a legacy token")
+    client = LabelStudio(base_url=url.rstrip("/"), api_key=api_key, timeout=timeout)
+    try:
+        client.users.whoami()
+    except ApiError as exc:
+        if exc.status_code in (401, 403):
+            raise LoopError(f"Label Studio at {url} rejected the API key (HTTP {exc.status_code}); create a personal "
+                            "access token in Account & Settings, or enable legacy tokens for the organization") from None
+        raise LoopError(f"Label Studio at {url} answered HTTP {exc.status_code}: {exc.body}") from None
+    except (httpx.HTTPError, OSError) as exc:
+        raise LoopError(f"cannot reach Label Studio at {url} ({exc}); is it running? (python -m loop.run "
+                        "stage=labelstudio starts a local one)") from None
+    return client
+
+
+def auth_headers(client) -> dict[str, str]:
+    """The Authorization header the SDK would send now (a fresh access token for a PAT)."""
+    headers = client._client_wrapper.get_headers()
+    return {"Authorization": headers["Authorization"]} if "Authorization" in headers else {}
+
+
+def create_project(client, title: str, label_config: str, **fields: Any):
+    return client.projects.create(title=title, label_config=label_config, **fields)
+
+
+def upload_images(client, project_id: int, paths: Iterable[Path], chunk: int = 50) -> list[int]:
+    """Upload image files as new tasks (the Import dialog's file upload); returns the new task ids."""
+    base = client._client_wrapper.get_base_url().rstrip("/")
+    paths = list(paths)
+    task_ids: list[int] = []
+    with httpx.Client(timeout=300) as http:
+        for start in range(0, len(paths), chunk):
+            files = []
+            try:
+                # One form field per file: Label Studio reads request.FILES by field name.
+                for i, p in enumerate(paths[start:start + chunk]):
+                    files.append((f"file{i}", (Path(p).name, open(p, "rb"),
+                                            mimetypes.guess_type(str(p))[0] or "application/octet-stream")))
+                reply = http.post(f"{base}/api/projects/{project_id}/import", params={"return_task_ids": "true"},
+                                  files=files, headers=auth_headers(client))
+            finally:
+                for _, (_, fh, _) in files:
+                    fh.close()
+            if reply.status_code >= 400:
+                raise LoopError(f"uploading images to project {project_id} failed: HTTP {reply.status_code} "
+                                f"{reply.text[:300]}")
+            task_ids += reply.json().get("task_ids", [])
+    log.info("uploaded %d images to project %d", len(paths), project_id)
+    return task_ids
+
+
+def list_tasks(client, project_id: int, *, only_annotated: bool = False, page_size: int = 500
+               ) -> list[dict[str, Any]]:
+    """All tasks of a project with their data, annotations and predictions, as plain dicts (raw URLs)."""
+    pager = client.tasks.list(project=project_id, fields="all", only_annotated=only_annotated or None,
+                              page_size=page_size, resolve_uri=False)
+    return [t.model_dump() if hasattr(t, "model_dump") else dict(t) for t in pager]
+
+
+def get_project(client, project_id: int) -> dict[str, Any]:
+    """A project's settings and counters as a plain dict; a missing project is a clear error."""
+    try:
+        return client.projects.get(project_id).model_dump()
+    except ApiError as exc:
+        if exc.status_code == 404:
+            raise LoopError(f"Label Studio has no project {project_id} (or this token cannot see it); set "
+                            "labelstudio.project_id to a project id from its URL (/projects/<id>/)") from None
+        raise
+
+
+def submit_annotation(client, task_id: int, result: list[dict[str, Any]], *, was_cancelled: bool = False,
+                      ground_truth: bool = False) -> dict[str, Any]:
+    """Submit an annotation for a task, as an annotator pressing Submit (or Skip with was_cancelled)."""
+    ann = client.annotations.create(id=task_id, result=result, was_cancelled=was_cancelled,
+                                    ground_truth=ground_truth)
+    return ann.model_dump() if hasattr(ann, "model_dump") else dict(ann)
+
+
+def connect_ml_backend(client, project_id: int, url: str, title: str = "labelloop RTMDet") -> dict[str, Any]:
+    """Settings > Model > Connect Model: Label Studio checks /health and /setup before it saves."""
+    try:
+        ml = client.ml.create(project=project_id, url=url, title=title, is_interactive=False)
+    except ApiError as exc:
+        hint = (" Label Studio refuses backends on local addresses unless it runs with ML_BLOCK_LOCAL_IP=false "
+                "and SSRF_PROTECTION_ENABLED=false") if exc.status_code in (400, 403) else ""
+        raise LoopError(f"Label Studio could not connect the ML backend at {url}: HTTP {exc.status_code} "
+                        f"{str(exc.body)[:300]}.{hint}") from None
+    return ml.model_dump() if hasattr(ml, "model_dump") else dict(ml)
+
+
+def retrieve_predictions(client, project_id: int, task_ids: list[int] | None = None) -> None:
+    """The Data Manager's "Retrieve Predictions" action (Label Studio calls the backend's /predict)."""
+    selected = {"all": True, "excluded": []} if task_ids is None else {"all": False, "included": list(task_ids)}
+    client.actions.create(id="retrieve_tasks_predictions", project=project_id, selected_items=selected)
+
+
+def create_prediction(client, task_id: int, prediction: dict[str, Any]) -> None:
+    """Store a prediction ({"result", "score", "model_version"}) on a task."""
+    client.predictions.create(task=task_id, result=prediction["result"], score=prediction["score"],
+                              model_version=prediction["model_version"])
+
+
+QUEUE_FIELD = "al_score"  # task data field the labeling queue is ordered by (higher: label sooner)
+QUEUE_VIEW = "Most informative first"
+
+
+def set_queue_scores(client, tasks: list[dict[str, Any]], scores: dict[int, float]) -> None:
+    """Write each task's acquisition score into its data (`data.al_score`), which the queue view sorts by.
+    The whole data dict is sent back, so the media URL and any user fields stay as they were."""
+    for task in tasks:
+        if task["id"] in scores:
+            data = dict(task.get("data") or {}, **{QUEUE_FIELD: round(float(scores[task["id"]]), 6)})
+            client.tasks.update(id=str(task["id"]), data=data)
+
+
+def ensure_queue_view(client, project_id: int) -> int:
+    """A Data Manager tab that lists unlabeled tasks by `data.al_score`, highest first; "Label All Tasks"
+    from that tab (or /next?view=ID) hands them out in that order under Sequential sampling. Returns its id."""
+    data = {"title": QUEUE_VIEW, "ordering": [f"-tasks:data.{QUEUE_FIELD}"],
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}}
+    for view in client.views.list(project=project_id):
+        if (view.data or {}).get("title") == QUEUE_VIEW:
+            client.views.update(id=str(view.id), data=data, project=project_id)
+            return int(view.id)
+    return int(client.views.create(project=project_id, data=data).id)
+
+
+def next_task(client, project_id: int, view_id: int | None = None) -> dict[str, Any] | None:
+    """The task Label Studio's labeling stream opens next for this user (None when none is left)."""
+    base = client._client_wrapper.get_base_url().rstrip("/")
+    reply = httpx.get(f"{base}/api/projects/{project_id}/next/", params={"view": view_id} if view_id else None,
+                      headers=auth_headers(client), timeout=60)
+    if reply.status_code == 404:
+        return None
+    reply.raise_for_status()
+    return reply.json()
+
+
+def prefill_from(client, project_id: int, model_version: str) -> None:
+    """Settings > Annotation > "Use predictions to prefill annotations" with this model version: annotators
+    open a task with the model's boxes already drawn, to correct rather than draw."""
+    client.projects.update(id=project_id, show_collab_predictions=True, model_version=model_version)

@@ -1,0 +1,171 @@
+"""Start and stop a local Label Studio server in its own environment, with the settings the loop needs.
+
+Used by `stage=labelstudio`, the demo and the test fixtures. It talks to the server over plain HTTP the
+way a person's browser does (log in, create a personal access token), so it needs no label-studio-sdk.
+Settings (see README, "Label Studio settings"): since 1.23.1 Label Studio refuses ML backends and
+webhooks on local addresses unless ML_BLOCK_LOCAL_IP and SSRF_PROTECTION_ENABLED are false.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from loop.clients.services import wait_http
+from loop.common.errors import LoopError
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "labelloop-pat"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class LabelStudioServer:
+    venv: Path
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: pick a free one
+    username: str = "admin@example.com"
+    password: str = "labelloop-admin"
+    allow_local_backends: bool = True
+    enable_legacy_tokens: bool = False
+    legacy_token: str | None = None
+    local_files_root: Path | None = None
+    startup_timeout_s: float = 300.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def executable(self) -> Path:
+        return Path(self.venv) / "bin" / "label-studio"
+
+    @property
+    def log_file(self) -> Path:
+        return Path(self.data_dir) / "server.log"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "VIRTUAL_ENV", "PYTHON"))}
+        env.update({
+            "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+            "DJANGO_DB": "sqlite",
+            "LATEST_VERSION_CHECK": "false",
+            "COLLECT_ANALYTICS": "false",
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true" if self.enable_legacy_tokens else "false",
+        })
+        if self.allow_local_backends:
+            env.update({"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"})
+        if self.local_files_root:
+            env.update({"LOCAL_FILES_SERVING_ENABLED": "true", "LOCAL_FILES_DOCUMENT_ROOT": str(self.local_files_root)})
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> "LabelStudioServer":
+        if not self.executable.exists():
+            raise LoopError(f"Label Studio is not installed at {self.venv}; run `make labelstudio` "
+                            "(it installs the server in its own environment)")
+        if self.port == 0:
+            self.port = free_port(self.host)
+        elif not port_is_free(self.host, self.port):
+            raise LoopError(f"port {self.port} on {self.host} is taken (Label Studio would silently move to "
+                            f"another one); stop what uses it or set labelstudio.server.port=OTHER")
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        cmd = [str(self.executable), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port),
+               "--host", self.url, "--username", self.username, "--password", self.password]
+        if self.legacy_token:
+            cmd += ["--user-token", self.legacy_token]
+        log.info("starting Label Studio at %s (data in %s, log %s)", self.url, self.data_dir, self.log_file)
+        with open(self.log_file, "ab") as out:
+            self.proc = subprocess.Popen(cmd, env=self.environment(), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        try:
+            waited = wait_http(f"{self.url}/health", self.proc, "Label Studio", self.log_file,
+                               timeout_s=self.startup_timeout_s, poll_s=1.0,
+                               ready=lambda reply: reply.json().get("status") == "UP")
+        except LoopError:
+            self.stop()
+            raise
+        log.info("Label Studio is up at %s after %.0f s", self.url, waited)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> "LabelStudioServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def login(self) -> requests.Session:
+        """A browser-like session logged in with the admin's e-mail and password."""
+        session = requests.Session()
+        session.get(f"{self.url}/user/login/", timeout=10)
+        csrf = session.cookies.get("csrftoken", "")
+        reply = session.post(f"{self.url}/user/login/", timeout=30, allow_redirects=False,
+                             data={"email": self.username, "password": self.password,
+                                   "csrfmiddlewaretoken": csrf},
+                             headers={"Referer": f"{self.url}/user/login/"})
+        if reply.status_code != 302 or "sessionid" not in session.cookies:
+            raise LoopError(f"could not log in to Label Studio at {self.url} as {self.username} "
+                            f"(HTTP {reply.status_code}); check labelstudio.server.username/password")
+        return session
+
+    def personal_access_token(self) -> str:
+        """The admin's personal access token: created once (as in Account & Settings) and kept in data_dir."""
+        stored = Path(self.data_dir) / TOKEN_FILE
+        if stored.exists():
+            return stored.read_text().strip()
+        with self.login() as session:
+            reply = session.post(f"{self.url}/api/token/", timeout=30, json={},
+                                 headers={"X-CSRFToken": session.cookies.get("csrftoken", ""),
+                                          "Referer": f"{self.url}/"})
+        if reply.status_code == 409 or "already" in reply.text.lower():
+            raise LoopError(f"the admin already has a personal access token that {stored} does not hold; "
+                            f"revoke it in Label Studio (Account & Settings) and try again")
+        reply.raise_for_status()
+        token = reply.json()["token"]
+        stored.write_text(token)
+        stored.chmod(0o600)
+        return token

@@ -1,0 +1,183 @@
+"""The MLflow model registry and tracking runs: the only module that imports mlflow.
+
+Semantics (see README, "Registry"): one registered model per Label Studio project; every retrain registers
+a version and points the alias `challenger` at it; `champion` (what the backend serves) moves only through
+`promote`, which remembers the previous champion so `rollback` can move it back. No deprecated stages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from loop.common.errors import LoopError
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_DIR = "model"  # artifact folder of a run that holds the slim checkpoint, config and classes
+_HISTORY_TAG = "champion_history"
+
+
+@dataclass(frozen=True)
+class Version:
+    version: int
+    run_id: str
+    tags: dict[str, str]
+
+    def metric(self, key: str) -> float | None:
+        value = self.tags.get(key)
+        return float(value) if value not in (None, "") else None
+
+
+class Registry:
+    def __init__(self, tracking_uri: str, model_name: str, experiment: str = "labelloop",
+                 artifact_location: str | None = None):
+        import mlflow
+        from mlflow import MlflowClient
+
+        self._mlflow = mlflow
+        self.tracking_uri, self.model_name = tracking_uri, model_name
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.experiment = experiment
+        self.artifact_location = artifact_location
+
+    # -- tracking runs ---------------------------------------------------------------------------------
+    def _experiment_id(self) -> str:
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = self.artifact_location
+        if location and "://" not in location:
+            location = Path(location).resolve().as_uri()
+        return self.client.create_experiment(self.experiment, artifact_location=location)
+
+    @contextmanager
+    def run(self, name: str, tags: dict[str, str] | None = None) -> Iterator["Run"]:
+        """A tracking run that ends FINISHED, or FAILED (and re-raises) if the block raises."""
+        created = self.client.create_run(self._experiment_id(), run_name=name, tags=tags or {})
+        run = Run(self.client, created.info.run_id)
+        try:
+            yield run
+        except BaseException:
+            self.client.set_terminated(run.run_id, status="FAILED")
+            raise
+        self.client.set_terminated(run.run_id, status="FINISHED")
+
+    # -- versions and aliases --------------------------------------------------------------------------
+    def _ensure_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            self.client.create_registered_model(self.model_name, description="labelloop detector")
+
+    def register(self, run_id: str, tags: dict[str, Any]) -> Version:
+        """A new version from the run's `model/` artifacts (logged completely before this is called)."""
+        self._ensure_model()
+        mv = self.client.create_model_version(self.model_name, f"runs:/{run_id}/{MODEL_DIR}", run_id=run_id,
+                                              tags={k: str(v) for k, v in tags.items()})
+        self.client.set_registered_model_alias(self.model_name, CHALLENGER, mv.version)
+        return self.get(int(mv.version))
+
+    def get(self, version: int) -> Version:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version(self.model_name, str(version))
+        except MlflowException:
+            raise LoopError(f"model '{self.model_name}' has no version {version} in {self.tracking_uri}") from None
+        return Version(int(mv.version), mv.run_id, dict(mv.tags))
+
+    def by_alias(self, alias: str) -> Version | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version_by_alias(self.model_name, alias)
+        except MlflowException:
+            return None
+        return Version(int(mv.version), mv.run_id, dict(mv.tags))
+
+    def champion(self) -> Version | None:
+        return self.by_alias(CHAMPION)
+
+    def _history(self) -> list[int]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(self.model_name).tags
+        except MlflowException:
+            return []
+        return json.loads(tags.get(_HISTORY_TAG, "[]"))
+
+    def promote(self, version: int, reason: str = "") -> tuple[int | None, int]:
+        """Point `champion` at `version`; returns (previous, new). The previous one is kept for rollback."""
+        target = self.get(version)
+        current = self.champion()
+        if current and current.version == target.version:
+            log.info("champion of %s is already version %d", self.model_name, target.version)
+            return current.version, target.version
+        history = self._history() + ([current.version] if current else [])
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, str(target.version))
+        self.client.set_registered_model_tag(self.model_name, _HISTORY_TAG, json.dumps(history[-50:]))
+        log.info("champion of %s: %s -> version %d%s", self.model_name,
+                 f"version {current.version}" if current else "none", target.version,
+                 f" ({reason})" if reason else "")
+        return (current.version if current else None), target.version
+
+    def rollback(self) -> tuple[int, int]:
+        """Move `champion` back to the champion before it; returns (from, to)."""
+        current = self.champion()
+        history = self._history()
+        if current is None or not history:
+            raise LoopError(f"nothing to roll back: model '{self.model_name}' has "
+                            f"{'no champion' if current is None else 'no earlier champion'}")
+        previous = history.pop()
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, str(previous))
+        self.client.set_registered_model_tag(self.model_name, _HISTORY_TAG, json.dumps(history))
+        log.info("rollback of %s: champion version %d -> version %d", self.model_name, current.version, previous)
+        return current.version, previous
+
+    def download(self, version: Version, dst: Path) -> Path:
+        """The version's `model/` artifacts in a local folder."""
+        dst.mkdir(parents=True, exist_ok=True)
+        return Path(self._mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=MODEL_DIR,
+                                                              dst_path=str(dst), tracking_uri=self.tracking_uri))
+
+
+class Run:
+    """The calls a retrain makes on its tracking run."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v)[:5000])
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_artifact(self, local_file: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_file), artifact_path)

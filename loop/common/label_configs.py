@@ -1,0 +1,63 @@
+"""Label Studio labeling configs for object detection (pure: strings in, XML out)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import quoteattr
+
+# The COCO label list of the Label Studio tutorial (its MMDetection backend guide): MMDetection's 80 classes,
+# written with underscores where MMDetection writes spaces (`traffic_light` vs `traffic light`).
+COCO_LABELS = (
+    "airplane apple backpack banana baseball_bat baseball_glove bear bed bench bicycle bird boat book bottle "
+    "bowl broccoli bus cake car carrot cat cell_phone chair clock couch cow cup dining_table dog donut elephant "
+    "fire_hydrant fork frisbee giraffe hair_drier handbag horse hot_dog keyboard kite knife laptop microwave "
+    "motorcycle mouse orange oven parking_meter person pizza potted_plant refrigerator remote sandwich scissors "
+    "sheep sink skateboard skis snowboard spoon sports_ball stop_sign suitcase surfboard teddy_bear "
+    "tennis_racket tie toaster toilet toothbrush traffic_light train truck tv umbrella vase wine_glass zebra"
+).split()
+
+
+def rectangle_labels_config(labels, predicted_values: dict[str, str] | None = None, *, image_field: str = "image",
+                            control: str = "label", zoom: bool = True) -> str:
+    """The "Object Detection with Bounding Boxes" template for the given labels.
+
+    `predicted_values` maps a label to a comma-separated list of model classes squashed into it
+    (e.g. {"Car": "car,truck"}), the attribute the MMDetection / Label Studio tutorials describe.
+    """
+    predicted_values = predicted_values or {}
+    rows = []
+    for label in labels:
+        extra = f" predicted_values={quoteattr(predicted_values[label])}" if label in predicted_values else ""
+        rows.append(f"    <Label value={quoteattr(label)}{extra}/>")
+    return (f'<View>\n  <Image name="image" value="${image_field}" zoom="{str(zoom).lower()}"/>\n'
+            f'  <RectangleLabels name="{control}" toName="image">\n' + "\n".join(rows) +
+            "\n  </RectangleLabels>\n</View>\n")
+
+
+class LabelConfigError(ValueError):
+    """The labeling config cannot be used for box detection; the message says what it needs."""
+
+
+def rectangle_controls(xml: str) -> list[dict]:
+    """Every <RectangleLabels> control with the <Image> it points at, its labels in config order and the
+    raw `predicted_values` of each label: [{"name", "to_name", "image_value", "labels", "predicted_values"}].
+    """
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise LabelConfigError(f"the label config is not valid XML ({exc})") from None
+    images = {el.get("name"): el.get("value", "") for el in root.iter("Image")}
+    controls = []
+    for el in root.iter("RectangleLabels"):
+        to_name = el.get("toName", "")
+        labels = [lab.get("value") for lab in el.iter("Label") if lab.get("value")]
+        controls.append({"name": el.get("name"), "to_name": to_name, "image_value": images.get(to_name, ""),
+                         "labels": labels,
+                         "predicted_values": {lab.get("value"): lab.get("predicted_values")
+                                              for lab in el.iter("Label") if lab.get("predicted_values")}})
+    if not controls or not any(c["image_value"] for c in controls):
+        raise LabelConfigError(
+            "the label config needs an <Image name=\"image\" value=\"$image\"/> and a <RectangleLabels "
+            "name=\"label\" toName=\"image\"> with <Label value=\"...\"/> children (the \"Object Detection with "
+            "Bounding Boxes\" template)")
+    return [c for c in controls if c["image_value"]]

@@ -1,0 +1,114 @@
+"""The config -> plain-object adapters every stage shares: the only place that turns Hydra's `cfg` into the
+dataclasses and clients the libraries take (TrainSpec, ServeSettings, MediaConfig, Registry, a Label Studio
+server). Libraries below this layer never see a DictConfig, so they can be called from any program.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from backend.loading import ServeSettings
+from loop.clients import labelstudio
+from loop.clients.ls_server import LabelStudioServer
+from loop.clients.media import MediaConfig, MediaFetcher
+from loop.clients.registry import Registry
+from loop.common.errors import LoopError
+from loop.common.paths import resolve
+from train.trainer import TrainSpec
+
+
+def local(path) -> str | None:
+    """A config path made absolute (None stays None); URLs are left as they are."""
+    if not path:
+        return None
+    return str(path) if "://" in str(path) else str(resolve(path))
+
+
+def plain(node) -> Any:
+    """A config node as plain Python containers (resolved)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def project_id(cfg: DictConfig) -> int:
+    if cfg.labelstudio.project_id is None:
+        raise LoopError("no project: set labelstudio.project_id=N (the number in the project's URL)")
+    return int(cfg.labelstudio.project_id)
+
+
+def connect_labelstudio(cfg: DictConfig):
+    """An SDK client for the configured Label Studio (checked with one call)."""
+    return labelstudio.connect(cfg.labelstudio.url, cfg.labelstudio.api_key)
+
+
+def open_registry(cfg: DictConfig) -> Registry:
+    settings = cfg.registry
+    uri = str(settings.tracking_uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return Registry(uri, settings.model_name, settings.experiment, settings.get("artifact_location"))
+
+
+def labelstudio_server(cfg: DictConfig) -> LabelStudioServer:
+    server = cfg.labelstudio.server
+    return LabelStudioServer(venv=resolve(server.venv), data_dir=resolve(server.data_dir), host=server.host,
+                             port=int(server.port), username=server.username, password=server.password,
+                             allow_local_backends=bool(server.allow_local_backends),
+                             enable_legacy_tokens=bool(server.enable_legacy_tokens),
+                             startup_timeout_s=float(server.startup_timeout_s))
+
+
+def media_config(cfg: DictConfig) -> MediaConfig:
+    """How task images are fetched (serving, pre-annotation and export share it): Label Studio's URL and
+    token, its folders when they are on this machine, and the hosts allowed besides it."""
+    backend = cfg.backend
+    return MediaConfig(ls_url=cfg.labelstudio.url, api_key=cfg.labelstudio.api_key,
+                       image_dir=resolve(backend.image_dir) if backend.image_dir else None,
+                       local_files_root=resolve(backend.local_files_root) if backend.local_files_root else None,
+                       allow_hosts=list(plain(backend.allow_hosts) or []))
+
+
+def media_fetcher(cfg: DictConfig) -> MediaFetcher:
+    return MediaFetcher(media_config(cfg))
+
+
+def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSettings:
+    """The backend's model settings (runtime, precision, device, threads, caches) from `backend.*`."""
+    backend = cfg.backend
+    media = media_config(cfg)
+    return ServeSettings(
+        checkpoint=checkpoint if checkpoint is not None else local(backend.checkpoint),
+        config=local(backend.config), default_config=local(cfg.model.config), device=str(backend.device),
+        score_threshold=float(backend.score_threshold),
+        batch_size=int(backend.batch_size) if backend.batch_size else None, fetch_workers=int(backend.fetch_workers),
+        threads=int(backend.threads) if backend.get("threads") else None,
+        ls_url=media.ls_url, api_key=media.api_key,
+        image_dir=str(media.image_dir) if media.image_dir else None,
+        local_files_root=str(media.local_files_root) if media.local_files_root else None,
+        allow_hosts=media.allow_hosts, max_body_mb=float(backend.max_body_mb),
+        trust_checkpoint=bool(backend.trust_checkpoint), runtime=str(backend.get("runtime", "auto")),
+        precision=str(backend.get("precision", "fp32")), serve_alias=backend.get("serve_alias") or None,
+        tracking_uri=str(cfg.registry.tracking_uri), model_name=str(cfg.registry.model_name),
+        poll_s=float(backend.poll_s), cache_dir=str(resolve(cfg.work_dir) / "serve-cache"),
+        work_dir=str(resolve(cfg.work_dir)))
+
+
+def train_spec(cfg: DictConfig, work_dir: Path, **changes: Any) -> TrainSpec:
+    """The one TrainSpec builder: `model.*`, `train.*` and `data.*` of the config, then `changes` (the data
+    a stage trains on, the weights it starts from, ...) over them."""
+    recipe, data = cfg.train, cfg.data
+    spec = TrainSpec(
+        config=resolve(cfg.model.config), data_root=resolve(data.root), train_ann=str(data.train_ann),
+        val_ann=str(data.test_ann), img_prefix=data.get("img_prefix", "") or "", work_dir=Path(work_dir),
+        img_size=cfg.model.get("img_size"), epochs=int(recipe.epochs), batch_size=int(recipe.batch_size),
+        lr=float(recipe.lr), warmup_iters=int(recipe.warmup_iters), num_workers=int(recipe.num_workers),
+        val_interval=int(recipe.val_interval), load_from=local(cfg.model.get("checkpoint")), seed=int(cfg.seed),
+        device=str(cfg.device), launcher=str(recipe.get("launcher", "none")),
+        cfg_options=dict(plain(recipe.cfg_options) or {}))
+    for key, value in changes.items():
+        if not hasattr(spec, key):
+            raise TypeError(f"TrainSpec has no field {key!r}")
+        setattr(spec, key, value)
+    return spec

@@ -1,0 +1,32 @@
+"""stage=export: pull submitted annotations from Label Studio into a COCO dataset with a frozen held-out
+split (also the first step of stage=retrain)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from loop.common.errors import LoopError
+from loop.common.paths import resolve
+from loop.stages.adapters import connect_labelstudio, media_fetcher, project_id
+from train.export import export_project
+
+
+def export(cfg: DictConfig, download: bool | None = None) -> dict[str, Any]:
+    """Export labelstudio.project_id as the config says; a project with nothing submitted is an error."""
+    project = project_id(cfg)
+    client = connect_labelstudio(cfg)
+    settings = cfg.export
+    out = resolve(settings.dir) if settings.dir else resolve(cfg.work_dir) / "exports" / f"project-{project}"
+    download = bool(settings.download if download is None else download)
+    result = export_project(client, project, out, fetcher=media_fetcher(cfg) if download else None,
+                            val_fraction=float(settings.val_fraction), control=settings.control)
+    if result["tasks"] == 0:
+        raise LoopError(f"project {project} has no submitted annotations yet; label and submit some tasks in "
+                        "Label Studio first")
+    return result
+
+
+def run_stage(cfg: DictConfig) -> dict[str, Any]:
+    return export(cfg)

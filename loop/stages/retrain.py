@@ -1,0 +1,175 @@
+"""stage=retrain: export -> train -> evaluate -> register -> gate, and the manual alias moves.
+
+Nothing is registered until the run's artifacts are completely logged; a failing step marks the MLflow
+run FAILED and leaves the registry as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from backend.jobs import retrain_lock, update_current_job
+from backend.onnx_check import onnx_check
+from loop.al.gate import should_promote
+from loop.clients.registry import Version
+from loop.common.errors import LoopError
+from loop.common.paths import code_revision, resolve
+from loop.stages.adapters import open_registry, train_spec
+from loop.stages.export import export
+from train.evaluate import coco_eval
+from train.package import package_model
+from train.trainer import evaluate as evaluate_weights
+from train.trainer import read_classes, train
+
+log = logging.getLogger(__name__)
+
+_SECRET_KEYS = ("api_key", "password", "token")
+
+
+def redacted_config(cfg: DictConfig) -> str:
+    """The resolved Hydra config as YAML, with secrets blanked (it is stored as a registry tag)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+
+    def scrub(node):
+        if isinstance(node, dict):
+            return {k: ("***" if any(s in k for s in _SECRET_KEYS) and v else scrub(v)) for k, v in node.items()}
+        return node
+
+    return OmegaConf.to_yaml(OmegaConf.create(scrub(plain)))
+
+
+def _export(cfg: DictConfig) -> dict[str, Any]:
+    result = export(cfg, download=True)
+    if result["train"] == 0 or result["val"] == 0:
+        raise LoopError(f"{result['tasks']} submitted task(s) give {result['train']} for training and "
+                        f"{result['val']} held out; submit more tasks (about {int(2 / cfg.export.val_fraction)} "
+                        "or more)")
+    return result
+
+
+def _spec(cfg: DictConfig, exported: Path, work: Path, config: Path, load_from: str | None):
+    """Training (or evaluation) on an export: train.json to learn from, val.json held out."""
+    return train_spec(cfg, work, config=config, data_root=exported, train_ann="train.json", val_ann="val.json",
+                      img_prefix="", load_from=load_from)
+
+
+def retrain(cfg: DictConfig) -> dict[str, Any]:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    work = resolve(cfg.work_dir) / "retrain" / stamp
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    exp = _export(cfg)
+    exported = Path(exp["out_dir"])
+    manifest = json.loads((exported / "manifest.json").read_text())
+    classes = read_classes(exported / "train.json")
+    timings["export_s"] = time.perf_counter() - t
+
+    models = open_registry(cfg)
+    champion: Version | None = models.champion()
+    champion_dir = None
+    if champion is not None:
+        champion_dir = models.download(champion, work / "champion")
+    if champion is not None and cfg.train.get("init", "champion") == "champion":
+        load_from, parent = str(champion_dir / "model.pth"), str(champion.version)
+    else:
+        load_from, parent = cfg.model.get("checkpoint"), "none"
+    log.info("training from %s", f"champion version {champion.version}" if champion else (load_from or "scratch"))
+
+    snapshot_ids = sorted(int(k) for k in manifest["tasks"])
+    snapshot = {"task_ids": snapshot_ids, "max_updated_at": manifest["max_updated_at"]}
+    with models.run(f"retrain-{stamp}", tags={"project_id": str(cfg.labelstudio.project_id)}) as run:
+        run.log_params({"epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+                        "img_size": cfg.model.img_size, "model_config": cfg.model.config, "device": cfg.device,
+                        "val_fraction": cfg.export.val_fraction, "parent_version": parent,
+                        "train_images": exp["train"], "heldout_images": exp["val"], "start_weights": load_from})
+        t = time.perf_counter()
+        result = train(_spec(cfg, exported, work / "train", resolve(cfg.model.config), load_from))
+        timings["train_s"] = time.perf_counter() - t
+        for row in result["history"]:
+            run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+        t = time.perf_counter()
+        ev = coco_eval(exported / "val.json", Path(result["detections"]))
+        champion_map = champion_map50 = None
+        if champion is not None:
+            old = evaluate_weights(_spec(cfg, exported, work / "champion_eval", champion_dir / "config.py",
+                                         str(champion_dir / "model.pth")))
+            old_ev = coco_eval(exported / "val.json", Path(old["detections"]))
+            champion_map, champion_map50 = old_ev["bbox_mAP"], old_ev["bbox_mAP_50"]
+        timings["evaluate_s"] = time.perf_counter() - t
+        run.log_metrics({"heldout_bbox_mAP": ev["bbox_mAP"], "heldout_bbox_mAP_50": ev["bbox_mAP_50"],
+                         "champion_heldout_bbox_mAP": champion_map, "champion_heldout_bbox_mAP_50": champion_map50,
+                         **{f"AP_{k}": v for k, v in ev["per_class_AP"].items() if v == v}})
+
+        t = time.perf_counter()
+        package_model(result, classes, cfg.model.img_size, work / "model", work / "plots", exported, ev)
+        (work / "model" / "snapshot.json").write_text(json.dumps(snapshot))
+        heldout = [exported / im["file_name"] for im in json.loads((exported / "val.json").read_text())["images"][:8]]
+        onnx_state, onnx_reason = onnx_check(work / "model", heldout, float(cfg.backend.score_threshold))
+        log.info("ONNX export check: %s (%s)", onnx_state, onnx_reason)
+        run.log_artifacts(work / "model", "model")
+        run.log_artifacts(work / "plots", "plots")
+        run_id = run.run_id
+
+    ids_text = ",".join(map(str, snapshot_ids))
+    tags = {"heldout_bbox_mAP": f"{ev['bbox_mAP']:.6f}", "heldout_bbox_mAP_50": f"{ev['bbox_mAP_50']:.6f}",
+            "train_images": exp["train"], "heldout_images": exp["val"],
+            "snapshot_tasks": len(snapshot_ids), "snapshot_max_updated_at": manifest["max_updated_at"],
+            "snapshot_task_ids": ids_text if len(ids_text) <= 4000 else "see model/snapshot.json",
+            "snapshot_sha256": hashlib.sha256(ids_text.encode()).hexdigest()[:16],
+            "resolved_config": redacted_config(cfg)[:5000], "code_revision": code_revision(),
+            "parent_version": parent, "classes": json.dumps(classes)[:5000],
+            "project_id": str(cfg.labelstudio.project_id), "onnx_check": onnx_state,
+            "onnx_check_detail": onnx_reason[:1000]}
+    version = models.register(run_id, tags)
+    promote, reason = should_promote(ev["bbox_mAP"], champion_map, float(cfg.registry.promotion_margin))
+    if promote and onnx_state == "failed":
+        promote, reason = False, f"its ONNX export disagrees with torch ({onnx_reason})"
+    if promote:
+        models.promote(version.version, reason)
+    else:
+        log.info("version %d stays challenger: %s", version.version, reason)
+    timings["register_s"] = time.perf_counter() - t
+    summary = {"version": version.version, "promoted": promote, "reason": reason,
+               "heldout_bbox_mAP": round(ev["bbox_mAP"], 4), "heldout_bbox_mAP_50": round(ev["bbox_mAP_50"], 4),
+               "champion_before": champion.version if champion else None,
+               "champion_heldout_bbox_mAP": None if champion_map is None else round(champion_map, 4),
+               "train_images": exp["train"], "heldout_images": exp["val"], "run_id": run_id,
+               **{k: round(v, 1) for k, v in timings.items()}}
+    log.info("retrain: %s", summary)
+    return summary
+
+
+def run_stage(cfg: DictConfig) -> dict[str, Any]:
+    """stage=retrain: one iteration, never in parallel with another (see backend.jobs)."""
+    try:
+        with retrain_lock(resolve(cfg.work_dir)):
+            update_current_job(state="running", started_at=time.time())
+            summary = retrain(cfg)
+    except BaseException as exc:
+        update_current_job(state="failed", error=str(exc)[:500] or type(exc).__name__)
+        raise
+    update_current_job(state="succeeded", version=summary["version"], promoted=summary["promoted"], result=summary)
+    return summary
+
+
+def promote_stage(cfg: DictConfig) -> dict[str, Any]:
+    version = cfg.get("version")
+    if version is None:
+        raise LoopError("say which version: python -m loop.run stage=promote version=N")
+    before, after = open_registry(cfg).promote(int(version), reason="by hand")
+    return {"from": before, "to": after}
+
+
+def rollback_stage(cfg: DictConfig) -> dict[str, Any]:
+    before, after = open_registry(cfg).rollback()
+    return {"from": before, "to": after}

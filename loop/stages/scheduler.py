@@ -1,0 +1,75 @@
+"""stage=loop: retrain when enough new submitted annotations have arrived since the last trained snapshot,
+and/or on a fixed interval; pre-annotate after each promotion. One retrain at a time across processes (the
+retrain lock), survives failed iterations with back-off, stops cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from omegaconf import DictConfig
+
+from loop.al.gate import due
+from loop.clients import labelstudio
+from loop.clients.registry import CHALLENGER
+from loop.common.errors import LoopError
+from loop.stages.adapters import connect_labelstudio, open_registry, project_id
+from loop.stages.preannotate import preannotate
+from loop.stages.retrain import run_stage as retrain_once
+
+log = logging.getLogger(__name__)
+
+
+def trained_snapshot_size(registry) -> int:
+    """Tasks in the newest registered version's annotation snapshot (0 before the first retrain)."""
+    latest = registry.by_alias(CHALLENGER)
+    return int(latest.tags.get("snapshot_tasks", 0)) if latest else 0
+
+
+def run_stage(cfg: DictConfig) -> dict[str, Any]:
+    stage = cfg.stage
+    project = project_id(cfg)
+    min_new = stage.get("min_new_annotations")
+    interval_s = stage.get("interval_s")
+    if min_new is None and interval_s is None:
+        raise LoopError("stage=loop needs stage.min_new_annotations=N and/or stage.interval_s=SECONDS")
+    client = connect_labelstudio(cfg)
+    registry = open_registry(cfg)
+    report = {"iterations": 0, "failures": 0, "promotions": 0}
+    backoff = float(stage.poll_s)
+    last_run = time.monotonic()
+    log.info("loop on project %s: retrain at %s new submitted tasks%s; Ctrl-C stops", project,
+             min_new, f" or every {interval_s:.0f} s" if interval_s else "")
+    try:
+        while stage.get("max_iterations") is None or report["iterations"] < int(stage.max_iterations):
+            wait = float(stage.poll_s)
+            try:
+                submitted = labelstudio.get_project(client, project)["num_tasks_with_annotations"] or 0
+                reason = due(submitted, trained_snapshot_size(registry), min_new, interval_s,
+                             time.monotonic() - last_run)
+                if reason:
+                    log.info("retraining: %s", reason)
+                    summary = retrain_once(cfg)
+                    last_run = time.monotonic()
+                    report["iterations"] += 1
+                    report["promotions"] += bool(summary["promoted"])
+                    log.info("iteration %d: version %d, held-out mAP %.3f, %s", report["iterations"],
+                             summary["version"], summary["heldout_bbox_mAP"],
+                             "promoted" if summary["promoted"] else "not promoted")
+                    if summary["promoted"] and stage.get("preannotate_after_promotion"):
+                        preannotate(cfg)
+                backoff = float(stage.poll_s)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one failed iteration must not stop the loop
+                report["failures"] += 1
+                last_run = time.monotonic()
+                backoff = min(backoff * 2, float(stage.max_backoff_s))
+                wait = backoff
+                log.error("iteration failed (%s: %s); next try in %.0f s", type(exc).__name__, exc, wait)
+            time.sleep(wait)
+    except KeyboardInterrupt:
+        log.info("stopped by Ctrl-C")
+    return report

@@ -1,0 +1,294 @@
+"""stage=simulate: the oracle benchmark of active learning (fast mode: in-process, no Label Studio).
+
+Start from `initial` random images of the pool, then `rounds` of `batch` images chosen by each strategy,
+labeled by the ground truth; after each round the model is trained again and scored on the fixed test
+split. Every strategy of one seed starts from the same initial images and the same first model, so the
+curves differ only by what the strategies chose. Rows go to a CSV as they come (a stopped run keeps its
+rounds), and to MLflow: one parent run with the CSV, the plot and the summary, one child run per
+strategy and seed with `bbox_mAP` against the labeled-image count as step.
+
+In the full mode (`stage.mode=full`) the same oracle submits through a real Label Studio and the production
+loop runs (backend, export, retrain, registry, hot reload, pre-annotation and queue): one `stage=demo` run
+per strategy and seed, recorded the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import time
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from omegaconf import OmegaConf, open_dict
+from tqdm import tqdm
+
+from backend.predictor import Predictor
+from loop.al.acquisition import STRATEGIES, select
+from loop.al.curves import mean_curves, summarise
+from loop.common.errors import LoopError
+from loop.common.paths import CONF_DIR, resolve
+from loop.stages.adapters import open_registry, plain, train_spec
+from loop.stages.demo import demo
+from train.plots import plot_learning_curves
+from train.slim import make_slim
+from train.trainer import read_classes, train
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("strategy", "seed", "round", "labeled", "mAP", "mAP_50", "train_s", "select_s")
+
+
+def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
+    """A COCO file with only these images and their annotations (all categories kept, ids unchanged)."""
+    keep = set(image_ids)
+    sub = {**coco, "images": [im for im in coco["images"] if im["id"] in keep],
+           "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(sub))
+    return out
+
+
+class Simulation:
+    """One benchmark run's data (pool images decoded once) and training recipe."""
+
+    def __init__(self, cfg):
+        self.cfg, self.stage = cfg, cfg.stage
+        root = resolve(cfg.data.root)
+        self.data_root = root
+        pool_file = root / cfg.data.train_ann
+        if not pool_file.is_file() or not (root / cfg.data.test_ann).is_file():
+            raise LoopError(f"{pool_file} or its test split {cfg.data.test_ann} is missing; for the demo data run "
+                            "`python -m loop.run stage=demo_data`, for your own COCO data set data.root, "
+                            "data.train_ann and data.test_ann")
+        self.pool = json.loads(pool_file.read_text())
+        self.ids = sorted(im["id"] for im in self.pool["images"])
+        need = int(self.stage.initial) + int(self.stage.per_round) * int(self.stage.rounds)
+        if need > len(self.ids):
+            raise LoopError(f"initial + batch x rounds = {need} images, but the pool has {len(self.ids)}; lower "
+                            "stage.rounds or stage.per_round")
+        unknown = [x for x in self.stage.strategies if x not in STRATEGIES]
+        if unknown:
+            raise LoopError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+        prefix = cfg.data.get("img_prefix", "") or ""
+        files = {im["id"]: root / prefix / im["file_name"] for im in self.pool["images"]}
+        self.images = {}
+        for i, f in files.items():
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None:
+                raise LoopError(f"cannot read pool image {f}")
+            self.images[i] = img
+
+    def train(self, labeled: list[int], work: Path, load_from: str | None, iters: int, seed: int) -> dict:
+        recipe = self.cfg.train
+        per_epoch = math.ceil(len(labeled) / int(recipe.batch_size))
+        epochs = max(1, round(iters / per_epoch))
+        ann = subset_coco(self.pool, labeled, work / "train.json")
+        # the test run evaluates once, at the end
+        options = {**(plain(recipe.cfg_options) or {}), "train_cfg.val_begin": epochs + 1}
+        spec = train_spec(self.cfg, work / "train", train_ann=str(ann), epochs=epochs, val_interval=epochs,
+                          warmup_iters=int(recipe.warmup_iters) if load_from is None else 10, load_from=load_from,
+                          seed=seed, cfg_options=options)
+        result = train(spec)
+        # Keep a slim copy (loads without unpickling; the next round starts from it) and drop the full one.
+        full = Path(result["checkpoint"])
+        config_text = next(Path(result["work_dir"]).glob("*.py")).read_text()
+        result["checkpoint"] = str(make_slim(full, work / "model.pth", classes=read_classes(ann),
+                                             config_text=config_text, img_size=spec.img_size))
+        full.unlink(missing_ok=True)
+        return result
+
+    def choose(self, strategy: str, checkpoint: str, labeled: list[int],
+               rng: np.random.Generator) -> list[int]:
+        unlabeled = [i for i in self.ids if i not in set(labeled)]
+        k = int(self.stage.per_round)
+        if strategy == "random":
+            return [unlabeled[i] for i in select("random", k, rng, scores=[[]] * len(unlabeled))]
+
+        predictor = Predictor.load(checkpoint, device=str(self.cfg.device), score_threshold=float(self.stage.score_threshold))
+        embed = strategy in ("coreset", "entropy_diverse")
+        dets = predictor.predict([self.images[i] for i in unlabeled], embed=embed)
+        labeled_emb = None
+        if embed:
+            labeled_emb = np.stack([d.embedding for d in predictor.predict([self.images[i] for i in labeled],
+                                                                           embed=True)])
+        picked = select(strategy, k, rng, scores=[d.scores for d in dets],
+                        embeddings=np.stack([d.embedding for d in dets]) if embed else None,
+                        labeled_embeddings=labeled_emb, prefilter=int(self.stage.prefilter))
+        return [unlabeled[i] for i in picked]
+
+
+def write_report(rows: list[dict], out: Path) -> dict[str, dict]:
+    """summary.json (what each strategy saves over random) and curves.png for these rows; returns the summary."""
+
+    summary = summarise(rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    plot_learning_curves(mean_curves(rows), out / "curves.png")
+    return summary
+
+
+def describe(summary: dict[str, dict]) -> list[str]:
+    """One line per strategy for the log."""
+    lines = []
+    for strategy, f in summary.items():
+        reach = f["labels_to_reach_control"]
+        lines.append(f"{strategy:<16} final mAP {f['final_mAP']:.3f} at {f['final_labeled']} labels; reaches "
+                     "random's final mAP " + ("within the budget: never" if reach is None else
+                                              f"with {reach:.0f} labels ({f['fraction_of_control_labels']:.0%})")
+                     + f"; mean gain {f['mean_gain']:+.3f}")
+    return lines
+
+
+class Results:
+    """Where the curves go: results.csv (row by row, so a stopped run keeps its rounds), one MLflow child run
+    per strategy and seed (bbox_mAP against labeled images), and at the end curves.png and summary.json
+    logged to the parent run."""
+
+    def __init__(self, cfg, out: Path, stamp: str):
+        self.out, self.rows = out, []
+        self.csv = out / "results.csv"
+        with open(self.csv, "w", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writeheader()
+        self.registry = open_registry(cfg)
+        self.registry.experiment = str(cfg.stage.experiment)
+        self.stamp, self.cfg = stamp, cfg
+
+    @contextmanager
+    def parent(self):
+        stage = self.cfg.stage
+        params = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in stage.items()
+                  if k not in ("name", "summary", "entry")}
+        with self.registry.run(f"simulate-{stage.mode}-{self.stamp}", tags={"kind": "simulate", "mode": str(stage.mode)}) as run:
+            run.log_params({**params, "data": str(self.cfg.data.root), "model_config": self.cfg.model.config})
+            self.parent_run = run
+            yield run
+            self._finish(run)
+
+    def child(self, strategy: str, seed: int):
+        return self.registry.run(f"{strategy}-seed{seed}", tags={"mlflow.parentRunId": self.parent_run.run_id,
+                                                                 "strategy": strategy, "seed": str(seed)})
+
+    def record(self, row: dict, run) -> None:
+        self.rows.append(row)
+        with open(self.csv, "a", newline="") as fh:
+            csv.DictWriter(fh, FIELDS).writerow(row)
+        run.log_metrics({"bbox_mAP": row["mAP"], "bbox_mAP_50": row["mAP_50"]}, step=row["labeled"])
+
+    def _finish(self, run) -> None:
+        self.summary = write_report(self.rows, self.out)
+        for name in ("results.csv", "summary.json", "curves.png"):
+            run.log_artifact(self.out / name)
+        run.log_metrics({f"{k}_mean_gain": v["mean_gain"] for k, v in self.summary.items()})
+
+
+def _strategies(stage) -> list[str]:
+    strategies = list(stage.strategies)
+    if "random" not in strategies:
+        strategies.insert(0, "random")  # the control every figure is relative to
+    return strategies
+
+
+def simulate(cfg) -> dict[str, Any]:
+    """Fast mode: in-process training rounds on the COCO data."""
+    stage = cfg.stage
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = resolve(cfg.work_dir) / "simulate" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    sim = Simulation(cfg)
+    strategies, seeds, rounds = _strategies(stage), [int(x) for x in stage.seeds], int(stage.rounds)
+    results = Results(cfg, out, stamp)
+    bar = tqdm(total=len(seeds) * (1 + len(strategies) * rounds), desc="simulate", unit="training")
+    with results.parent():
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            initial = sorted(int(i) for i in rng.choice(sim.ids, int(stage.initial), replace=False))
+            started = time.perf_counter()
+            first = sim.train(initial, out / f"seed{seed}" / "round0", None, int(stage.first_iters), seed)
+            first_s = time.perf_counter() - started
+            bar.update()
+            log.info("seed %d: %d random images -> mAP %.3f", seed, len(initial), first["bbox_mAP"])
+            for si, strategy in enumerate(strategies):
+                srng = np.random.default_rng([seed, si])
+                with results.child(strategy, seed) as run:
+                    results.record(dict(strategy=strategy, seed=seed, round=0, labeled=len(initial),
+                                        mAP=first["bbox_mAP"], mAP_50=first["bbox_mAP_50"],
+                                        train_s=round(first_s, 1), select_s=0.0), run)
+                    labeled, result = list(initial), first
+                    for r in range(1, rounds + 1):
+                        t = time.perf_counter()
+                        picked = sim.choose(strategy, result["checkpoint"], labeled, srng)
+                        select_s = time.perf_counter() - t
+                        labeled = labeled + picked
+                        t = time.perf_counter()
+                        load_from = result["checkpoint"] if stage.warm_start else None
+                        result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}", load_from,
+                                           int(stage.round_iters if stage.warm_start else stage.first_iters), seed)
+                        results.record(dict(strategy=strategy, seed=seed, round=r, labeled=len(labeled),
+                                            mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
+                                            train_s=round(time.perf_counter() - t, 1),
+                                            select_s=round(select_s, 1)), run)
+                        bar.update()
+                        log.info("seed %d %s: %d labeled -> mAP %.3f", seed, strategy, len(labeled),
+                                 result["bbox_mAP"])
+    bar.close()
+    return _outcome(results)
+
+
+def simulate_full(cfg) -> dict[str, Any]:
+    """Full mode: for each strategy and seed, stage=demo's production loop through a real Label Studio
+    (fresh server, project, registry and backend each time), the annotator following the queue. The demo
+    trains with this stage's recipe (train=simulate, full_epochs per retrain) at its input size."""
+    stage = cfg.stage
+    strategies = _strategies(stage)
+    wrong = [x for x in strategies if x not in ("random", "entropy", "least_confidence")]
+    if wrong:
+        raise LoopError(f"the Label Studio queue orders by a per-image score; {wrong} need the fast mode. "
+                        "Full mode strategies: random, entropy, least_confidence")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = resolve(cfg.work_dir) / "simulate" / f"{stamp}-full"
+    out.mkdir(parents=True, exist_ok=True)
+    results = Results(cfg, out, stamp)
+    demo_stage = OmegaConf.load(CONF_DIR / "stage" / "demo.yaml").stage
+    with results.parent():
+        for seed in [int(x) for x in stage.seeds]:
+            for strategy in strategies:
+                run_cfg = copy.deepcopy(cfg)
+                with open_dict(run_cfg):
+                    run_cfg.seed = seed
+                    run_cfg.work_dir = str(out / f"seed{seed}-{strategy}")
+                    run_cfg.registry.model_name = f"simulate-{strategy}-seed{seed}"  # its own champion line
+                    run_cfg.train.epochs = int(stage.full_epochs)
+                    run_cfg.stage = OmegaConf.merge(demo_stage, {
+                        "strategy": strategy, "images": int(stage.full_images), "initial": int(stage.initial),
+                        "per_iteration": int(stage.per_round), "iterations": int(stage.rounds) + 1,
+                        "keep_running": False})
+                with ExitStack() as stack, results.child(strategy, seed) as run:
+                    outcome = demo(run_cfg, stack)
+                    for h in outcome["history"]:
+                        results.record(dict(strategy=strategy, seed=seed, round=h["iteration"] - 1,
+                                            labeled=h["labeled"], mAP=h["test_mAP"], mAP_50=h["test_mAP_50"],
+                                            train_s="", select_s=""), run)
+    return _outcome(results)
+
+
+def _outcome(results: Results) -> dict[str, Any]:
+    # The strategy with the largest mean gain over random; random itself (gain 0) when none beats it.
+    best = max(results.summary, key=lambda x: (results.summary[x]["mean_gain"], x == "random"), default="random")
+    return {"out_dir": str(results.out), "csv": str(results.csv), "best": best, "summary": results.summary}
+
+
+def run_stage(cfg) -> dict[str, Any]:
+    result = simulate(cfg) if cfg.stage.mode == "fast" else simulate_full(cfg)
+    for line in describe(result["summary"]):
+        log.info(line)
+    log.info("best strategy here: %s", result["best"])
+    log.info("results: %s (CSV, curves.png, summary.json; also in MLflow experiment '%s')", result["out_dir"],
+             cfg.stage.experiment)
+    return result

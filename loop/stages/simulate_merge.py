@@ -1,0 +1,75 @@
+"""Merge several stage=simulate runs into one table, plot and summary.
+
+A five-strategy benchmark on a CPU takes hours; running it in parts (random plus two strategies, then
+random plus two others) is easier to fit in, and every part carries the control. Within one dataset and
+recipe, training is deterministic per seed, so the parts' control curves must be identical: that is
+checked, and a part made with other settings (a different recipe, data or seeds) is refused.
+
+    .venv/bin/python -m loop.stages.simulate_merge runs/simulate/A runs/simulate/B --out runs/simulate/merged
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+from pathlib import Path
+
+from loop.common.errors import LoopError
+from loop.stages.simulate import FIELDS, describe, write_report
+
+log = logging.getLogger(__name__)
+
+
+def merge_rows(parts: list[list[dict]], tolerance: float = 1e-9) -> list[dict]:
+    """Rows of all parts, one per (strategy, seed, labeled); a key that two parts both measured must have the
+    same mAP, else the parts are not comparable (pure)."""
+    merged: dict[tuple, dict] = {}
+    for i, rows in enumerate(parts):
+        for row in rows:
+            key = (row["strategy"], int(row["seed"]), int(row["labeled"]))
+            if key in merged and abs(float(merged[key]["mAP"]) - float(row["mAP"])) > tolerance:
+                raise LoopError(f"part {i + 1} disagrees with an earlier part on {key[0]}, seed {key[1]}, "
+                                f"{key[2]} labels (mAP {merged[key]['mAP']} vs {row['mAP']}): the runs were made "
+                                "with different data, seeds or training settings and cannot be merged")
+            merged.setdefault(key, row)
+    return sorted(merged.values(), key=lambda r: (r["strategy"] != "random", r["strategy"], int(r["seed"]),
+                                                  int(r["labeled"])))
+
+
+def read_results(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        raise LoopError(f"{path} does not exist; pass the folders stage=simulate wrote (runs/simulate/<time>)")
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def merge(run_dirs: list[Path], out: Path) -> dict:
+    """Write the merged results.csv, summary.json and curves.png into `out`; returns the summary."""
+    rows = merge_rows([read_results(d) for d in run_dirs])
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return write_report(rows, out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="folders written by stage=simulate")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        summary = merge(args.runs, args.out)
+    except LoopError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for line in describe(summary):
+        log.info(line)
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Against a real Label Studio server started by the fixtures (legacy tokens off: PAT only)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from loop.clients import labelstudio
+from loop.common.errors import LoopError
+from loop.common.label_configs import COCO_LABELS, rectangle_labels_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_server_is_up_and_pat_is_a_refresh_token(ls_server, ls_token):
+    assert httpx.get(f"{ls_server.url}/health").json()["status"] == "UP"
+    assert ls_token.count(".") == 2  # a JWT
+    # Legacy tokens are disabled in this organisation, and a PAT is not an access token either.
+    r = httpx.get(f"{ls_server.url}/api/projects/", headers={"Authorization": f"Token {ls_token}"})
+    assert r.status_code == 401
+
+
+def test_coco_project_upload_and_read_back(ls_client, ls_fetcher, demo_data):
+    project = labelstudio.create_project(ls_client, "coco-roundtrip", rectangle_labels_config(COCO_LABELS))
+    stored = ls_client.projects.get(project.id)
+    assert stored.label_config.count("<Label ") == 80 and 'value="traffic_light"' in stored.label_config
+
+    images = sorted((demo_data / "images").glob("pool_000*.jpg"))[:5]
+    task_ids = labelstudio.upload_images(ls_client, project.id, images)
+    assert len(task_ids) == 5
+
+    tasks = labelstudio.list_tasks(ls_client, project.id)
+    assert sorted(t["id"] for t in tasks) == sorted(task_ids)
+    urls = [t["data"]["image"] for t in tasks]
+    assert all(u.startswith("/data/upload/") for u in urls)
+    by_name = {p.name: p.read_bytes() for p in images}
+    for url in urls:
+        name = url.rsplit("/", 1)[1].split("-", 1)[1]  # LS prefixes a hash
+        assert ls_fetcher.fetch(url) == by_name[name]  # the one fetcher, with the token, from Label Studio
+
+
+def test_rejected_token_is_a_clear_error(ls_server):
+    with pytest.raises(LoopError, match="rejected the API key"):
+        labelstudio.connect(ls_server.url, "not-a-token")
+
+
+def test_unreachable_server_is_a_clear_error():
+    from loop.clients.ls_server import free_port
+
+    with pytest.raises(LoopError, match="cannot reach Label Studio"):
+        labelstudio.connect(f"http://127.0.0.1:{free_port()}", "whatever", timeout=3)

@@ -1,0 +1,47 @@
+"""stage=demo as a user runs it: its own Label Studio, MLflow UI and backend processes, a few iterations."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from hydra import compose, initialize_config_dir
+
+import loop.run  # noqa: F401  (registers the ${repo:} resolver)
+from loop.clients import labelstudio
+from loop.common.paths import CONF_DIR
+from loop.stages.demo import demo
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_the_loop_and_serves_until_stopped(small_demo, tmp_path):
+    overrides = ["stage=demo", f"work_dir={tmp_path}", f"data.root={small_demo}", "data.name=small",
+                 "stage.images=24", "stage.initial=14", "stage.per_iteration=6", "stage.iterations=2",
+                 "train.epochs=1", "model.img_size=128", "train.num_workers=0", "export.val_fraction=0.3",
+                 "stage.keep_running=false"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with ExitStack() as stack:
+        result = demo(cfg, stack)
+        urls = result["urls"]
+        assert [h["labeled"] for h in result["history"]] == [14, 20]
+        assert [h["champion"] for h in result["history"]] in ([1, 2], [1, 1])
+        assert result["history"][0]["backend_reloaded"] is True
+        assert all(0.0 <= h["test_mAP"] <= 1.0 for h in result["history"])
+        for url in (urls["mlflow"] + "/health", urls["backend"] + "/health"):
+            assert httpx.get(url, timeout=10).status_code == 200
+        health = httpx.get(urls["backend"] + "/health", timeout=10).json()
+        assert health["model_version"].endswith(f":v{result['history'][-1]['champion']}")
+        # The project: labeled tasks from the annotator, predictions and queue scores on the rest.
+        base = urls["labelstudio"].split("/projects/")[0]
+        client = labelstudio.connect(base, Path(result["token_file"]).read_text().strip())
+        tasks = labelstudio.list_tasks(client, result["project_id"])
+        unlabeled = [t for t in tasks if not t["annotations"]]
+        assert len(tasks) == 24 and len(unlabeled) == 4
+        assert all(t["predictions"] and labelstudio.QUEUE_FIELD in t["data"] for t in unlabeled)
+        assert "tab=" in urls["labelstudio"]
+    with pytest.raises(httpx.HTTPError):  # Ctrl-C / the end of the stage stops every service
+        httpx.get(urls["backend"] + "/health", timeout=3)

@@ -1,0 +1,101 @@
+"""stage=retrain end to end: real Label Studio, real MLflow store, real mmdet training (a few iterations)."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import loop.run  # noqa: F401  (registers the ${repo:} resolver)
+from loop.clients.registry import CHALLENGER
+from loop.common.errors import LoopError
+from loop.common.paths import CONF_DIR
+from loop.stages.adapters import open_registry
+from loop.stages.retrain import promote_stage, retrain, rollback_stage
+from tests.helpers import make_demo_project, submit_ground_truth
+from train.slim import load_slim
+
+pytestmark = pytest.mark.integration
+
+TAGS = {"heldout_bbox_mAP", "heldout_bbox_mAP_50", "train_images", "heldout_images", "snapshot_tasks",
+        "snapshot_max_updated_at", "snapshot_task_ids", "resolved_config", "code_revision", "parent_version",
+        "classes", "onnx_check"}
+
+
+def make_cfg(ls_server, token, project_id, mlflow_store, tmp_path, *extra):
+    overrides = [f"labelstudio.url={ls_server.url}", f"labelstudio.api_key={token}",
+                 f"labelstudio.project_id={project_id}", f"work_dir={tmp_path}",
+                 f"registry.tracking_uri={mlflow_store['tracking_uri']}",
+                 f"registry.artifact_location={mlflow_store['artifact_location']}",
+                 "stage=retrain", "train=smoke", "model.img_size=160", "export.val_fraction=0.3", *extra]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def labeled_project(ls_client, demo_data):
+    project, gt, file_of = make_demo_project(ls_client, demo_data, 30, "retrain-test")
+    submit_ground_truth(ls_client, gt, file_of)
+    return project
+
+
+def test_retrain_registers_gates_and_rolls_back(ls_server, ls_token, labeled_project, demo_model,
+                                                mlflow_store, tmp_path):
+    base = make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path,
+                    f"model.checkpoint={demo_model['checkpoint']}")
+    first = retrain(base)
+    registry = open_registry(base)
+    v1 = registry.get(first["version"])
+    assert first["promoted"] and first["reason"] == "first version"
+    assert registry.champion().version == v1.version == registry.by_alias(CHALLENGER).version
+    assert TAGS <= set(v1.tags)
+    assert int(v1.tags["train_images"]) + int(v1.tags["heldout_images"]) == 30
+    assert v1.tags["parent_version"] == "none" and "***" in v1.tags["resolved_config"]
+    assert ls_token not in v1.tags["resolved_config"]
+    assert first["heldout_bbox_mAP_50"] > 0.1  # fine-tuned from a model that detects shapes
+
+    files = registry.download(v1, tmp_path / "dl")
+    assert {"model.pth", "model.onnx", "config.py", "classes.json", "snapshot.json"} <= {p.name for p in files.iterdir()}
+    assert v1.tags["onnx_check"] == "passed", v1.tags["onnx_check_detail"]
+    assert load_slim(files / "model.pth")["meta"]["classes"] == ["circle", "square", "triangle", "star"]
+    plots = registry.client.list_artifacts(v1.run_id, "plots")
+    assert {p.path for p in plots} == {"plots/curves.png", "plots/pr_curve.png", "plots/heldout_examples.png"}
+
+    # A deliberately worse candidate: from random weights, one epoch. Registered, not promoted.
+    worse = retrain(make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path,
+                             "train.init=base", "model.checkpoint=null"))
+    assert not worse["promoted"] and worse["version"] == v1.version + 1
+    assert worse["champion_heldout_bbox_mAP"] == pytest.approx(first["heldout_bbox_mAP"], abs=0.02)
+    assert registry.champion().version == v1.version
+    assert registry.by_alias(CHALLENGER).version == worse["version"]
+
+    # By hand: promote the challenger, then roll back.
+    assert promote_stage(make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path,
+                                  f"version={worse['version']}")) == {"from": v1.version, "to": worse["version"]}
+    assert rollback_stage(base) == {"from": worse["version"], "to": v1.version}
+    assert registry.champion().version == v1.version
+
+
+def test_failures_register_nothing(ls_server, ls_token, ls_client, labeled_project, mlflow_store, tmp_path):
+    def versions(cfg):
+        reg = open_registry(cfg)
+        return len(reg.client.search_model_versions(f"name='{reg.model_name}'"))
+
+    cfg = make_cfg(ls_server, "wrong-token", labeled_project.id, mlflow_store, tmp_path)
+    with pytest.raises(LoopError, match="rejected the API key"):
+        retrain(cfg)
+
+    empty = ls_client.projects.create(title="nothing-submitted", label_config=labeled_project.label_config)
+    with pytest.raises(LoopError, match="no submitted annotations"):
+        retrain(make_cfg(ls_server, ls_token, empty.id, mlflow_store, tmp_path))
+
+    # A loss that becomes NaN: the run is marked FAILED and nothing is registered or promoted.
+    from train.hooks import TrainingDiverged
+
+    cfg = make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path)
+    cfg.train.cfg_options = {"model.bbox_head.loss_bbox.loss_weight": float("nan")}
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        retrain(cfg)
+    assert versions(cfg) == 0
+    reg = open_registry(cfg)
+    runs = reg.client.search_runs([reg.client.get_experiment_by_name(reg.experiment).experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]

@@ -1,0 +1,88 @@
+"""stage=simulate (fast mode): real training rounds, real MLflow store, real batch selection by the model."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+import loop.run  # noqa: F401  (registers the ${repo:} resolver)
+from loop.clients.registry import Registry
+from loop.common.errors import LoopError
+from loop.common.paths import CONF_DIR
+from loop.stages.simulate import Simulation, run_stage
+
+pytestmark = pytest.mark.integration
+
+
+def sim_cfg(data_root, tmp_path, mlflow_store, *extra):
+    overrides = ["stage=simulate", f"data.root={data_root}", f"work_dir={tmp_path}",
+                 f"registry.tracking_uri={mlflow_store['tracking_uri']}",
+                 f"registry.artifact_location={mlflow_store['artifact_location']}", *extra]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_model_driven_strategies_pick_new_distinct_images(demo_data, demo_model, tmp_path, mlflow_store):
+    sim = Simulation(sim_cfg(demo_data, tmp_path, mlflow_store, "stage.per_round=8"))
+    labeled = sim.ids[:20]
+    for strategy in ("entropy", "least_confidence", "coreset", "entropy_diverse"):
+        picked = sim.choose(strategy, str(demo_model["checkpoint"]), labeled, np.random.default_rng(0))
+        assert len(set(picked)) == 8 and not set(picked) & set(labeled), strategy
+    # Uncertainty picks are the images the model is least sure of, not a random draw.
+    entropy = sim.choose("entropy", str(demo_model["checkpoint"]), labeled, np.random.default_rng(0))
+    rand = sim.choose("random", str(demo_model["checkpoint"]), labeled, np.random.default_rng(0))
+    assert entropy != rand
+
+
+def test_simulate_writes_curves_to_csv_plot_and_mlflow(small_demo, tmp_path, mlflow_store):
+    cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.seeds=[3]", "stage.strategies=[entropy_diverse]",
+                  "stage.initial=6", "stage.per_round=4", "stage.rounds=2", "stage.first_iters=2",
+                  "stage.round_iters=1", "model.img_size=128", "train.num_workers=0")
+    result = run_stage(cfg)
+    out = Path(result["out_dir"])
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert [(r["strategy"], int(r["labeled"])) for r in rows] == [
+        ("random", 6), ("random", 10), ("random", 14), ("entropy_diverse", 6), ("entropy_diverse", 10),
+        ("entropy_diverse", 14)]
+    assert rows[0]["mAP"] == rows[3]["mAP"]  # both strategies start from the same first model
+    assert (out / "curves.png").stat().st_size > 5000
+    assert set(result["summary"]) == {"random", "entropy_diverse"}
+
+    registry = Registry(mlflow_store["tracking_uri"], "unused", experiment="labelloop-simulate")
+    runs = registry.client.search_runs([registry._experiment_id()])
+    parent = next(r for r in runs if r.data.tags.get("kind") == "simulate")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert {c.data.tags["strategy"] for c in children} == {"random", "entropy_diverse"}
+    history = registry.client.get_metric_history(children[0].info.run_id, "bbox_mAP")
+    assert [m.step for m in history] == [6, 10, 14]
+    assert {a.path for a in registry.client.list_artifacts(parent.info.run_id)} == {
+        "results.csv", "summary.json", "curves.png"}
+
+
+def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, tmp_path, mlflow_store):
+    with pytest.raises(LoopError, match="lower stage.rounds"):
+        Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=20", "stage.per_round=10"))
+    with pytest.raises(LoopError, match="unknown strategies"):
+        Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=4", "stage.per_round=2",
+                           "stage.strategies=[bald]"))
+    with pytest.raises(LoopError, match="need the fast mode"):
+        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.strategies=[coreset]"))
+
+
+def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, mlflow_store):
+    cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.seeds=[1]",
+                  "stage.strategies=[least_confidence]", "stage.full_images=24", "stage.initial=14",
+                  "stage.per_round=6", "stage.rounds=1", "stage.full_epochs=1", "model.img_size=128", "train.num_workers=0",
+                  "export.val_fraction=0.3", "data.name=small")
+    result = run_stage(cfg)
+    rows = list(csv.DictReader((Path(result["out_dir"]) / "results.csv").read_text().splitlines()))
+    assert [(r["strategy"], int(r["labeled"])) for r in rows] == [
+        ("random", 14), ("random", 20), ("least_confidence", 14), ("least_confidence", 20)]
+    assert set(result["summary"]) == {"random", "least_confidence"}
+    # Each run had its own Label Studio project whose queue the annotator followed.
+    runs = sorted(Path(result["out_dir"]).glob("seed1-*/demo/*/demo.json"))
+    assert len(runs) == 2

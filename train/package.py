@@ -1,0 +1,33 @@
+"""A trained run -> what the registry stores: model/ (slim checkpoint, its mmdet config, the class list) and
+plots/ (training curves, precision-recall, held-out examples)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from train.plots import plot_examples, plot_history, plot_pr
+from train.slim import make_slim
+
+
+def package_model(result: dict, classes: list[str], img_size: int | None, out: Path, plots: Path,
+                  exported: Path, evaluation: dict) -> None:
+    """Write model/ and plots/ for a run trained by train.trainer.train on the export in `exported`."""
+    from mmengine.config import (
+        Config,  # defers mmengine (and torch) until a model is packaged
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    plots.mkdir(parents=True, exist_ok=True)
+    cfg_file = Path(result["work_dir"]) / "model_config.py"
+    mm_cfg = Config.fromfile(next(Path(result["work_dir"]).glob("*.py")))  # the config mmengine dumped
+    mm_cfg.load_from = None
+    mm_cfg.dump(str(cfg_file))
+    shutil.copy(cfg_file, out / "config.py")
+    make_slim(Path(result["checkpoint"]), out / "model.pth", classes=classes, config_text=cfg_file.read_text(),
+              img_size=img_size)
+    (out / "classes.json").write_text(json.dumps(classes))
+    plot_history(result["history"], plots / "curves.png")
+    plot_pr(evaluation["precision"], evaluation["classes"], plots / "pr_curve.png")
+    plot_examples(exported / "val.json", Path(result["detections"]), exported, plots / "heldout_examples.png")
