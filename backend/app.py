@@ -63,6 +63,8 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         yield
         if watcher is not None:
             watcher.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        fetcher.close()
 
     fetcher = MediaFetcher(settings.media())
     pool = ThreadPoolExecutor(max_workers=max(1, settings.fetch_workers), thread_name_prefix="fetch")

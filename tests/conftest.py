@@ -58,9 +58,10 @@ def ls_client(ls_server, ls_token):
 
 
 @pytest.fixture(scope="session")
-def ls_fetcher(ls_server, ls_token) -> MediaFetcher:
+def ls_fetcher(ls_server, ls_token):
     """The backend's guarded image fetcher, pointed at the test Label Studio with the test token."""
-    return MediaFetcher(MediaConfig(ls_url=ls_server.url, api_key=ls_token))
+    with MediaFetcher(MediaConfig(ls_url=ls_server.url, api_key=ls_token)) as fetcher:
+        yield fetcher
 
 
 @pytest.fixture

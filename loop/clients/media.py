@@ -101,6 +101,18 @@ class MediaFetcher:
         ls = urlsplit(config.ls_url or "")
         self._ls_netloc = ls.netloc.lower()
         self._ls_host = (ls.hostname or "").lower()
+        self._own_http = http is None
+
+    def close(self) -> None:
+        """Close the connections this fetcher opened (a long-lived server keeps its fetcher open)."""
+        if self._own_http:
+            self.http.close()
+
+    def __enter__(self) -> "MediaFetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- policy ----------------------------------------------------------------------------------------
     def _allowed_private(self, host: str, ip: ipaddress._BaseAddress) -> bool:

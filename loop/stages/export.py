@@ -3,6 +3,7 @@ split (also the first step of stage=retrain)."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 from omegaconf import DictConfig
@@ -20,8 +21,10 @@ def export(cfg: DictConfig, download: bool | None = None) -> dict[str, Any]:
     settings = cfg.export
     out = resolve(settings.dir) if settings.dir else resolve(cfg.work_dir) / "exports" / f"project-{project}"
     download = bool(settings.download if download is None else download)
-    result = export_project(client, project, out, fetcher=media_fetcher(cfg) if download else None,
-                            val_fraction=float(settings.val_fraction), control=settings.control)
+    with ExitStack() as stack:
+        fetcher = stack.enter_context(media_fetcher(cfg)) if download else None
+        result = export_project(client, project, out, fetcher=fetcher, val_fraction=float(settings.val_fraction),
+                                control=settings.control)
     if result["tasks"] == 0:
         raise LoopError(f"project {project} has no submitted annotations yet; label and submit some tasks in "
                         "Label Studio first")

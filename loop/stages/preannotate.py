@@ -47,14 +47,14 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
     label_map = build_label_map(labelstudio.get_project(client, project)["label_config"], predictor.classes)
     tasks = [t for t in labelstudio.list_tasks(client, project)
              if stale(t, predictor.version, bool(settings.include_labeled))]
-    fetcher = media_fetcher(cfg)
     threshold = float(cfg.backend.score_threshold)
     report = {"version": predictor.version, "runtime": predictor.runtime, "precision": predictor.precision,
               "stale_tasks": len(tasks), "predicted": 0, "failed": 0}
     strategy = settings.get("queue_strategy")
     queue: dict[int, float] = {}
     step = int(settings.batch_size)
-    with ThreadPoolExecutor(max_workers=8) as pool, tqdm(total=len(tasks), desc="preannotate", unit="task") as bar:
+    with media_fetcher(cfg) as fetcher, ThreadPoolExecutor(max_workers=8) as pool, \
+            tqdm(total=len(tasks), desc="preannotate", unit="task") as bar:
         for start in range(0, len(tasks), step):
             batch = tasks[start:start + step]
             for task, outcome in zip(batch, predict_tasks(batch, label_map, predictor, fetcher, pool, threshold)):
