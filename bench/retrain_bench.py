@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import loop.run  # noqa: E402,F401
+from loop.al.oracle import coco_ground_truth, regions  # noqa: E402
 from loop.clients import labelstudio  # noqa: E402
-from loop.common.demo_data import ensure  # noqa: E402
+from loop.clients.annotator import project_from_coco, submit_ground_truth  # noqa: E402
 from loop.clients.ls_server import LabelStudioServer  # noqa: E402
+from loop.common.demo_data import ensure  # noqa: E402
 from loop.common.paths import CONF_DIR, REPO_ROOT  # noqa: E402
 from loop.stages.retrain import retrain  # noqa: E402
-from loop.al.oracle import coco_ground_truth, regions  # noqa: E402
-from loop.clients.annotator import project_from_coco, submit_ground_truth  # noqa: E402
 from train.export import export_project  # noqa: E402
 
 

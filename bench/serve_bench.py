@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from loop.clients import labelstudio  # noqa: E402
-from loop.common.demo_data import ensure  # noqa: E402
-from loop.common.label_configs import rectangle_labels_config  # noqa: E402
 from loop.clients.ls_server import LabelStudioServer, free_port  # noqa: E402
 from loop.clients.media import MediaConfig, MediaFetcher  # noqa: E402
-from loop.common.paths import REPO_ROOT  # noqa: E402
 from loop.clients.services import spawn, stop, wait_http  # noqa: E402
+from loop.common.demo_data import ensure  # noqa: E402
+from loop.common.label_configs import rectangle_labels_config  # noqa: E402
+from loop.common.paths import REPO_ROOT  # noqa: E402
 
 CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
 CLASSES = ["circle", "square", "triangle", "star"]
@@ -44,11 +44,11 @@ CLASSES = ["circle", "square", "triangle", "star"]
 
 def random_checkpoint(img_size: int, out: Path) -> Path:
     import torch
-    from mmengine.config import Config
     from mmdet.apis import init_detector
+    from mmengine.config import Config
 
     from train.slim import FORMAT
-    from train.trainer import set_num_classes, set_input_size
+    from train.trainer import set_input_size, set_num_classes
 
     cfg = Config.fromfile(str(CONFIG))
     set_num_classes(cfg.model, len(CLASSES))
@@ -91,10 +91,8 @@ def main() -> None:
 
         # (a) naive: download, then inference_detector, one image at a time
         import mmcv
-        from mmdet.apis import inference_detector
-
+        from mmdet.apis import inference_detector, init_detector
         from mmengine.config import Config
-        from mmdet.apis import init_detector
 
         from train.slim import load_slim
 

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench.serve_bench import CLASSES, bf16_refusal, random_checkpoint  # noqa: E402
-from loop.common.demo_data import ensure  # noqa: E402
-from loop.common.label_configs import rectangle_labels_config  # noqa: E402
 from loop.clients.ls_server import free_port  # noqa: E402
-from loop.common.paths import REPO_ROOT  # noqa: E402
 from loop.clients.registry import Registry  # noqa: E402
 from loop.clients.services import spawn, stop, wait_http  # noqa: E402
+from loop.common.demo_data import ensure  # noqa: E402
+from loop.common.label_configs import rectangle_labels_config  # noqa: E402
+from loop.common.paths import REPO_ROOT  # noqa: E402
 
 
 def publish(registry: Registry, ckpt: Path, onnx: Path, tmp: Path, name: str) -> int:
