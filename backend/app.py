@@ -51,6 +51,8 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not JSON ({exc})") from None
+    except RecursionError:  # thousands of nested arrays or objects: no Label Studio request looks like that
+        raise BadRequest("request body is not JSON this server reads: it is nested too deeply") from None
 
 
 def create_app(settings: ServeSettings, predictor=None) -> FastAPI:

@@ -42,7 +42,7 @@ def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: Me
         try:
             return decode(fetcher.fetch(url, task.get("id"))), None
         except (MediaError, ImageError) as exc:
-            log.warning("task %s: %s; it gets no prediction", task.get("id"), exc)
+            log.warning("task %s: %s; it gets an empty prediction", task.get("id"), exc)
             return None, str(exc)
 
     futures = [pool.submit(load, t) for t in tasks]

@@ -24,6 +24,18 @@ MODEL_DIR = "model"  # artifact folder of a run that holds the slim checkpoint, 
 _HISTORY_TAG = "champion_history"
 
 
+def is_missing(error_code: str, message: str) -> bool:
+    """Does an MLflow error mean "there is no such model, version or alias"? (pure)
+
+    Only then may the registry answer "none": a tracking server that is down, refuses the token or fails
+    inside must stop a retrain, not make it believe there is no champion (it would promote its model as
+    "the first version")."""
+    if error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    # MLflow reports a missing alias on an existing model as a bad parameter
+    return error_code == "INVALID_PARAMETER_VALUE" and " alias " in message and message.rstrip(".").endswith("not found")
+
+
 @dataclass(frozen=True)
 class Version:
     version: int
@@ -70,12 +82,22 @@ class Registry:
         self.client.set_terminated(run.run_id, status="FINISHED")
 
     # -- versions and aliases --------------------------------------------------------------------------
-    def _ensure_model(self) -> None:
+    def _unless_missing(self, call, what: str):
+        """call(), or None when MLflow says it does not exist; any other registry error stops here with one
+        line (fail closed: nothing is read as "no champion" that is not)."""
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.get_registered_model(self.model_name)
-        except MlflowException:
+            return call()
+        except MlflowException as exc:
+            if is_missing(str(exc.error_code), str(exc.message)):
+                return None
+            raise LoopError(f"the model registry at {self.tracking_uri} failed while reading {what} "
+                            f"({exc.error_code}: {str(exc.message)[:200]}); nothing was changed. Check that it is "
+                            "running and that registry.tracking_uri and its credentials are right") from None
+
+    def _ensure_model(self) -> None:
+        if self._unless_missing(lambda: self.client.get_registered_model(self.model_name), "the model") is None:
             self.client.create_registered_model(self.model_name, description="labelloop detector")
 
     def register(self, run_id: str, tags: dict[str, Any]) -> Version:
@@ -87,34 +109,23 @@ class Registry:
         return self.get(int(mv.version))
 
     def get(self, version: int) -> Version:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            mv = self.client.get_model_version(self.model_name, str(version))
-        except MlflowException:
-            raise LoopError(f"model '{self.model_name}' has no version {version} in {self.tracking_uri}") from None
+        mv = self._unless_missing(lambda: self.client.get_model_version(self.model_name, str(version)),
+                                  f"version {version}")
+        if mv is None:
+            raise LoopError(f"model '{self.model_name}' has no version {version} in {self.tracking_uri}")
         return Version(int(mv.version), mv.run_id, dict(mv.tags))
 
     def by_alias(self, alias: str) -> Version | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            mv = self.client.get_model_version_by_alias(self.model_name, alias)
-        except MlflowException:
-            return None
-        return Version(int(mv.version), mv.run_id, dict(mv.tags))
+        mv = self._unless_missing(lambda: self.client.get_model_version_by_alias(self.model_name, alias),
+                                  f"the alias '{alias}'")
+        return None if mv is None else Version(int(mv.version), mv.run_id, dict(mv.tags))
 
     def champion(self) -> Version | None:
         return self.by_alias(CHAMPION)
 
     def _history(self) -> list[int]:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            tags = self.client.get_registered_model(self.model_name).tags
-        except MlflowException:
-            return []
-        return json.loads(tags.get(_HISTORY_TAG, "[]"))
+        model = self._unless_missing(lambda: self.client.get_registered_model(self.model_name), "the model")
+        return [] if model is None else json.loads(model.tags.get(_HISTORY_TAG, "[]"))
 
     def promote(self, version: int, reason: str = "") -> tuple[int | None, int]:
         """Point `champion` at `version`; returns (previous, new). The previous one is kept for rollback."""
@@ -123,9 +134,13 @@ class Registry:
         if current and current.version == target.version:
             log.info("champion of %s is already version %d", self.model_name, target.version)
             return current.version, target.version
-        history = self._history() + ([current.version] if current else [])
-        self.client.set_registered_model_alias(self.model_name, CHAMPION, str(target.version))
+        history = self._history()
+        if current and (not history or history[-1] != current.version):  # once, even after an interrupted call
+            history.append(current.version)
+        # History first: a call interrupted between the two writes leaves the old champion serving and
+        # remembered, never a new champion whose predecessor is forgotten.
         self.client.set_registered_model_tag(self.model_name, _HISTORY_TAG, json.dumps(history[-50:]))
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, str(target.version))
         log.info("champion of %s: %s -> version %d%s", self.model_name,
                  f"version {current.version}" if current else "none", target.version,
                  f" ({reason})" if reason else "")
@@ -135,6 +150,8 @@ class Registry:
         """Move `champion` back to the champion before it; returns (from, to)."""
         current = self.champion()
         history = self._history()
+        while current is not None and history and history[-1] == current.version:
+            history.pop()  # left by a promotion interrupted before its alias moved
         if current is None or not history:
             raise LoopError(f"nothing to roll back: model '{self.model_name}' has "
                             f"{'no champion' if current is None else 'no earlier champion'}")

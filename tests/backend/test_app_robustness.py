@@ -103,6 +103,8 @@ def test_a_batch_with_broken_images_fails_only_those_tasks(server):
     (b'{"tasks": [{"id": 1, "data": {}}], "label_config": "<View><Text name=\\"t\\" value=\\"$t\\"/></View>"}',
      400, "RectangleLabels"),
     (b'{"tasks": [{"id": 1, "data": {}}], "label_config": "<View"}', 400, "not valid XML"),
+    (b"[" * 5000 + b"]" * 5000, 400, "nested too deeply"),
+    (b'{"tasks": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply"),
 ])
 def test_bad_predict_requests_get_a_4xx_with_a_reason(server, body, status, reason):
     r = httpx.post(f"{server['url']}/predict", content=body, headers={"content-type": "application/json"})
