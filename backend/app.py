@@ -76,7 +76,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     limit = int(settings.max_body_mb * 1024 * 1024)
     jobs = None
     if settings.retrain_overrides is not None and settings.work_dir:
-        jobs = JobRunner(Path(settings.work_dir), settings.retrain_overrides)
+        jobs = JobRunner(Path(settings.work_dir), settings.retrain_overrides, settings.api_key)
     app = FastAPI(title="labelloop ML backend", lifespan=lifespan)
     app.state.holder, app.state.metrics, app.state.watcher = holder, metrics, watcher
 

@@ -27,6 +27,8 @@ class TaskOutcome:
     prediction: dict                  # what Label Studio stores: regions, task score, model version
     scores: np.ndarray | None = None  # every detection's score (None: the task failed)
     error: str | None = None          # why the task failed
+    model_failed: bool = False        # the model, not the task's image, failed (the server answers empties;
+                                      # bulk pre-annotation stops: every later batch would fail the same way)
 
     @property
     def ok(self) -> bool:
@@ -63,7 +65,7 @@ def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: Me
         except Exception:  # a model failure must not kill the server; report and return empties
             log.exception("model failed on a batch of %d images", len(ready))
             for i, _ in ready:
-                outcomes[i].error = "the model failed on this batch"
+                outcomes[i].error, outcomes[i].model_failed = "the model failed on this batch", True
             continue
         for (i, image), det in zip(ready, detections):
             outcomes[i] = TaskOutcome(

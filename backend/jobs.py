@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from loop.common.secrets import API_KEY_ENV, without_secrets
+
 log = logging.getLogger(__name__)
 
 JOB_FILE_ENV = "LABELLOOP_JOB_FILE"
@@ -61,10 +63,11 @@ def update_current_job(**fields: Any) -> None:
 
 
 class JobRunner:
-    def __init__(self, work_dir: Path, retrain_overrides: list[str]):
+    def __init__(self, work_dir: Path, retrain_overrides: list[str], api_key: str | None = None):
         self.dir = Path(work_dir) / "jobs"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.overrides = list(retrain_overrides)
+        self.overrides = without_secrets(list(retrain_overrides))  # argv is public (ps) and goes to the job log
+        self.env = {API_KEY_ENV: api_key} if api_key else {}
         self._lock = threading.Lock()
 
     def get(self, job_id: str) -> dict | None:
@@ -92,7 +95,8 @@ class JobRunner:
             log_path = self.dir / f"{job_id}.log"
             with open(log_path, "wb") as out:
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env={**os.environ, JOB_FILE_ENV: str(path)}, start_new_session=True)
+                                        env={**os.environ, **self.env, JOB_FILE_ENV: str(path)},
+                                        start_new_session=True)
             threading.Thread(target=self._watch, args=(proc, path, log_path), daemon=True).start()
             log.info("retrain job %s started for project %s (pid %d, log %s)", job_id, project_id, proc.pid, log_path)
             return job, True

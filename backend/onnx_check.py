@@ -7,16 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.images import decode
-from backend.onnx_runtime import OnnxDetector, agreement, config_size, export_onnx
+from backend.onnx_runtime import OnnxDetector, agreement, export_onnx
 from backend.predictor import Predictor
 from loop.common.errors import LoopError
+from loop.common.model_config import input_size
 
 
 def onnx_check(model_dir: Path, images: list[Path], score_threshold: float) -> tuple[str, str]:
     """Export model_dir/model.onnx and check it against torch on `images`: (passed|failed|unsupported, why)."""
     reference = Predictor.load(str(model_dir / "model.pth"), score_threshold=score_threshold)
     try:
-        size = config_size(reference.model.cfg)
+        size = input_size(reference.model.cfg)
         path = export_onnx(reference.model, size, model_dir / "model.onnx")
     except LoopError as exc:
         return "unsupported", str(exc)

@@ -18,6 +18,7 @@ import numpy as np
 from backend.ort_session import create_session
 from backend.predictor import Detections
 from loop.common.errors import LoopError
+from loop.common.model_config import input_size
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
     """An OnnxDetector for a loaded torch Predictor: `onnx_file` if given and present (a registry version's
     artifact), else its network exported once into cache_dir."""
     started = time.perf_counter()
-    size = img_size or config_size(predictor.model.cfg)
+    size = img_size or input_size(predictor.model.cfg)
     path = Path(cache_dir) / f"{predictor.version.replace(':', '_').replace('/', '_')}-{size}.onnx"
     if onnx_file is not None and Path(onnx_file).exists():
         path = Path(onnx_file)
@@ -223,11 +224,3 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
                        score_threshold=score_threshold, threads=threads, precision=precision)
     det.load_s = getattr(predictor, "load_s", 0.0) + time.perf_counter() - started
     return det
-
-
-def config_size(cfg) -> int:
-    """The square input size of the model's test pipeline (what the network is exported at)."""
-    for step in cfg.test_dataloader.dataset.pipeline:
-        if step["type"] in ("Resize", "mmdet.Resize") and step.get("scale"):
-            return int(max(step["scale"]))
-    raise LoopError("cannot tell the model's input size from its test pipeline; set model.img_size")

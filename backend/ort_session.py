@@ -72,6 +72,9 @@ class _Probe:
                 self.refusal = bf16_refusal(self.report)
             except LoopError as exc:
                 self.refusal = str(exc)
+            except Exception as exc:  # whatever ONNX Runtime raises: the same one line now and on every later call
+                self.refusal = (f"ONNX Runtime could not list OpenVINO's devices ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:300]}); use backend.precision=fp32")
             finally:
                 self.done = True
 
@@ -89,7 +92,8 @@ def _register_and_list():
         ort.register_execution_provider_library(_OPENVINO, plugin.get_library_path())
     except Exception as exc:  # onnxruntime's Fail: another part of this process registered it under our name
         if "already registered" not in str(exc):
-            raise LoopError(f"ONNX Runtime refused the OpenVINO plugin ({exc}); use backend.precision=fp32") from None
+            raise LoopError(f"ONNX Runtime refused the OpenVINO plugin ({' '.join(str(exc).split())[:300]}); use "
+                            "backend.precision=fp32") from None
     devices = ort.get_ep_devices()
     vendor = next((d.device.vendor for d in devices if d.ep_name == "CPUExecutionProvider"), "")
     cpu = next((d for d in devices if d.ep_name == plugin.get_ep_name() and d.ep_metadata.get("ov_device") == "CPU"),
@@ -105,6 +109,12 @@ def cpu_report() -> CpuReport | None:
     """What OpenVINO reports for this CPU (None where the plugin is missing); registers it on first use."""
     _probe.run()
     return _probe.report
+
+
+def bf16_refusal_here() -> str | None:
+    """Why this process cannot run bf16 on this CPU (the line check_precision raises), or None where it can."""
+    _probe.run()
+    return _probe.refusal
 
 
 def check_precision(precision: str, device: str = "cpu") -> None:

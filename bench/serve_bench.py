@@ -7,7 +7,7 @@ a real Label Studio; plus single-task latency and backend cold start.
 (b) one POST /predict with the 32 tasks to `python -m loop.run stage=serve` (a separate process) with
     backend.runtime=torch, (c) the same with backend.runtime=onnx (ONNX Runtime); (c') as (c), with the
     backend reading Label Studio's upload folder (backend.image_dir) instead of downloading over HTTP;
-(d) as (c) with backend.precision=bf16 (OpenVINO; only on a CPU with bfloat16 units).
+(d) as (c) with backend.precision=bf16 (OpenVINO; only where OpenVINO offers BF16 on this CPU).
 The floor is the network's floating-point work on these images, at the sizes the backend letterboxes them
 to, over the cores' nominal FP32 FMA peak. Label Studio runs on the same cores, so every row also says how
 much CPU it spent serving the images.
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
+from backend.ort_session import bf16_refusal_here  # noqa: E402
 from loop.clients import labelstudio  # noqa: E402
 from loop.clients.ls_server import LabelStudioServer, free_port  # noqa: E402
 from loop.clients.media import MediaConfig, MediaFetcher  # noqa: E402
@@ -80,10 +81,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     ckpt = args.checkpoint or random_checkpoint(args.img_size, tmp / "rtmdet_tiny_random.pth")
 
-    with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as ls:
+    with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as ls, \
+            MediaFetcher(MediaConfig(ls_url=ls.url, api_key=ls.personal_access_token())) as fetcher:
         token = ls.personal_access_token()
         client = labelstudio.connect(ls.url, token)
-        fetcher = MediaFetcher(MediaConfig(ls_url=ls.url, api_key=token))  # the backend's own fetcher
         project = labelstudio.create_project(client, "serve-bench", rectangle_labels_config(CLASSES))
         files = sorted((demo / "images").glob("test_*.jpg"))[:args.images]
         labelstudio.upload_images(client, project.id, files)
@@ -113,7 +114,7 @@ def main() -> None:
         rows = [("(a)", "naive", None), ("(b)", "torch", ["backend.runtime=torch"]),
                 ("(c)", "onnx", ["backend.runtime=onnx"]),
                 ("(c')", "onnx, images from disk", ["backend.runtime=onnx", f"backend.image_dir={upload}"])]
-        bf16 = bf16_refusal()
+        bf16 = bf16_refusal_here()
         if bf16 is None:
             rows.append(("(d)", "onnx bf16 (OpenVINO)", ["backend.runtime=onnx", "backend.precision=bf16"]))
         served = {label: serve(ckpt, ls, token, tmp, tasks, project.id, args.latency_requests, *overrides)
@@ -162,26 +163,14 @@ def main() -> None:
               f"{ls_s / n * 1000:.0f} ms per image ({what})")
 
 
-def bf16_refusal() -> str | None:
-    """Why this machine cannot serve in bf16, or None when it can."""
-    from backend.ort_session import check_precision
-    from loop.common.errors import LoopError
-
-    try:
-        check_precision("bf16")
-    except LoopError as exc:
-        return str(exc)
-    return None
-
-
 def serve(ckpt, ls, token, tmp, tasks, project_id, latency_requests, *overrides) -> dict:
     port = free_port()
     cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={ckpt}", f"backend.port={port}",
-           f"labelstudio.url={ls.url}", f"labelstudio.api_key={token}", f"work_dir={tmp}", *overrides]
+           f"labelstudio.url={ls.url}", f"work_dir={tmp}", *overrides]
     runtime = "torch" if "backend.runtime=torch" in overrides else "onnxruntime"
     precision = "bf16" if "backend.precision=bf16" in overrides else "fp32"
     started = time.perf_counter()
-    proc = spawn(cmd)
+    proc = spawn(cmd, env={"LABEL_STUDIO_API_KEY": token})  # never on the command line
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health", proc, "stage=serve")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from loop.common.errors import LoopError, UsageError
 from loop.common.paths import CONF_DIR, REPO_ROOT
+from loop.common.secrets import secret_overrides
 from loop.stages.catalogue import catalogue, resolve_entry, usage
 
 log = logging.getLogger("loop")
@@ -74,6 +75,12 @@ def precheck(argv: list[str]) -> DictConfig | None:
             skip = True
         elif not a.startswith("-") and not a.startswith("hydra."):
             overrides.append(a)
+    secrets = secret_overrides(overrides)
+    if secrets:
+        raise UsageError(f"{', '.join(secrets)} on the command line would be visible to every user of this machine "
+                         "(ps) and saved under runs/hydra; set LABEL_STUDIO_API_KEY (or labelstudio.api_key_file="
+                         "PATH to a file holding the token; LABEL_STUDIO_PASSWORD for the local server's password) "
+                         "in the environment instead")
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="loop"):
             return compose(config_name="config", overrides=overrides)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -25,8 +26,13 @@ class MachineCannotExercise(UserWarning):
 def bf16_refusal_here() -> str | None:
     """Why bf16 is refused on this machine, by OpenVINO's own report of the CPU (not the kernel's flags:
     AMD Zen 4 has AVX512-BF16, yet OpenVINO lists no device for it); None where it serves."""
-    report = ort_session.cpu_report()
-    return ort_session.bf16_refusal(report) if report is not None else "the OpenVINO plugin is not installed"
+    return ort_session.bf16_refusal_here()
+
+
+def forced_refusal() -> str:
+    """What a bf16 request must answer with OpenVINO's devices hidden (WITHOUT_OPENVINO_DEVICES): no device
+    for this CPU, or, where the plugin is not installed at all (not x86-64), how to install it."""
+    return "lists no device" if importlib.util.find_spec("onnxruntime_ep_openvino") else "pip install"
 
 
 def cannot_exercise(what: str, reason: str) -> None:
@@ -40,3 +46,14 @@ WITHOUT_OPENVINO_DEVICES = (
     "import sys, onnxruntime as ort; _all = ort.get_ep_devices; "
     "ort.get_ep_devices = lambda: [d for d in _all() if not d.ep_name.startswith('OpenVINO')]; "
     "from loop.run import main; main()")
+
+
+def command_lines() -> list[bytes]:
+    """Every process's command line, as `ps` shows them to any user of the machine."""
+    lines = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(path.read_bytes())
+        except OSError:  # the process ended meanwhile
+            pass
+    return lines

@@ -7,13 +7,15 @@ import json
 import shutil
 from pathlib import Path
 
+from loop.common.model_config import input_size
 from train.plots import plot_examples, plot_history, plot_pr
 from train.slim import make_slim
 
 
 def package_model(result: dict, classes: list[str], img_size: int | None, out: Path, plots: Path,
-                  exported: Path, evaluation: dict) -> None:
-    """Write model/ and plots/ for a run trained by train.trainer.train on the export in `exported`."""
+                  exported: Path, evaluation: dict) -> int:
+    """Write model/ and plots/ for a run trained by train.trainer.train on the export in `exported`; returns
+    the input size the model was trained at (`img_size`, or its mmdet config's own when that is None)."""
     from mmengine.config import (
         Config,  # defers mmengine (and torch) until a model is packaged
     )
@@ -25,9 +27,11 @@ def package_model(result: dict, classes: list[str], img_size: int | None, out: P
     mm_cfg.load_from = None
     mm_cfg.dump(str(cfg_file))
     shutil.copy(cfg_file, out / "config.py")
+    img_size = img_size or input_size(mm_cfg)
     make_slim(Path(result["checkpoint"]), out / "model.pth", classes=classes, config_text=cfg_file.read_text(),
               img_size=img_size)
     (out / "classes.json").write_text(json.dumps(classes))
     plot_history(result["history"], plots / "curves.png")
     plot_pr(evaluation["precision"], evaluation["classes"], plots / "pr_curve.png")
     plot_examples(exported / "val.json", Path(result["detections"]), exported, plots / "heldout_examples.png")
+    return img_size

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 def connect(url: str, api_key: str | None, timeout: float = 60.0):
     """An SDK client, checked with one call so a wrong URL or token fails here with a clear message."""
     if not api_key:
-        raise LoopError("no Label Studio API key: set labelstudio.api_key=... or LABEL_STUDIO_API_KEY to a personal "
-                        "access token (Account & Settings in Label Studio) or a legacy token")
+        raise LoopError("no Label Studio API key: set LABEL_STUDIO_API_KEY (or labelstudio.api_key_file=PATH) to a "
+                        "personal access token (Account & Settings in Label Studio) or a legacy token")
     client = LabelStudio(base_url=url.rstrip("/"), api_key=api_key, timeout=timeout)
     try:
         client.users.whoami()

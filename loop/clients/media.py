@@ -78,7 +78,7 @@ class LabelStudioAuth:
                                        timeout=10)
                 if reply.status_code != 200:
                     raise MediaError(f"Label Studio refused the personal access token (HTTP {reply.status_code} "
-                                     "from /api/token/refresh/); set a valid labelstudio.api_key")
+                                     "from /api/token/refresh/); set a valid LABEL_STUDIO_API_KEY")
                 self._access = reply.json()["access"]
                 self._expires = time.monotonic() + 240  # access tokens live 300 s
             return {"Authorization": f"Bearer {self._access}"}
@@ -159,7 +159,7 @@ class MediaFetcher:
                     continue
                 if reply.status_code != 200:
                     where = "Label Studio" if self._is_ls(url) else urlsplit(url).netloc
-                    hint = " (check labelstudio.api_key)" if reply.status_code in (401, 403) else ""
+                    hint = " (check LABEL_STUDIO_API_KEY)" if reply.status_code in (401, 403) else ""
                     raise MediaError(f"{where} answered HTTP {reply.status_code} for the image{hint}")
                 chunks, size = [], 0
                 for chunk in reply.iter_bytes():

@@ -33,7 +33,8 @@ def is_missing(error_code: str, message: str) -> bool:
     if error_code == "RESOURCE_DOES_NOT_EXIST":
         return True
     # MLflow reports a missing alias on an existing model as a bad parameter
-    return error_code == "INVALID_PARAMETER_VALUE" and " alias " in message and message.rstrip(".").endswith("not found")
+    return (error_code == "INVALID_PARAMETER_VALUE" and " alias " in message
+            and message.rstrip(".").endswith("not found"))
 
 
 @dataclass(frozen=True)

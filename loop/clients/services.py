@@ -6,6 +6,7 @@ loop that the demo, the benchmarks and the test fixtures all need.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -17,13 +18,16 @@ from loop.common.errors import LoopError
 from loop.common.paths import REPO_ROOT
 
 
-def spawn(cmd: list[str], log_file: Path | None = None) -> subprocess.Popen:
-    """Start `cmd` in the repository, its output appended to `log_file` (discarded without one)."""
+def spawn(cmd: list[str], log_file: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `cmd` in the repository, its output appended to `log_file` (discarded without one), with `env`
+    added to this process's environment (the way secrets reach a child: never on its command line)."""
+    environment = {**os.environ, **(env or {})}
     if log_file is None:
         return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env=environment)
     with open(log_file, "ab") as out:
-        return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=environment)
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:

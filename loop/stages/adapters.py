@@ -38,9 +38,22 @@ def project_id(cfg: DictConfig) -> int:
     return int(cfg.labelstudio.project_id)
 
 
+def labelstudio_api_key(cfg: DictConfig) -> str | None:
+    """The Label Studio token: from labelstudio.api_key_file when set, else labelstudio.api_key (which comes
+    from LABEL_STUDIO_API_KEY; the command line refuses it)."""
+    path = cfg.labelstudio.get("api_key_file")
+    if not path:
+        return cfg.labelstudio.api_key
+    try:
+        return Path(resolve(path)).read_text().strip() or None
+    except OSError as exc:
+        raise LoopError(f"labelstudio.api_key_file={path} cannot be read ({exc.strerror}); point it at a file "
+                        "that holds the personal access token") from None
+
+
 def connect_labelstudio(cfg: DictConfig):
     """An SDK client for the configured Label Studio (checked with one call)."""
-    return labelstudio.connect(cfg.labelstudio.url, cfg.labelstudio.api_key)
+    return labelstudio.connect(cfg.labelstudio.url, labelstudio_api_key(cfg))
 
 
 def open_registry(cfg: DictConfig) -> Registry:
@@ -64,7 +77,7 @@ def media_config(cfg: DictConfig) -> MediaConfig:
     """How task images are fetched (serving, pre-annotation and export share it): Label Studio's URL and
     token, its folders when they are on this machine, and the hosts allowed besides it."""
     backend = cfg.backend
-    return MediaConfig(ls_url=cfg.labelstudio.url, api_key=cfg.labelstudio.api_key,
+    return MediaConfig(ls_url=cfg.labelstudio.url, api_key=labelstudio_api_key(cfg),
                        image_dir=resolve(backend.image_dir) if backend.image_dir else None,
                        local_files_root=resolve(backend.local_files_root) if backend.local_files_root else None,
                        allow_hosts=list(plain(backend.allow_hosts) or []))

@@ -32,6 +32,7 @@ from loop.clients.services import spawn, stop, wait_http
 from loop.common.demo_data import ensure
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
+from loop.common.secrets import API_KEY_ENV
 from loop.stages.adapters import labelstudio_server, open_registry, train_spec
 from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain
@@ -65,10 +66,10 @@ def start_backend(cfg: DictConfig, work: Path, stack: ExitStack) -> str:
     port = _port(host, int(cfg.backend.port), "the ML backend")
     cmd = [sys.executable, "-m", "loop.run", "stage=serve", "backend.serve_alias=champion", f"backend.port={port}",
            "backend.poll_s=2", f"work_dir={work}", f"labelstudio.url={cfg.labelstudio.url}",
-           f"labelstudio.api_key={cfg.labelstudio.api_key}", f"labelstudio.project_id={cfg.labelstudio.project_id}",
+           f"labelstudio.project_id={cfg.labelstudio.project_id}",
            f"registry.model_name={cfg.registry.model_name}", f"registry.tracking_uri={cfg.registry.tracking_uri}",
            f"registry.artifact_location={cfg.registry.artifact_location}", f"device={cfg.device}"]
-    proc = spawn(cmd, work / "backend.log")
+    proc = spawn(cmd, work / "backend.log", env={API_KEY_ENV: str(cfg.labelstudio.api_key), f"{API_KEY_ENV}_FILE": ""})
     stack.callback(stop, proc)
     url = f"http://{host}:{port}"
     wait_http(f"{url}/health", proc, "the ML backend", work / "backend.log")
@@ -92,7 +93,8 @@ def champion_test_map(cfg: DictConfig, work: Path, iteration: int) -> dict[str, 
     files = registry.download(champion, work / "eval" / f"v{champion.version}")
     test = str(cfg.data.test_ann)
     result = evaluate(train_spec(cfg, work / "eval" / f"it{iteration}", config=files / "config.py", train_ann=test,
-                                 val_ann=test, load_from=str(files / "model.pth"), num_workers=0))
+                                 val_ann=test, load_from=str(files / "model.pth"), num_workers=0,
+                                 launcher="none", cfg_options={}))
     return {"version": champion.version, "bbox_mAP": result["bbox_mAP"], "bbox_mAP_50": result["bbox_mAP_50"]}
 
 
@@ -136,6 +138,7 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
                                              f"labelloop demo {stamp}")
     with open_dict(cfg):
         cfg.labelstudio.url, cfg.labelstudio.api_key, cfg.labelstudio.project_id = server.url, token, project.id
+        cfg.labelstudio.api_key_file = None  # the demo's own server and token, whatever the environment says
     log.info("project %d: %d demo images; the simulated annotator labels %d, then %d per iteration (%s order)",
              project.id, len(file_of), int(stage.initial), int(stage.per_iteration), stage.strategy)
 

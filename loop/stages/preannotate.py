@@ -57,7 +57,12 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
             tqdm(total=len(tasks), desc="preannotate", unit="task") as bar:
         for start in range(0, len(tasks), step):
             batch = tasks[start:start + step]
-            for task, outcome in zip(batch, predict_tasks(batch, label_map, predictor, fetcher, pool, threshold)):
+            outcomes = predict_tasks(batch, label_map, predictor, fetcher, pool, threshold)
+            if any(o.model_failed for o in outcomes):
+                raise LoopError(f"{predictor.version} failed on a batch of images (its traceback is in the log above); "
+                                f"{report['predicted']} tasks were pre-annotated before it. Check the registered "
+                                "model, or roll back with stage=rollback")
+            for task, outcome in zip(batch, outcomes):
                 if not outcome.ok:
                     report["failed"] += 1
                     continue

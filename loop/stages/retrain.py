@@ -22,7 +22,8 @@ from loop.al.gate import should_promote
 from loop.clients.registry import Version
 from loop.common.errors import LoopError
 from loop.common.paths import code_revision, resolve
-from loop.stages.adapters import open_registry, train_spec
+from loop.common.secrets import redact
+from loop.stages.adapters import local, open_registry, train_spec
 from loop.stages.export import export
 from train.evaluate import coco_eval
 from train.package import package_model
@@ -31,19 +32,9 @@ from train.trainer import read_classes, train
 
 log = logging.getLogger(__name__)
 
-_SECRET_KEYS = ("api_key", "password", "token")
-
-
 def redacted_config(cfg: DictConfig) -> str:
     """The resolved Hydra config as YAML, with secrets blanked (it is stored as a registry tag)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-
-    def scrub(node):
-        if isinstance(node, dict):
-            return {k: ("***" if any(s in k for s in _SECRET_KEYS) and v else scrub(v)) for k, v in node.items()}
-        return node
-
-    return OmegaConf.to_yaml(OmegaConf.create(scrub(plain)))
+    return OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))))
 
 
 def _export(cfg: DictConfig) -> dict[str, Any]:
@@ -81,14 +72,14 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     if champion is not None and cfg.train.get("init", "champion") == "champion":
         load_from, parent = str(champion_dir / "model.pth"), str(champion.version)
     else:
-        load_from, parent = cfg.model.get("checkpoint"), "none"
+        load_from, parent = local(cfg.model.get("checkpoint")), "none"
     log.info("training from %s", f"champion version {champion.version}" if champion else (load_from or "scratch"))
 
     snapshot_ids = sorted(int(k) for k in manifest["tasks"])
     snapshot = {"task_ids": snapshot_ids, "max_updated_at": manifest["max_updated_at"]}
     with models.run(f"retrain-{stamp}", tags={"project_id": str(cfg.labelstudio.project_id)}) as run:
         run.log_params({"epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
-                        "img_size": cfg.model.img_size, "model_config": cfg.model.config, "device": cfg.device,
+                        "model_config": cfg.model.config, "device": cfg.device,
                         "val_fraction": cfg.export.val_fraction, "parent_version": parent,
                         "train_images": exp["train"], "heldout_images": exp["val"], "start_weights": load_from})
         t = time.perf_counter()
@@ -111,7 +102,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
                          **{f"AP_{k}": v for k, v in ev["per_class_AP"].items() if v == v}})
 
         t = time.perf_counter()
-        package_model(result, classes, cfg.model.img_size, work / "model", work / "plots", exported, ev)
+        img_size = package_model(result, classes, cfg.model.img_size, work / "model", work / "plots", exported, ev)
+        run.log_params({"img_size": img_size})
         (work / "model" / "snapshot.json").write_text(json.dumps(snapshot))
         heldout = [exported / im["file_name"] for im in json.loads((exported / "val.json").read_text())["images"][:8]]
         onnx_state, onnx_reason = onnx_check(work / "model", heldout, float(cfg.backend.score_threshold))

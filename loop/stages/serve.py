@@ -13,9 +13,13 @@ from backend.app import SETTINGS_ENV, create_app, settings_json
 from backend.loading import ServeSettings
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
+from loop.common.secrets import without_secrets
 from loop.stages.adapters import serve_settings
 
 log = logging.getLogger(__name__)
+
+# the serving settings a retrain's export needs too: where task images are read from, and which hosts
+MEDIA_KEYS = ("backend.image_dir=", "backend.local_files_root=", "backend.allow_hosts=")
 
 
 def settings_from_cfg(cfg: DictConfig) -> ServeSettings:
@@ -29,9 +33,12 @@ def settings_from_cfg(cfg: DictConfig) -> ServeSettings:
 
 def retrain_overrides(cfg: DictConfig) -> list[str]:
     """The command-line overrides this server was started with, minus the serving ones: a retrain job started
-    by Start Training uses the same Label Studio, registry, model and training settings."""
+    by Start Training uses the same Label Studio, registry, model and training settings, and reads task images
+    the way this server does (its export goes through the same fetcher settings)."""
     given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    keep = [o for o in given if not o.lstrip("+~").startswith(("stage=", "backend.", "backend=", "hydra."))]
+    keep = [o for o in without_secrets(given)
+            if o.lstrip("+~").startswith(MEDIA_KEYS)
+            or not o.lstrip("+~").startswith(("stage=", "backend.", "backend=", "hydra."))]
     return [o for o in keep if not o.startswith("work_dir=")] + [f"work_dir={resolve(cfg.work_dir)}"]
 
 

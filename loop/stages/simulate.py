@@ -1,6 +1,6 @@
 """stage=simulate: the oracle benchmark of active learning (fast mode: in-process, no Label Studio).
 
-Start from `initial` random images of the pool, then `rounds` of `batch` images chosen by each strategy,
+Start from `initial` random images of the pool, then `rounds` of `per_round` images chosen by each strategy,
 labeled by the ground truth; after each round the model is trained again and scored on the fixed test
 split. Every strategy of one seed starts from the same initial images and the same first model, so the
 curves differ only by what the strategies chose. Rows go to a CSV as they come (a stopped run keeps its
@@ -72,7 +72,7 @@ class Simulation:
         self.ids = sorted(im["id"] for im in self.pool["images"])
         need = int(self.stage.initial) + int(self.stage.per_round) * int(self.stage.rounds)
         if need > len(self.ids):
-            raise LoopError(f"initial + batch x rounds = {need} images, but the pool has {len(self.ids)}; lower "
+            raise LoopError(f"initial + per_round x rounds = {need} images, but the pool has {len(self.ids)}; lower "
                             "stage.rounds or stage.per_round")
         unknown = [x for x in self.stage.strategies if x not in STRATEGIES]
         if unknown:
@@ -95,7 +95,7 @@ class Simulation:
         options = {**(plain(recipe.cfg_options) or {}), "train_cfg.val_begin": epochs + 1}
         spec = train_spec(self.cfg, work / "train", train_ann=str(ann), epochs=epochs, val_interval=epochs,
                           warmup_iters=int(recipe.warmup_iters) if load_from is None else 10, load_from=load_from,
-                          seed=seed, cfg_options=options)
+                          seed=seed, cfg_options=options, launcher="none")  # in this process
         result = train(spec)
         # Keep a slim copy (loads without unpickling; the next round starts from it) and drop the full one.
         full = Path(result["checkpoint"])
@@ -163,10 +163,12 @@ class Results:
     @contextmanager
     def parent(self):
         stage = self.cfg.stage
-        params = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in stage.items()
-                  if k not in ("name", "summary", "entry")}
-        with self.registry.run(f"simulate-{stage.mode}-{self.stamp}", tags={"kind": "simulate", "mode": str(stage.mode)}) as run:
-            run.log_params({**params, "data": str(self.cfg.data.root), "model_config": self.cfg.model.config})
+        params = {k: plain(v) for k, v in stage.items() if k not in ("name", "summary", "entry")}
+        recipe = {f"train.{k}": plain(v) for k, v in self.cfg.train.items()}
+        tags = {"kind": "simulate", "mode": str(stage.mode)}
+        with self.registry.run(f"simulate-{stage.mode}-{self.stamp}", tags=tags) as run:
+            run.log_params({**params, **recipe, "img_size": self.cfg.model.img_size, "data": str(self.cfg.data.root),
+                            "model_config": self.cfg.model.config})
             self.parent_run = run
             yield run
             self._finish(run)

@@ -46,6 +46,7 @@ def test_outcomes_follow_the_tasks(tmp_path):
     assert [o.ok for o in outcomes] == [True, False, False, False, True]
     assert outcomes[1].error.startswith("the image cannot be decoded")
     assert outcomes[2].error == outcomes[3].error == "the model failed on this batch"
+    assert [o.model_failed for o in outcomes] == [False, False, True, True, False]
     for i in (0, 4):
         (region,) = outcomes[i].prediction["result"]
         assert region["value"]["x"] == 25 and region["value"]["width"] == 50

@@ -13,7 +13,7 @@ from backend.loading import ServeSettings, model_loader
 from backend.ort_session import CpuReport, bf16_refusal
 from loop.common.errors import LoopError
 from loop.common.paths import REPO_ROOT
-from tests.helpers import bf16_refusal_here, cannot_exercise
+from tests.helpers import bf16_refusal_here, cannot_exercise, forced_refusal
 
 
 def test_fp32_is_always_allowed():
@@ -91,7 +91,7 @@ def test_two_bf16_attempts_in_one_process_give_the_same_answer(devices):
     lines = r.stdout.splitlines()
     assert len(lines) == 2 and lines[0] == lines[1], r.stdout + r.stderr
     if devices == "hidden":
-        assert lines[0].startswith("refused:") and "lists no device" in lines[0], lines[0]
+        assert lines[0].startswith("refused:") and forced_refusal() in lines[0], lines[0]
 
 
 def test_bf16_without_the_openvino_plugin_says_what_to_install(monkeypatch):
@@ -106,3 +106,18 @@ def test_bf16_with_the_torch_runtime_is_refused_at_start():
     settings = ServeSettings(checkpoint="unused.pth", runtime="torch", precision="bf16")
     with pytest.raises(LoopError, match="backend.runtime=onnx"):
         model_loader(settings)
+
+
+def test_any_failure_while_listing_devices_is_the_same_one_line_refusal_every_time(monkeypatch):
+    def broken():
+        raise RuntimeError("EP listing\nfailed")
+
+    monkeypatch.setattr(ort_session, "_probe", ort_session._Probe())
+    monkeypatch.setattr(ort_session, "_register_and_list", broken)
+    answers = []
+    for _ in range(2):
+        with pytest.raises(LoopError) as refused:
+            ort_session.check_precision("bf16")
+        answers.append(str(refused.value))
+    assert answers[0] == answers[1] and "\n" not in answers[0]
+    assert "RuntimeError: EP listing failed" in answers[0] and answers[0].endswith("use backend.precision=fp32")

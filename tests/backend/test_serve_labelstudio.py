@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def backend(start_backend, ls_server, ls_token, coco_named_checkpoint):
     """The backend reading uploads from Label Studio over HTTP with a personal access token."""
     return start_backend(f"backend.checkpoint={coco_named_checkpoint}", f"labelstudio.url={ls_server.url}",
-                         f"labelstudio.api_key={ls_token}")
+                         api_key=ls_token)
 
 
 def _stored_predictions(client, project_id):

@@ -11,7 +11,7 @@ import pytest
 from loop.clients import labelstudio
 from loop.clients.registry import Registry
 from tests.backend.conftest import publish
-from tests.helpers import make_demo_project, submit_ground_truth
+from tests.helpers import command_lines, make_demo_project, submit_ground_truth
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +25,11 @@ def test_start_training_button(ls_server, ls_token, ls_client, demo_data, demo_m
 
     backend = start_backend(
         "backend.serve_alias=champion", "backend.poll_s=1", f"labelstudio.url={ls_server.url}",
-        f"labelstudio.api_key={ls_token}", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
+        f"registry.tracking_uri={mlflow_store['tracking_uri']}",
         f"registry.artifact_location={mlflow_store['artifact_location']}", "registry.model_name=st-test",
         "registry.promotion_margin=-1",  # "enough improvement": any new version is promoted here
         "train=smoke",
-        "model.img_size=160", "export.val_fraction=0.3")
+        "model.img_size=160", "export.val_fraction=0.3", api_key=ls_token)
     url = backend["url"]
     ml = labelstudio.connect_ml_backend(ls_client, project.id, url)
 
@@ -45,9 +45,19 @@ def test_start_training_button(ls_server, ls_token, ls_client, demo_data, demo_m
         job = httpx.get(f"{url}/jobs/{jobs[0]['id']}").json()
         if job["state"] not in ("queued", "running"):
             break
+        assert not any(ls_token.encode() in line for line in command_lines())  # the job's own command line too
         time.sleep(1)
     assert job["state"] == "succeeded", job
     assert job["version"] == 2 and registry.champion().version == 2
     while time.monotonic() < deadline and httpx.get(f"{url}/health").json()["model_version"] != "st-test:v2":
         time.sleep(0.5)
     assert httpx.get(f"{url}/health").json()["model_version"] == "st-test:v2"
+    # The token reached the backend and its retrain job through their environments only: not on a command line
+    # (ps), in the job's files or log, in Hydra's saved configs, or in MLflow.
+    assert not any(ls_token.encode() in line for line in command_lines())
+    work = backend["log"].parent
+    leaks = [p for p in work.rglob("*") if p.is_file() and ls_token.encode() in p.read_bytes()]
+    assert not leaks, leaks
+    assert (work / "jobs" / f"{jobs[0]['id']}.log").is_file()
+    version = registry.get(2)
+    assert ls_token not in repr(version.tags) and ls_token not in repr(registry.client.get_run(version.run_id).data)

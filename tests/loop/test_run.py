@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 from loop.common.errors import UsageError
 from loop.common.paths import CONF_DIR, REPO_ROOT
+from loop.run import precheck
 from loop.stages.catalogue import catalogue, resolve_entry
 
 STAGES = catalogue()
@@ -68,3 +69,15 @@ def test_unknown_group_option_is_one_line():
 def test_run_without_stage_raises_usage():
     with pytest.raises(UsageError, match="no stage given"):
         loop.run.run(compose_cfg())
+
+
+@pytest.mark.parametrize("override", ["labelstudio.api_key=sekrit-123", "labelstudio.server.password=sekrit-123",
+                                      "+registry.token=sekrit-123"])
+def test_secrets_on_the_command_line_are_refused_before_anything_is_saved(override, tmp_path):
+    r = cli("stage=export", override, f"work_dir={tmp_path}")
+    assert r.returncode == 2 and "LABEL_STUDIO_API_KEY" in r.stderr and "ps" in r.stderr
+    assert "sekrit-123" not in r.stdout + r.stderr and not (tmp_path / "hydra").exists()
+
+
+def test_a_secret_set_to_null_or_a_key_file_is_fine():
+    assert precheck(["stage=export", "labelstudio.api_key=null", "labelstudio.api_key_file=/run/secrets/ls"])

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from loop.common.errors import LoopError
 from loop.common.paths import REPO_ROOT
-from loop.stages.adapters import media_config, serve_settings, train_spec
+from loop.stages.adapters import (
+    labelstudio_api_key,
+    media_config,
+    serve_settings,
+    train_spec,
+)
 from tests.loop.test_run import compose_cfg
 
 
@@ -41,3 +47,12 @@ def test_every_fetcher_gets_the_same_media_settings(tmp_path):
     assert media.local_files_root == tmp_path and media.allow_hosts == ["10.0.0.0/8"]
     assert serve_settings(cfg, checkpoint="x.pth").media() == media
     assert Path(serve_settings(cfg, checkpoint="x.pth").cache_dir).name == "serve-cache"
+
+
+def test_the_token_comes_from_the_key_file_when_one_is_given(tmp_path):
+    key = tmp_path / "ls-token"
+    key.write_text("token-from-file\n")
+    assert labelstudio_api_key(compose_cfg(f"labelstudio.api_key_file={key}")) == "token-from-file"
+    assert media_config(compose_cfg(f"labelstudio.api_key_file={key}")).api_key == "token-from-file"
+    with pytest.raises(LoopError, match="api_key_file=.* cannot be read"):
+        labelstudio_api_key(compose_cfg(f"labelstudio.api_key_file={tmp_path / 'missing'}"))

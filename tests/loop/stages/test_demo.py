@@ -13,6 +13,7 @@ import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 from loop.clients import labelstudio
 from loop.common.paths import CONF_DIR
 from loop.stages.demo import demo
+from tests.helpers import command_lines
 
 pytestmark = pytest.mark.integration
 
@@ -43,5 +44,13 @@ def test_demo_runs_the_loop_and_serves_until_stopped(small_demo, tmp_path):
         assert len(tasks) == 24 and len(unlabeled) == 4
         assert all(t["predictions"] and labelstudio.QUEUE_FIELD in t["data"] for t in unlabeled)
         assert "tab=" in urls["labelstudio"]
+        # The token reached the backend through its environment: on no command line (ps) and in no file the
+        # demo wrote, Label Studio's own data folder apart.
+        token = Path(result["token_file"]).read_text().strip().encode()
+        assert not any(token in line for line in command_lines())
+        ls_data = Path(result["token_file"]).parent
+        leaks = [f for f in Path(result["work_dir"]).rglob("*")
+                 if f.is_file() and ls_data not in f.parents and token in f.read_bytes()]
+        assert not leaks, leaks
     with pytest.raises(httpx.HTTPError):  # Ctrl-C / the end of the stage stops every service
         httpx.get(urls["backend"] + "/health", timeout=3)
