@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from backend import batch
+from backend.auth import OPEN_PATHS, authorized
 from backend.jobs import JobRunner
 from backend.labels import LabelMap, build_label_map
 from backend.loading import ServeSettings, start_model
@@ -79,6 +80,15 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         jobs = JobRunner(Path(settings.work_dir), settings.retrain_overrides, settings.api_key)
     app = FastAPI(title="labelloop ML backend", lifespan=lifespan)
     app.state.holder, app.state.metrics, app.state.watcher = holder, metrics, watcher
+    credentials = settings.credentials()
+
+    @app.middleware("http")
+    async def require_credentials(request: Request, call_next):
+        if request.url.path in OPEN_PATHS or authorized(request.headers.get("authorization"), credentials):
+            return await call_next(request)
+        metrics.add("unauthorized")
+        return JSONResponse({"error": "unauthorized"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Basic realm="labelloop"'})
 
     def label_map_for(label_config: str, predictor) -> LabelMap:
         key = hashlib.sha1((label_config + "\n" + "|".join(predictor.classes)).encode()).hexdigest()

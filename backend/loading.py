@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 
+from backend.auth import Credentials
 from backend.onnx_runtime import load_onnx
 from backend.ort_session import PRECISIONS, check_precision
 from backend.predictor import Predictor
@@ -54,6 +55,13 @@ class ServeSettings:
     # Start Training: retrain jobs run as `python -m loop.run stage=retrain <these overrides>`.
     work_dir: str | None = None
     retrain_overrides: list[str] | None = None
+    # Who may call the backend (see backend/auth.py); from the environment only
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = None
+    bearer_token: str | None = None
+
+    def credentials(self) -> Credentials:
+        return Credentials(self.basic_auth_user, self.basic_auth_pass, self.bearer_token)
 
     def media(self) -> MediaConfig:
         """Where this server's task images come from (its fetcher's settings)."""

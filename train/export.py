@@ -61,12 +61,15 @@ def _image_size(data: bytes) -> tuple[int, int]:
 
 
 def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetcher | None = None,
-                   val_fraction: float = 0.2, control: str | None = None, progress: bool = True) -> dict[str, Any]:
+                   val_fraction: float = 0.2, control: str | None = None, progress: bool = True,
+                   skip_unreadable: bool = False) -> dict[str, Any]:
     """Export the project's submitted annotations to `out_dir`; returns counts and timings.
 
     Images come through `fetcher`, the same guarded fetcher the backend serves with (SSRF guard, size cap,
     token only to Label Studio, cloud presign). Without one nothing is downloaded: sizes come from the
-    annotations, for fast checks of a big project."""
+    annotations, for fast checks of a big project. A submitted task whose image cannot be read is never
+    dropped quietly: the export stops, naming the tasks and the cause, before it writes anything, unless
+    `skip_unreadable` (then they are left out and listed in the log)."""
     download = fetcher is not None
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -93,6 +96,7 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     tasks = labelstudio.list_tasks(client, project_id, only_annotated=True)
     fetched_s = time.perf_counter() - started
     items, snapshot = [], {}
+    unreadable: list[tuple[int, str]] = []
     for task in tqdm(tasks, desc="export", unit="task", disable=not progress):
         annotation = pick_annotation(task.get("annotations") or [])
         if annotation is None:
@@ -109,8 +113,8 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
             if download:
                 try:
                     data = fetcher.fetch(url, task["id"])
-                except MediaError as exc:  # one unreachable image fails its task, not the export
-                    log.warning("task %s: cannot download its image (%s); skipped", task["id"], exc)
+                except MediaError as exc:
+                    unreadable.append((task["id"], str(exc)))
                     continue
                 (out_dir / entry["file_name"]).write_bytes(data)
                 size = size or _image_size(data)
@@ -123,6 +127,14 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
                       "height": entry["height"], "annotation": annotation})
         snapshot[key] = str(annotation.get("updated_at") or annotation.get("created_at") or "")
 
+    if unreadable:
+        listed = ", ".join(str(tid) for tid, _ in unreadable[:20]) + (" ..." if len(unreadable) > 20 else "")
+        causes = sorted({reason for _, reason in unreadable})
+        message = (f"project {project_id}: the images of {len(unreadable)} submitted task(s) cannot be read "
+                   f"(tasks {listed}): {'; '.join(causes[:3])}")
+        if not skip_unreadable:
+            raise LoopError(message + ". Fix the cause, or leave those tasks out with export.skip_unreadable=true")
+        log.warning("%s; left out (export.skip_unreadable=true)", message)
     splits = assign_splits([i["task_id"] for i in items], {int(k): v for k, v in state.get("splits", {}).items()},
                            val_fraction)
     merged_splits = {**state.get("splits", {}), **{str(k): v for k, v in splits.items()}}
@@ -139,8 +151,8 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     changed |= _write_if_changed(out_dir / "manifest.json", manifest)
     result = {"project_id": project_id, "tasks": len(items), "train": manifest["counts"]["train"],
               "val": manifest["counts"]["val"], "categories": len(categories), "changed": changed,
-              "fetch_s": round(fetched_s, 3), "total_s": round(time.perf_counter() - started, 3),
-              "out_dir": str(out_dir)}
+              "unreadable": [tid for tid, _ in unreadable], "fetch_s": round(fetched_s, 3),
+              "total_s": round(time.perf_counter() - started, 3), "out_dir": str(out_dir)}
     log.info("exported %d tasks (%d train, %d val) to %s%s", result["tasks"], result["train"], result["val"],
              out_dir, "" if changed else " (nothing changed)")
     return result

@@ -102,10 +102,14 @@ def submit_annotation(client, task_id: int, result: list[dict[str, Any]], *, was
     return ann.model_dump() if hasattr(ann, "model_dump") else dict(ann)
 
 
-def connect_ml_backend(client, project_id: int, url: str, title: str = "labelloop RTMDet") -> dict[str, Any]:
-    """Settings > Model > Connect Model: Label Studio checks /health and /setup before it saves."""
+def connect_ml_backend(client, project_id: int, url: str, title: str = "labelloop RTMDet",
+                       basic_auth: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Settings > Model > Connect Model (with "Use basic auth" when `basic_auth` is (user, password)): Label
+    Studio checks /health and /setup before it saves."""
+    auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]} \
+        if basic_auth else {}
     try:
-        ml = client.ml.create(project=project_id, url=url, title=title, is_interactive=False)
+        ml = client.ml.create(project=project_id, url=url, title=title, is_interactive=False, **auth)
     except ApiError as exc:
         hint = (" Label Studio refuses backends on local addresses unless it runs with ML_BLOCK_LOCAL_IP=false "
                 "and SSRF_PROTECTION_ENABLED=false") if exc.status_code in (400, 403) else ""

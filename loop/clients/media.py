@@ -159,7 +159,11 @@ class MediaFetcher:
                     continue
                 if reply.status_code != 200:
                     where = "Label Studio" if self._is_ls(url) else urlsplit(url).netloc
-                    hint = " (check LABEL_STUDIO_API_KEY)" if reply.status_code in (401, 403) else ""
+                    hint = {401: " (check LABEL_STUDIO_API_KEY)", 403: " (check LABEL_STUDIO_API_KEY)",
+                            404: " (no such file: check the task's URL and the storage it points at)",
+                            # Label Studio 1.23 answers 500 for an upload whose file is gone
+                            500: " (is the file still in Label Studio's storage?)" if where == "Label Studio" else ""
+                            }.get(reply.status_code, "")
                     raise MediaError(f"{where} answered HTTP {reply.status_code} for the image{hint}")
                 chunks, size = [], 0
                 for chunk in reply.iter_bytes():

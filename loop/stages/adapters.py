@@ -105,7 +105,8 @@ def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSetti
         precision=str(backend.get("precision", "fp32")), serve_alias=backend.get("serve_alias") or None,
         tracking_uri=str(cfg.registry.tracking_uri), model_name=str(cfg.registry.model_name),
         poll_s=float(backend.poll_s), cache_dir=str(resolve(cfg.work_dir) / "serve-cache"),
-        work_dir=str(resolve(cfg.work_dir)))
+        work_dir=str(resolve(cfg.work_dir)), basic_auth_user=backend.auth.basic_user or None,
+        basic_auth_pass=backend.auth.basic_password or None, bearer_token=backend.auth.bearer_token or None)
 
 
 def train_spec(cfg: DictConfig, work_dir: Path, **changes: Any) -> TrainSpec:

@@ -24,7 +24,7 @@ def export(cfg: DictConfig, download: bool | None = None) -> dict[str, Any]:
     with ExitStack() as stack:
         fetcher = stack.enter_context(media_fetcher(cfg)) if download else None
         result = export_project(client, project, out, fetcher=fetcher, val_fraction=float(settings.val_fraction),
-                                control=settings.control)
+                                control=settings.control, skip_unreadable=bool(settings.skip_unreadable))
     if result["tasks"] == 0:
         raise LoopError(f"project {project} has no submitted annotations yet; label and submit some tasks in "
                         "Label Studio first")

@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from backend.app import SETTINGS_ENV, create_app, settings_json
+from backend.auth import is_loopback
 from backend.loading import ServeSettings
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
@@ -28,6 +29,12 @@ def settings_from_cfg(cfg: DictConfig) -> ServeSettings:
                         "follow it) or backend.checkpoint=PATH_OR_URL")
     settings = serve_settings(cfg)
     settings.retrain_overrides = retrain_overrides(cfg)
+    host = str(cfg.backend.host)
+    if not is_loopback(host) and not settings.credentials().configured and not cfg.backend.allow_unauthenticated:
+        raise LoopError(f"backend.host={host} is reachable from other machines and no auth is set: anyone who can "
+                        "reach the port could start trainings and read job state. Set BASIC_AUTH_USER and "
+                        "BASIC_AUTH_PASS (in Label Studio's Connect Model form: Use basic auth) or "
+                        "LABELLOOP_BACKEND_TOKEN, or backend.allow_unauthenticated=true behind your own proxy")
     return settings
 
 

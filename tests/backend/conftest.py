@@ -34,13 +34,13 @@ def start_backend(tmp_path_factory):
     stage=serve`, the Label Studio token in its environment as a user passes it (never on the command line)."""
     procs = []
 
-    def start(*overrides: str, api_key: str | None = None) -> dict:
+    def start(*overrides: str, api_key: str | None = None, env: dict[str, str] | None = None) -> dict:
         port = free_port()
         log = tmp_path_factory.mktemp("backend") / "serve.log"
         cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.port={port}", f"work_dir={log.parent}",
                *overrides]
         started = time.monotonic()
-        proc = spawn(cmd, log, env={"LABEL_STUDIO_API_KEY": api_key or ""})
+        proc = spawn(cmd, log, env={"LABEL_STUDIO_API_KEY": api_key or "", **(env or {})})
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/health", proc, "stage=serve", log, timeout_s=120)

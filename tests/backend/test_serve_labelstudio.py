@@ -8,10 +8,12 @@ import pytest
 from backend.images import decode
 from backend.predictor import Predictor
 from loop.clients import labelstudio
+from loop.common.errors import LoopError
 from loop.common.label_configs import COCO_LABELS, rectangle_labels_config
 from loop.common.regions import region_to_bbox
 from tests.backend.conftest import COCO_NAMED
 from tests.helpers import make_demo_project
+from tests.loop.test_run import cli
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +72,42 @@ def test_predicted_values_squash_model_classes(ls_client, backend, demo_data):
               for p in t["predictions"] for r in p["result"]}
     assert labels and labels <= {"Round", "Angular"}
     assert "Unicorn" in backend["log"].read_text()  # reported once at /setup
+
+
+USER, PASSWORD = "labeler", "s3cret-pw"
+
+
+@pytest.fixture(scope="module")
+def guarded(start_backend, ls_server, ls_token, coco_named_checkpoint):
+    """The backend with basic auth, the credentials in its environment as BASIC_AUTH_USER / BASIC_AUTH_PASS."""
+    return start_backend(f"backend.checkpoint={coco_named_checkpoint}", f"labelstudio.url={ls_server.url}",
+                         api_key=ls_token, env={"BASIC_AUTH_USER": USER, "BASIC_AUTH_PASS": PASSWORD})
+
+
+def test_label_studio_connects_with_basic_auth_and_nobody_else_gets_in(ls_client, guarded, demo_data):
+    url = guarded["url"]
+    assert httpx.get(f"{url}/health").status_code == 200  # open: Label Studio's first check, load balancers
+    body = {"tasks": [{"id": 1, "data": {"image": "/data/upload/1/x.jpg"}}], "label_config": "<View/>"}
+    for auth in (None, (USER, "wrong"), ("other", PASSWORD)):
+        for method, path in (("POST", "/predict"), ("POST", "/setup"), ("POST", "/webhook"), ("GET", "/jobs"),
+                             ("GET", "/metrics"), ("POST", "/train")):
+            r = httpx.request(method, f"{url}{path}", json=body, auth=auth)
+            assert r.status_code == 401 and r.json() == {"error": "unauthorized"}, (path, auth)
+    assert httpx.get(f"{url}/metrics", auth=(USER, PASSWORD)).status_code == 200
+
+    project, _, _ = make_demo_project(ls_client, demo_data, 3, "serve-basic-auth", split="test")
+    ls_client.projects.update(project.id, label_config=rectangle_labels_config(COCO_LABELS))
+    with pytest.raises(LoopError, match="could not connect the ML backend"):
+        labelstudio.connect_ml_backend(ls_client, project.id, url)  # Label Studio's /setup check gets a 401
+    labelstudio.connect_ml_backend(ls_client, project.id, url, basic_auth=(USER, PASSWORD))
+    labelstudio.retrieve_predictions(ls_client, project.id)
+    tasks = _stored_predictions(ls_client, project.id)
+    assert all(len(t["predictions"]) == 1 for t in tasks.values())
+    assert any(t["predictions"][0]["result"] for t in tasks.values())
+    assert PASSWORD not in guarded["log"].read_text()
+
+
+def test_a_server_reachable_from_other_machines_needs_auth(tmp_path):
+    r = cli("stage=serve", "backend.checkpoint=unused.pth", "backend.host=0.0.0.0", f"work_dir={tmp_path}")
+    said = r.stdout + r.stderr
+    assert r.returncode == 1 and "BASIC_AUTH_USER" in said and "allow_unauthenticated" in said, said

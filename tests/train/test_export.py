@@ -7,7 +7,9 @@ import json
 import pytest
 
 from loop.clients import labelstudio
-from tests.helpers import make_demo_project, regions
+from loop.clients.media import MediaConfig, MediaFetcher
+from loop.common.errors import LoopError
+from tests.helpers import make_demo_project, regions, submit_ground_truth
 from train.export import export_project
 
 pytestmark = pytest.mark.integration
@@ -81,3 +83,26 @@ def test_validation_split_is_frozen_as_the_project_grows(ls_client, ls_fetcher, 
     val_ids = {im["id"] for im in json.loads((tmp_path / "val.json").read_text())["images"]}
     train_ids = {im["id"] for im in json.loads((tmp_path / "train.json").read_text())["images"]}
     assert not val_ids & train_ids
+
+
+def test_a_task_whose_image_cannot_be_read_stops_the_export_with_its_id_and_cause(ls_client, ls_server, ls_fetcher,
+                                                                                  demo_data, tmp_path):
+    project, gt, file_of = make_demo_project(ls_client, demo_data, 3, "export-unreadable")
+    submit_ground_truth(ls_client, gt, file_of)
+    im, boxes = next(iter(gt.values()))
+    missing = ls_client.tasks.create(project=project.id, data={"image": "/data/upload/999/not-there.jpg"}).id
+    labelstudio.submit_annotation(ls_client, missing, regions(im, boxes))
+
+    # Label Studio answers a missing upload with HTTP 500
+    with pytest.raises(LoopError, match=rf"1 submitted task\(s\) cannot be read \(tasks {missing}\).*HTTP 500.*"
+                                        r"still in Label Studio's storage.*export.skip_unreadable=true"):
+        export_project(ls_client, project.id, tmp_path / "strict", fetcher=ls_fetcher, progress=False)
+    assert not (tmp_path / "strict" / "train.json").exists()  # nothing written that looks complete
+
+    result = export_project(ls_client, project.id, tmp_path / "lenient", fetcher=ls_fetcher, progress=False,
+                            skip_unreadable=True)
+    assert result["tasks"] == 3 and result["unreadable"] == [missing]
+
+    with MediaFetcher(MediaConfig(ls_url=ls_server.url, api_key="not-a-valid-token")) as wrong_token:
+        with pytest.raises(LoopError, match="HTTP 401.*check LABEL_STUDIO_API_KEY"):
+            export_project(ls_client, project.id, tmp_path / "token", fetcher=wrong_token, progress=False)
