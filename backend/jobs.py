@@ -62,13 +62,55 @@ def update_current_job(**fields: Any) -> None:
     _write(path, state)
 
 
+def retrain_is_running(pid: int | None) -> bool:
+    """Is `pid` alive and still a retrain of ours (not a process that reused the number)?"""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"loop.run" in cmdline and b"stage=retrain" in cmdline
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """One holder at a time across threads, server workers and processes (an flock on `path`)."""
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class JobRunner:
+    """Start Training jobs: one file per job under work_dir/jobs, shared by every server worker and process."""
+
     def __init__(self, work_dir: Path, retrain_overrides: list[str], api_key: str | None = None):
         self.dir = Path(work_dir) / "jobs"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.overrides = without_secrets(list(retrain_overrides))  # argv is public (ps) and goes to the job log
         self.env = {API_KEY_ENV: api_key} if api_key else {}
         self._lock = threading.Lock()
+        self.reconcile()
+
+    def reconcile(self) -> list[str]:
+        """Mark failed every queued or running job whose process is gone (the server that watched it was
+        restarted or killed); returns their ids. A job still running keeps its state: it records its own end."""
+        gone = []
+        with self._lock, _exclusive(self.dir / ".lock"):
+            for path in self.dir.glob("*.json"):
+                job = json.loads(path.read_text())
+                if job.get("state") in ACTIVE and not retrain_is_running(job.get("pid")):
+                    job.update(state="failed", updated_at=time.time(),
+                               error=f"its process (pid {job.get('pid')}) is gone: the backend that started it "
+                                     "stopped while it ran; press Start Training again")
+                    _write(path, job)
+                    gone.append(job["id"])
+        if gone:
+            log.warning("retrain jobs %s were left running by a stopped backend; marked failed", ", ".join(gone))
+        return gone
 
     def get(self, job_id: str) -> dict | None:
         path = self.dir / f"{job_id}.json"
@@ -80,7 +122,7 @@ class JobRunner:
 
     def start(self, project_id: int | None) -> tuple[dict, bool]:
         """(job, started): joins a queued/running job for the same project instead of starting another."""
-        with self._lock:
+        with self._lock, _exclusive(self.dir / ".lock"):
             for job in self.list():
                 if job.get("project_id") == project_id and job.get("state") in ACTIVE:
                     return job, False
@@ -97,6 +139,8 @@ class JobRunner:
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         env={**os.environ, **self.env, JOB_FILE_ENV: str(path)},
                                         start_new_session=True)
+            job["pid"] = proc.pid
+            _write(path, {**json.loads(path.read_text()), "pid": proc.pid})
             threading.Thread(target=self._watch, args=(proc, path, log_path), daemon=True).start()
             log.info("retrain job %s started for project %s (pid %d, log %s)", job_id, project_id, proc.pid, log_path)
             return job, True

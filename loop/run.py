@@ -8,6 +8,7 @@ line saying what to change instead of a stack trace.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -98,7 +99,14 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(exc.exit_code)
 
 
+# Nothing the loop starts phones home: MLflow's usage telemetry is off here and in every child process
+# (servers, Start Training jobs, the MLflow UI), unless the user set these themselves.
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
 def main(argv: list[str] | None = None) -> None:
+    for key, value in QUIET.items():
+        os.environ.setdefault(key, value)
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = precheck(argv)

@@ -74,8 +74,11 @@ class LabelStudioServer:
         env.update({
             "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
             "DJANGO_DB": "sqlite",
+            # quiet offline: no version check, no analytics, no error reports to Sentry (backend and browser)
             "LATEST_VERSION_CHECK": "false",
             "COLLECT_ANALYTICS": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true" if self.enable_legacy_tokens else "false",
         })
         if self.allow_local_backends:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -145,7 +146,7 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     """stage=retrain: one iteration, never in parallel with another (see backend.jobs)."""
     try:
         with retrain_lock(resolve(cfg.work_dir)):
-            update_current_job(state="running", started_at=time.time())
+            update_current_job(state="running", started_at=time.time(), pid=os.getpid())
             summary = retrain(cfg)
     except BaseException as exc:
         update_current_job(state="failed", error=str(exc)[:500] or type(exc).__name__)

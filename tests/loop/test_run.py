@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,13 @@ def test_secrets_on_the_command_line_are_refused_before_anything_is_saved(overri
 
 def test_a_secret_set_to_null_or_a_key_file_is_fine():
     assert precheck(["stage=export", "labelstudio.api_key=null", "labelstudio.api_key_file=/run/secrets/ls"])
+
+
+def test_mlflow_telemetry_is_off_in_the_stages_and_their_children():
+    r = subprocess.run([sys.executable, "-c", "import os, sys; from loop.run import main; sys.argv = ['x']\n"
+                        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+                        "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DO_NOT_TRACK'])"],
+                       capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+                       env={k: v for k, v in os.environ.items()
+                            if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")})
+    assert r.stdout.split() == ["true", "true"], r.stdout + r.stderr

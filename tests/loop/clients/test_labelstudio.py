@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from loop.clients import labelstudio
+from loop.clients.ls_server import LabelStudioServer
 from loop.common.errors import LoopError
 from loop.common.label_configs import COCO_LABELS, rectangle_labels_config
 
@@ -49,3 +50,11 @@ def test_unreachable_server_is_a_clear_error():
 
     with pytest.raises(LoopError, match="cannot reach Label Studio"):
         labelstudio.connect(f"http://127.0.0.1:{free_port()}", "whatever", timeout=3)
+
+
+def test_a_local_label_studio_phones_nobody(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token-the-server-need-not-see")
+    env = LabelStudioServer(venv=tmp_path, data_dir=tmp_path).environment()
+    assert (env["LATEST_VERSION_CHECK"], env["COLLECT_ANALYTICS"]) == ("false", "false")
+    assert env["SENTRY_DSN"] == env["FRONTEND_SENTRY_DSN"] == ""
+    assert "LABEL_STUDIO_API_KEY" not in env

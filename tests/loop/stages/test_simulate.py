@@ -76,8 +76,8 @@ def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, 
 def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, mlflow_store):
     cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.seeds=[1]",
                   "stage.strategies=[least_confidence]", "stage.full_images=24", "stage.initial=14",
-                  "stage.per_round=6", "stage.rounds=1", "stage.full_epochs=1", "model.img_size=128", "train.num_workers=0",
-                  "export.val_fraction=0.3", "data.name=small")
+                  "stage.per_round=6", "stage.rounds=1", "stage.full_epochs=1", "model.img_size=128",
+                  "train.num_workers=0", "export.val_fraction=0.3", "data.name=small")
     result = run_stage(cfg)
     rows = list(csv.DictReader((Path(result["out_dir"]) / "results.csv").read_text().splitlines()))
     assert [(r["strategy"], int(r["labeled"])) for r in rows] == [

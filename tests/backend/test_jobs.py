@@ -1,0 +1,44 @@
+"""Start Training jobs across server restarts and workers, with real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from backend.jobs import JobRunner
+
+
+def job_file(runner_dir, job_id, state, pid):
+    runner_dir.mkdir(parents=True, exist_ok=True)
+    (runner_dir / f"{job_id}.json").write_text(json.dumps({"id": job_id, "project_id": 1, "state": state,
+                                                            "created_at": time.time(), "pid": pid}))
+
+
+def test_jobs_whose_process_is_gone_are_failed_at_start_and_live_ones_are_left_alone(tmp_path):
+    jobs = tmp_path / "jobs"
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    # a live process that is a retrain of ours, by its command line
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "loop.run", "stage=retrain"])
+    other = subprocess.Popen(["sleep", "60"])  # alive, but not a retrain: its number was reused
+    try:
+        job_file(jobs, "gone", "running", ended.pid)
+        job_file(jobs, "queued", "queued", None)
+        job_file(jobs, "reused", "running", other.pid)
+        job_file(jobs, "live", "running", live.pid)
+        job_file(jobs, "done", "succeeded", ended.pid)
+        runner = JobRunner(tmp_path, [])  # what a restarted backend does first
+        states = {j["id"]: j["state"] for j in runner.list()}
+        assert states == {"gone": "failed", "queued": "failed", "reused": "failed", "live": "running",
+                          "done": "succeeded"}
+        assert "is gone" in runner.get("gone")["error"] and "Start Training again" in runner.get("gone")["error"]
+        # a second worker starting now finds nothing more to fix, and joins the live job instead of a new one
+        second = JobRunner(tmp_path, [])
+        assert second.reconcile() == []
+        job, started = second.start(1)
+        assert job["id"] == "live" and not started
+    finally:
+        live.kill()
+        other.kill()
