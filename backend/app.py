@@ -119,6 +119,8 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                  "model_version": predictor.version}
         if holder.error:
             reply["reload_error"] = holder.error
+        if holder.registry_unreachable:
+            reply["registry_unreachable"] = True
         return reply
 
     @app.post("/setup")

@@ -29,6 +29,7 @@ class ModelHolder:
     def __init__(self, predictor=None):
         self.current = predictor
         self.error: dict | None = None
+        self.registry_unreachable = False  # the last poll could not read the alias: serving on, unchanged
         self.swaps = 0
         self.last_swap_s: float | None = None
 
@@ -80,8 +81,12 @@ class AliasWatcher(threading.Thread):
             version = self.registry.by_alias(self.alias)
         except Exception as exc:  # registry unreachable: keep serving, say so
             self.holder.error = {"alias": self.alias, "error": f"registry unreachable: {exc}"[:300]}
+            self.holder.registry_unreachable = True
             log.warning("cannot read alias %s: %s", self.alias, exc)
             return False
+        if self.holder.registry_unreachable:
+            self.holder.registry_unreachable, self.holder.error = False, None
+            log.info("the registry answers again")
         current = self.holder.current
         if version is None or (current and current.version == f"{self.registry.model_name}:v{version.version}"):
             return False

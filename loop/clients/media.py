@@ -93,6 +93,19 @@ def safe_join(root: Path, relative: str) -> Path:
     return candidate
 
 
+def _port(parts) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _pinned(url: str, address: str) -> tuple[str, dict]:
+    """`url` with its host replaced by the checked address; TLS still verifies (and SNI names) the host."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), extensions
+
+
 class MediaFetcher:
     def __init__(self, config: MediaConfig, http: httpx.Client | None = None):
         self.config = config
@@ -101,6 +114,7 @@ class MediaFetcher:
         ls = urlsplit(config.ls_url or "")
         self._ls_netloc = ls.netloc.lower()
         self._ls_host = (ls.hostname or "").lower()
+        self._ls_port = _port(ls) if ls.hostname else None
         self._own_http = http is None
 
     def close(self) -> None:
@@ -115,7 +129,9 @@ class MediaFetcher:
         self.close()
 
     # -- policy ----------------------------------------------------------------------------------------
-    def _allowed_private(self, host: str, ip: ipaddress._BaseAddress) -> bool:
+    def _allowed_private(self, host: str, port: int, ip: ipaddress._BaseAddress) -> bool:
+        """A private address is fine when it is Label Studio itself (its host *and* port: any other port on
+        that machine is another service) or is allow-listed (any port)."""
         for entry in self.config.allow_hosts:
             entry = entry.strip().lower()
             if not entry:
@@ -127,23 +143,31 @@ class MediaFetcher:
                     return True
             except ValueError:
                 continue
-        return host == self._ls_host
+        return host == self._ls_host and port == self._ls_port
 
-    def check_host(self, url: str) -> None:
+    def check_host(self, url: str) -> str:
+        """The one address `url` may be fetched from (every address its host resolves to must pass); the
+        request then connects to exactly that address, so a second DNS answer cannot point it elsewhere."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MediaError(f"unsupported URL {url!r}")
-        host = parts.hostname.lower()
+        host, port = parts.hostname.lower(), _port(parts)
         try:
-            infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                       proto=socket.IPPROTO_TCP)
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
         except socket.gaierror as exc:
             raise MediaError(f"cannot resolve {host} ({exc.strerror})") from None
+        except (UnicodeError, ValueError):
+            raise MediaError(f"cannot resolve {host[:80]!r}") from None
+        addresses = []
         for info in infos:
             ip = ipaddress.ip_address(info[4][0].split("%")[0])
-            if not ip.is_global and not self._allowed_private(host, ip):
-                raise MediaError(f"refusing to fetch from {host} ({ip}): a private/local address that is neither "
-                                 "the Label Studio host nor in backend.allow_hosts")
+            if not ip.is_global and not self._allowed_private(host, port, ip):
+                raise MediaError(f"refusing to fetch from {host}:{port} ({ip}): a private/local address that is "
+                                 "neither Label Studio (its host and port) nor in backend.allow_hosts")
+            addresses.append(ip)
+        if not addresses:
+            raise MediaError(f"cannot resolve {host}")
+        return str(addresses[0])
 
     def _is_ls(self, url: str) -> bool:
         return bool(self._ls_netloc) and urlsplit(url).netloc.lower() == self._ls_netloc
@@ -151,9 +175,11 @@ class MediaFetcher:
     # -- fetching --------------------------------------------------------------------------------------
     def _get(self, url: str) -> bytes:
         for _ in range(self.config.max_redirects + 1):
-            self.check_host(url)
+            address = self.check_host(url)
             headers = self.auth.header() if self._is_ls(url) else {}
-            with self.http.stream("GET", url, headers=headers) as reply:
+            target, extensions = _pinned(url, address)
+            headers["Host"] = urlsplit(url).netloc.rpartition("@")[2]  # the name the server expects
+            with self.http.stream("GET", target, headers=headers, extensions=extensions) as reply:
                 if reply.is_redirect:
                     url = urljoin(url, reply.headers.get("location", ""))
                     continue

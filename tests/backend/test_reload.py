@@ -78,3 +78,41 @@ def test_promotions_are_followed_without_failed_requests(served, demo_model, tmp
     assert all(status == 200 for _, status, _ in seen), [s for s in seen if s[1] != 200][:5]
     assert seen[-1][2] == f"follow-test:v{v2}"
     assert "refusing version" in backend["log"].read_text()
+
+
+def test_a_registry_that_stops_answering_leaves_the_model_serving(start_backend, demo_model, demo_data, mlflow_store,
+                                                                   tmp_path):
+    """Fault injection: the MLflow store is garbage for a while (as a broken or unreachable tracking server
+    would answer); the backend keeps its model, says registry_unreachable in /health, and recovers."""
+    registry = Registry(mlflow_store["tracking_uri"], "outage", artifact_location=mlflow_store["artifact_location"])
+    registry.promote(publish(registry, demo_model, tmp_path, "v1"))
+    media = tmp_path / "media" / "1"
+    media.mkdir(parents=True)
+    shutil.copy(demo_data / "images" / "test_0001.jpg", media / "a.jpg")
+    url = start_backend("backend.serve_alias=champion", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
+                        "registry.model_name=outage", "backend.poll_s=1", f"backend.image_dir={media.parent}")["url"]
+    body = {"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}], "label_config": CONFIG}
+    db = mlflow_store["tracking_uri"].removeprefix("sqlite:///")
+    saved = tmp_path / "mlflow.db.saved"
+    shutil.copy(db, saved)
+
+    def health_until(condition, timeout_s=30):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            health = httpx.get(f"{url}/health").json()
+            if condition(health):
+                return health
+            time.sleep(0.5)
+        raise AssertionError(f"/health never got there: {health}")
+
+    try:
+        with open(db, "r+b") as fh:
+            fh.write(b"\x00not a database\x00" * 64)
+        health = health_until(lambda h: h.get("registry_unreachable"))
+        assert health["model_version"] == "outage:v1" and "registry unreachable" in health["reload_error"]["error"]
+        r = httpx.post(f"{url}/predict", json=body, timeout=60)
+        assert r.status_code == 200 and r.json()["results"][0]["result"]
+    finally:
+        shutil.copy(saved, db)
+    health = health_until(lambda h: "registry_unreachable" not in h)
+    assert health["model_version"] == "outage:v1" and "reload_error" not in health

@@ -94,3 +94,41 @@ def test_unsupported_and_missing_urls():
                      ("/data/upload/1/a.jpg", "no Label Studio URL")):
         with pytest.raises(MediaError, match=msg):
             f.fetch(url)
+
+
+def test_other_ports_on_the_label_studio_host_are_other_services():
+    seen = []
+
+    def handler(request):
+        seen.append((request.url.host, request.url.port))
+        if request.url.path == "/data/upload/1/bounce.jpg":
+            return httpx.Response(302, headers={"location": "http://10.0.0.5:6379/"})
+        return httpx.Response(200, content=b"img")
+
+    f = fetcher(handler, ls_url="http://10.0.0.5:8080")
+    assert f.fetch("http://10.0.0.5:8080/data/upload/1/a.jpg") == b"img"
+    for url in ("http://10.0.0.5:6379/", "http://10.0.0.5/a.jpg", "/data/upload/1/bounce.jpg"):
+        with pytest.raises(MediaError, match="refusing to fetch from 10.0.0.5:(6379|80)"):
+            f.fetch(url)
+    assert ("10.0.0.5", 6379) not in seen and ("10.0.0.5", None) not in seen
+    allowed = fetcher(handler, ls_url="http://10.0.0.5:8080", allow_hosts=["10.0.0.5"])
+    assert allowed.fetch("http://10.0.0.5:6379/a.jpg") == b"img"  # allow-listed hosts: any port
+
+
+def test_the_request_goes_to_the_address_that_was_checked(monkeypatch):
+    """DNS rebinding: the name resolves to a public address when checked and to loopback a moment later;
+    the fetch connects to the checked address (with the name in Host), never to a second answer."""
+    answers = iter([PUBLIC, "127.0.0.1", "127.0.0.1"])
+
+    def resolve(host, port, *args, **kwargs):
+        return [(2, 1, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr("socket.getaddrinfo", resolve)
+    seen = []
+
+    def handler(request):
+        seen.append((request.url.host, request.headers["host"]))
+        return httpx.Response(200, content=b"img")
+
+    assert fetcher(handler).fetch("http://images.example/a.jpg") == b"img"
+    assert seen == [(PUBLIC, "images.example")]
