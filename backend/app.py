@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -24,8 +25,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from backend import batch
+from backend.api_schema import request_body
 from backend.auth import OPEN_PATHS, authorized
-from backend.jobs import JobRunner
+from backend.jobs import JobRunner, JobsBusy
 from backend.labels import LabelMap, build_label_map
 from backend.loading import ServeSettings, start_model
 from backend.metrics import Metrics
@@ -33,6 +35,8 @@ from loop.clients.media import MediaFetcher
 from loop.common.label_configs import LabelConfigError
 
 log = logging.getLogger("backend")
+
+JOB_ID = re.compile(r"[0-9a-f]{12}")  # what backend.jobs names jobs: anything else is no job
 
 
 class BadRequest(Exception):
@@ -123,7 +127,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
             reply["registry_unreachable"] = True
         return reply
 
-    @app.post("/setup")
+    @app.post("/setup", openapi_extra=request_body("/setup"))
     async def setup(request: Request) -> dict[str, Any]:
         body = await read_json(request, limit)
         if not isinstance(body, dict):
@@ -147,7 +151,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         metrics.add("task_failures", sum(not o.ok for o in outcomes))
         return [o.prediction for o in outcomes]
 
-    @app.post("/predict")
+    @app.post("/predict", openapi_extra=request_body("/predict"))
     async def predict(request: Request) -> dict[str, Any]:
         body = await read_json(request, limit)
         if not isinstance(body, dict) or not isinstance(body.get("tasks"), list) or not body["tasks"]:
@@ -175,10 +179,13 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                         "run `python -m loop.run stage=retrain labelstudio.project_id=%s`", project_id, project_id)
             return {"status": "acknowledged", "action": "START_TRAINING", "job": None,
                     "message": "training is not configured on this backend; run stage=retrain"}
-        job, started = await run_in_threadpool(jobs.start, project_id)
+        try:
+            job, started = await run_in_threadpool(jobs.start, project_id)
+        except JobsBusy as exc:
+            return JSONResponse({"error": str(exc)}, status_code=429)
         return {"status": job["state"], "action": "START_TRAINING", "job": job["id"], "joined": not started}
 
-    @app.post("/train")
+    @app.post("/train", openapi_extra=request_body("/train"))
     async def train(request: Request) -> dict[str, Any]:
         """Older Label Studio setups send Start Training here instead of to /webhook."""
         body = await read_json(request, limit)
@@ -186,7 +193,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
             raise BadRequest("expected a JSON object with 'project'")
         return await start_training(body.get("project"))
 
-    @app.post("/webhook")
+    @app.post("/webhook", openapi_extra=request_body("/webhook"))
     async def webhook(request: Request) -> dict[str, Any]:
         body = await read_json(request, limit)
         if not isinstance(body, dict) or not isinstance(body.get("action"), str):
@@ -205,7 +212,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
 
     @app.get("/jobs/{job_id}")
     def get_job(job_id: str):
-        job = jobs.get(job_id) if jobs and job_id.isalnum() else None
+        job = jobs.get(job_id) if jobs and JOB_ID.fullmatch(job_id) else None
         if job is None:
             return JSONResponse({"error": f"no job {job_id}"}, status_code=404)
         return job

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from loop.common.errors import LoopError
 from loop.common.secrets import API_KEY_ENV, without_secrets
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,16 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+class JobsBusy(LoopError):
+    """As many jobs are queued or running as the server allows; the message says so."""
+
+
 class JobRunner:
-    """Start Training jobs: one file per job under work_dir/jobs, shared by every server worker and process."""
+    """Start Training jobs: one file per job under work_dir/jobs, shared by every server worker and process.
+    Retrains run one at a time (the retrain lock), so more than `max_active` waiting processes only use
+    memory: past that, Start Training answers 429 until one ends."""
+
+    max_active = 2
 
     def __init__(self, work_dir: Path, retrain_overrides: list[str], api_key: str | None = None):
         self.dir = Path(work_dir) / "jobs"
@@ -123,9 +132,13 @@ class JobRunner:
     def start(self, project_id: int | None) -> tuple[dict, bool]:
         """(job, started): joins a queued/running job for the same project instead of starting another."""
         with self._lock, _exclusive(self.dir / ".lock"):
-            for job in self.list():
-                if job.get("project_id") == project_id and job.get("state") in ACTIVE:
+            active = [job for job in self.list() if job.get("state") in ACTIVE]
+            for job in active:
+                if job.get("project_id") == project_id:
                     return job, False
+            if len(active) >= self.max_active:
+                raise JobsBusy(f"{len(active)} retrain jobs are already queued or running "
+                               f"({', '.join(j['id'] for j in active)}); try again when one has ended")
             job_id = uuid.uuid4().hex[:12]
             path = self.dir / f"{job_id}.json"
             job = {"id": job_id, "project_id": project_id, "state": "queued", "created_at": time.time(),

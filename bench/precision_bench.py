@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.serve_bench import bf16_refusal, network_only  # noqa: E402
+from backend.ort_session import bf16_refusal_here  # noqa: E402
+from bench.serve_bench import network_only  # noqa: E402
 from loop.common.paths import REPO_ROOT  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     ap.add_argument("--ann", default="test.json")
     ap.add_argument("--score-threshold", type=float, default=0.3)
     args = ap.parse_args()
-    refusal = bf16_refusal()
+    refusal = bf16_refusal_here()
     if refusal:
         sys.exit(f"nothing to compare on this machine: {refusal}")
     ckpt = args.checkpoint or next(iter(sorted((REPO_ROOT / "runs" / "test-cache").glob("demo-model-*/model.pth"))), None)

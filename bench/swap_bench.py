@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench.serve_bench import CLASSES, bf16_refusal, random_checkpoint  # noqa: E402
+from backend.ort_session import bf16_refusal_here  # noqa: E402
+from bench.serve_bench import CLASSES, random_checkpoint  # noqa: E402
 from loop.clients.ls_server import free_port  # noqa: E402
 from loop.clients.registry import Registry  # noqa: E402
 from loop.clients.services import spawn, stop, wait_http  # noqa: E402
@@ -129,7 +130,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--steady-s", type=float, default=15)
     ap.add_argument("--img-size", type=int, default=320)
-    ap.add_argument("--runtimes", default="torch,onnx" + (",onnx-bf16" if bf16_refusal() is None else ""))
+    ap.add_argument("--runtimes", default="torch,onnx" + (",onnx-bf16" if bf16_refusal_here() is None else ""))
     args = ap.parse_args()
     unknown = set(args.runtimes.split(",")) - set(RUNTIMES)
     if unknown:

@@ -17,6 +17,7 @@ from loop.clients.ls_server import free_port
 from loop.common.label_configs import rectangle_labels_config
 from loop.common.paths import REPO_ROOT
 from tests.helpers import WITHOUT_OPENVINO_DEVICES, bf16_refusal_here, cannot_exercise, forced_refusal
+from tests.fuzzing import fuzz
 from tests.loop.test_run import cli
 
 pytestmark = pytest.mark.integration
@@ -190,3 +191,12 @@ def error_line(r) -> str:
     errors = [line for line in (r.stdout + r.stderr).splitlines() if "[ERROR]" in line]
     assert len(errors) == 1, errors
     return errors[0]
+
+
+def test_fuzzing_gets_no_5xx_and_leaves_the_server_alive(server):
+    """The fuzzer of bench/fuzz.py at a small budget: hostile bodies and URLs, then schemathesis cases from
+    the server's own OpenAPI document (the bench runs 10,000+ requests)."""
+    outcome = fuzz(server["url"], 600)
+    assert outcome.requests >= 600
+    assert not outcome.server_errors, outcome.server_errors[:10]
+    assert server["proc"].poll() is None and httpx.get(f"{server['url']}/health").status_code == 200

@@ -7,12 +7,14 @@ import subprocess
 import sys
 import time
 
-from backend.jobs import JobRunner
+import pytest
+
+from backend.jobs import JobRunner, JobsBusy
 
 
-def job_file(runner_dir, job_id, state, pid):
+def job_file(runner_dir, job_id, state, pid, project=1):
     runner_dir.mkdir(parents=True, exist_ok=True)
-    (runner_dir / f"{job_id}.json").write_text(json.dumps({"id": job_id, "project_id": 1, "state": state,
+    (runner_dir / f"{job_id}.json").write_text(json.dumps({"id": job_id, "project_id": project, "state": state,
                                                             "created_at": time.time(), "pid": pid}))
 
 
@@ -42,3 +44,18 @@ def test_jobs_whose_process_is_gone_are_failed_at_start_and_live_ones_are_left_a
     finally:
         live.kill()
         other.kill()
+
+
+def test_past_two_waiting_retrains_start_training_is_refused_until_one_ends(tmp_path):
+    retrains = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "loop.run",
+                                  "stage=retrain"]) for _ in range(2)]
+    try:
+        for project, proc in zip((1, 2), retrains):
+            job_file(tmp_path / "jobs", f"p{project}", "running", proc.pid, project)
+        runner = JobRunner(tmp_path, [])
+        assert runner.start(2)[0]["id"] == "p2"  # the same project joins its job
+        with pytest.raises(JobsBusy, match="2 retrain jobs are already queued or running"):
+            runner.start(3)
+    finally:
+        for proc in retrains:
+            proc.kill()
