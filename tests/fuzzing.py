@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import httpx
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, seed as fixed_seed, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as fixed_seed
 from schemathesis import GenerationMode
 
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
