@@ -67,11 +67,16 @@ def retrain_is_running(pid: int | None) -> bool:
     """Is `pid` alive and still a retrain of ours (not a process that reused the number)?"""
     if not pid:
         return False
-    try:
-        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"loop.run" in cmdline and b"stage=retrain" in cmdline
+    for _ in range(20):
+        try:
+            cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+        except OSError:
+            return False
+        if cmdline:
+            break
+        time.sleep(0.05)  # empty while the process is in the middle of exec (or a zombie): look again
+    args = cmdline.split(b"\0")
+    return b"loop.run" in args and b"stage=retrain" in args
 
 
 @contextmanager
