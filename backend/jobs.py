@@ -31,19 +31,27 @@ ACTIVE = ("queued", "running")
 
 
 @contextmanager
-def retrain_lock(work_dir: Path) -> Iterator[None]:
-    path = Path(work_dir) / "retrain.lock"
+def _exclusive(path: Path, waiting: str | None = None) -> Iterator[None]:
+    """One holder at a time across threads, server workers and processes (an flock on `path`; each open()
+    is its own lock owner, so threads of one process exclude each other too). `waiting` is logged when the
+    lock is taken by someone else."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("another retrain is running (%s); waiting for it", path)
+            if waiting:
+                log.info("%s (%s)", waiting, path)
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def retrain_lock(work_dir: Path):
+    """One retrain at a time per work_dir, whichever process starts it."""
+    return _exclusive(Path(work_dir) / "retrain.lock", "another retrain is running; waiting for it")
 
 
 def _write(path: Path, state: dict) -> None:
@@ -79,17 +87,6 @@ def retrain_is_running(pid: int | None) -> bool:
     return b"loop.run" in args and b"stage=retrain" in args
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """One holder at a time across threads, server workers and processes (an flock on `path`)."""
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class JobsBusy(LoopError):
     """As many jobs are queued or running as the server allows; the message says so."""
 
@@ -106,14 +103,13 @@ class JobRunner:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.overrides = without_secrets(list(retrain_overrides))  # argv is public (ps) and goes to the job log
         self.env = {API_KEY_ENV: api_key} if api_key else {}
-        self._lock = threading.Lock()
         self.reconcile()
 
     def reconcile(self) -> list[str]:
         """Mark failed every queued or running job whose process is gone (the server that watched it was
         restarted or killed); returns their ids. A job still running keeps its state: it records its own end."""
         gone = []
-        with self._lock, _exclusive(self.dir / ".lock"):
+        with _exclusive(self.dir / ".lock"):
             for path in self.dir.glob("*.json"):
                 job = json.loads(path.read_text())
                 if job.get("state") in ACTIVE and not retrain_is_running(job.get("pid")):
@@ -136,7 +132,7 @@ class JobRunner:
 
     def start(self, project_id: int | None) -> tuple[dict, bool]:
         """(job, started): joins a queued/running job for the same project instead of starting another."""
-        with self._lock, _exclusive(self.dir / ".lock"):
+        with _exclusive(self.dir / ".lock"):
             active = [job for job in self.list() if job.get("state") in ACTIVE]
             for job in active:
                 if job.get("project_id") == project_id:

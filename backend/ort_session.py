@@ -105,12 +105,6 @@ def _register_and_list():
 _probe = _Probe()
 
 
-def cpu_report() -> CpuReport | None:
-    """What OpenVINO reports for this CPU (None where the plugin is missing); registers it on first use."""
-    _probe.run()
-    return _probe.report
-
-
 def bf16_refusal_here() -> str | None:
     """Why this process cannot run bf16 on this CPU (the line check_precision raises), or None where it can."""
     _probe.run()
@@ -131,11 +125,6 @@ def check_precision(precision: str, device: str = "cpu") -> None:
         raise LoopError(_probe.refusal)
 
 
-def _openvino_cpu():
-    check_precision("bf16")
-    return _probe.device
-
-
 def create_session(path: Path, device: str = "cpu", threads: int | None = None, precision: str = "fp32"):
     """An InferenceSession for the network at `path` (see the module docstring for what each choice means)."""
     import onnxruntime as ort
@@ -150,7 +139,8 @@ def create_session(path: Path, device: str = "cpu", threads: int | None = None, 
     if precision == "bf16":
         # OpenVINO runs the whole graph on its own threads; ORT's pool stays at one so it does not spin.
         opts.intra_op_num_threads = 1
-        opts.add_provider_for_devices([_openvino_cpu()], {"load_config": json.dumps({"CPU": {
+        # check_precision above ran the probe and refused when there is no device
+        opts.add_provider_for_devices([_probe.device], {"load_config": json.dumps({"CPU": {
             "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1",
             "PERFORMANCE_HINT": "LATENCY", "CPU_DENORMALS_OPTIMIZATION": "YES"}})})
         return ort.InferenceSession(str(path), opts)

@@ -27,7 +27,7 @@ import loop.run  # noqa: E402,F401
 from loop.al.oracle import coco_ground_truth, regions  # noqa: E402
 from loop.clients import labelstudio  # noqa: E402
 from loop.clients.annotator import project_from_coco, submit_ground_truth  # noqa: E402
-from loop.clients.ls_server import LabelStudioServer  # noqa: E402
+from loop.clients.ls_server import TOKEN_FILE, LabelStudioServer  # noqa: E402
 from loop.common.demo_data import ensure  # noqa: E402
 from loop.common.paths import CONF_DIR, REPO_ROOT  # noqa: E402
 from loop.stages.retrain import retrain  # noqa: E402
@@ -71,7 +71,9 @@ def main() -> None:
 
         project, gt, file_of = project_from_coco(client, demo / "pool.json", demo, args.tasks, "retrain-bench")
         submit_ground_truth(client, gt, file_of)
-        overrides = [f"labelstudio.url={server.url}", f"labelstudio.api_key={token}",
+        # the token file the server keeps: a config names where the secret is, never the secret
+        overrides = [f"labelstudio.url={server.url}",
+                     f"labelstudio.api_key_file={Path(server.data_dir) / TOKEN_FILE}",
                      f"labelstudio.project_id={project.id}", f"work_dir={tmp / 'work'}",
                      f"train.epochs={args.epochs}", "stage=retrain"]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

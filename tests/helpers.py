@@ -48,6 +48,14 @@ WITHOUT_OPENVINO_DEVICES = (
     "from loop.run import main; main()")
 
 
+def key_file(folder: Path, token: str) -> Path:
+    """The token in a file, for labelstudio.api_key_file: configs name where the secret is, never the secret."""
+    path = folder / f"ls-token-{abs(hash(token)):x}"
+    path.write_text(token)
+    path.chmod(0o600)
+    return path
+
+
 def command_lines() -> list[bytes]:
     """Every process's command line, as `ps` shows them to any user of the machine."""
     lines = []

@@ -12,6 +12,11 @@ import pytest
 from backend.jobs import JobRunner, JobsBusy
 
 
+def stand_in(args: list[str]) -> subprocess.Popen:
+    """A process that lives until its stdin closes (`args` only shape its command line)."""
+    return subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", *args], stdin=subprocess.PIPE)
+
+
 def job_file(runner_dir, job_id, state, pid, project=1):
     runner_dir.mkdir(parents=True, exist_ok=True)
     (runner_dir / f"{job_id}.json").write_text(json.dumps({"id": job_id, "project_id": project, "state": state,
@@ -22,9 +27,8 @@ def test_jobs_whose_process_is_gone_are_failed_at_start_and_live_ones_are_left_a
     jobs = tmp_path / "jobs"
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    # a live process that is a retrain of ours, by its command line
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "loop.run", "stage=retrain"])
-    other = subprocess.Popen(["sleep", "60"])  # alive, but not a retrain: its number was reused
+    live = stand_in(["-m", "loop.run", "stage=retrain"])  # a live process that is a retrain of ours
+    other = stand_in([])  # alive, but not a retrain: its number was reused
     try:
         job_file(jobs, "gone", "running", ended.pid)
         job_file(jobs, "queued", "queued", None)
@@ -42,13 +46,13 @@ def test_jobs_whose_process_is_gone_are_failed_at_start_and_live_ones_are_left_a
         job, started = second.start(1)
         assert job["id"] == "live" and not started
     finally:
-        live.kill()
-        other.kill()
+        for proc in (live, other):
+            proc.stdin.close()
+            proc.wait()
 
 
 def test_past_two_waiting_retrains_start_training_is_refused_until_one_ends(tmp_path):
-    retrains = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "loop.run",
-                                  "stage=retrain"]) for _ in range(2)]
+    retrains = [stand_in(["-m", "loop.run", "stage=retrain"]) for _ in range(2)]
     try:
         for project, proc in zip((1, 2), retrains):
             job_file(tmp_path / "jobs", f"p{project}", "running", proc.pid, project)
@@ -58,4 +62,5 @@ def test_past_two_waiting_retrains_start_training_is_refused_until_one_ends(tmp_
             runner.start(3)
     finally:
         for proc in retrains:
-            proc.kill()
+            proc.stdin.close()
+            proc.wait()

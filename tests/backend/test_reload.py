@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from loop.clients.registry import Registry
+from loop.clients.services import wait_http
 from loop.common.label_configs import rectangle_labels_config
 from tests.backend.conftest import publish
 
@@ -96,14 +97,9 @@ def test_a_registry_that_stops_answering_leaves_the_model_serving(start_backend,
     saved = tmp_path / "mlflow.db.saved"
     shutil.copy(db, saved)
 
-    def health_until(condition, timeout_s=30):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            health = httpx.get(f"{url}/health").json()
-            if condition(health):
-                return health
-            time.sleep(0.5)
-        raise AssertionError(f"/health never got there: {health}")
+    def health_until(condition):
+        wait_http(f"{url}/health", what="the backend's /health", timeout_s=120, ready=lambda r: condition(r.json()))
+        return httpx.get(f"{url}/health").json()
 
     try:
         with open(db, "r+b") as fh:

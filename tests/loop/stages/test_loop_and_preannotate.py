@@ -12,7 +12,7 @@ from loop.common.paths import CONF_DIR
 from loop.stages.preannotate import preannotate
 from loop.stages.scheduler import run_stage as run_loop
 from tests.backend.conftest import publish
-from tests.helpers import make_demo_project, submit_ground_truth
+from tests.helpers import key_file, make_demo_project, submit_ground_truth
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,8 @@ def test_preannotate_then_loop(ls_server, ls_token, ls_client, demo_data, demo_m
     registry.promote(publish(registry, demo_model, tmp_path, "v1"))
 
     def cfg(stage, *extra):
-        overrides = [f"stage={stage}", f"labelstudio.url={ls_server.url}", f"labelstudio.api_key={ls_token}",
+        overrides = [f"stage={stage}", f"labelstudio.url={ls_server.url}",
+                     f"labelstudio.api_key_file={key_file(tmp_path, ls_token)}",
                      f"labelstudio.project_id={project.id}", f"work_dir={tmp_path}",
                      f"registry.tracking_uri={mlflow_store['tracking_uri']}", "registry.model_name=loop-test",
                      f"registry.artifact_location={mlflow_store['artifact_location']}", *extra]

@@ -11,7 +11,7 @@ from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR
 from loop.stages.adapters import open_registry
 from loop.stages.retrain import promote_stage, retrain, rollback_stage
-from tests.helpers import make_demo_project, submit_ground_truth
+from tests.helpers import key_file, make_demo_project, submit_ground_truth
 from train.slim import load_slim
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ TAGS = {"heldout_bbox_mAP", "heldout_bbox_mAP_50", "train_images", "heldout_imag
 
 
 def make_cfg(ls_server, token, project_id, mlflow_store, tmp_path, *extra):
-    overrides = [f"labelstudio.url={ls_server.url}", f"labelstudio.api_key={token}",
+    overrides = [f"labelstudio.url={ls_server.url}", f"labelstudio.api_key_file={key_file(tmp_path, token)}",
                  f"labelstudio.project_id={project_id}", f"work_dir={tmp_path}",
                  f"registry.tracking_uri={mlflow_store['tracking_uri']}",
                  f"registry.artifact_location={mlflow_store['artifact_location']}",
