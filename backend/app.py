@@ -120,7 +120,8 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         predictor = holder.current
         reply = {"status": "UP", "model_class": predictor.model_class, "runtime": predictor.runtime,
                  "precision": predictor.precision, "execution_provider": predictor.execution_provider,
-                 "model_version": predictor.version}
+                 "model_version": predictor.version, "input_size": predictor.input_size,
+                 "classes": len(predictor.classes)}
         if holder.error:
             reply["reload_error"] = holder.error
         if holder.registry_unreachable:

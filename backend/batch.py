@@ -61,7 +61,7 @@ def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: Me
         if not ready:
             continue
         try:
-            detections = predictor.predict([image.bgr for _, image in ready])
+            detections = predictor.predict([image.bgr for _, image in ready], classes=label_map.classes)
         except Exception:  # a model failure must not kill the server; report and return empties
             log.exception("model failed on a batch of %d images", len(ready))
             for i, _ in ready:

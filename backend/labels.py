@@ -35,6 +35,11 @@ class LabelMap:
     unmatched_labels: list[str] = field(default_factory=list)
     dropped_classes: list[str] = field(default_factory=list)
 
+    @property
+    def classes(self) -> list[int]:
+        """The model classes some label takes: the only ones worth detecting."""
+        return sorted(self.targets)
+
     def for_class(self, index: int) -> list[Target]:
         return self.targets.get(index, [])
 

@@ -27,7 +27,7 @@ log = logging.getLogger("backend")
 class ServeSettings:
     checkpoint: str
     config: str | None = None
-    default_config: str | None = None
+    img_size: int | None = None  # None: the model config's own input size
     device: str = "cpu"
     score_threshold: float = 0.3
     batch_size: int | None = None  # None: 1 on CPU, 8 on CUDA
@@ -101,7 +101,7 @@ def model_loader(settings: ServeSettings):
     def load(checkpoint: str, version: str | None = None):
         predictor = Predictor.load(checkpoint, settings.config, settings.device, version=version,
                                    trust_checkpoint=settings.trust_checkpoint, batch_size=settings.batch_size,
-                                   default_config=settings.default_config, score_threshold=settings.score_threshold)
+                                   score_threshold=settings.score_threshold, img_size=settings.img_size)
         if settings.runtime == "torch":
             return predictor
 

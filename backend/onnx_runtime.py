@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from backend.class_mask import class_drop
 from backend.ort_session import create_session
 from backend.predictor import Detections
 from loop.common.errors import LoopError
@@ -78,7 +79,7 @@ class OnnxDetector:
         self.inv_std = 1.0 / np.asarray(pre.std, np.float32)
         self.pad = (114.0 - self.mean) * self.inv_std
         self.bgr_to_rgb = bool(pre.get("bgr_to_rgb", False))
-        self.size = int(img_size)
+        self.size = self.input_size = int(img_size)
         self.strides = [int(s if isinstance(s, (int, float)) else s[0])
                         for s in head.get("anchor_generator", {}).get("strides", [8, 16, 32])]
         test = cfg.model.test_cfg
@@ -134,14 +135,16 @@ class OnnxDetector:
         return self._priors[key]
 
     # -- post-processing: per level threshold + top-k, decode, rescale, class-aware NMS ----------------------
-    def _decode(self, outputs: list[np.ndarray], b: int, img_shape, scale) -> tuple[np.ndarray, ...]:
+    def _decode(self, outputs: list[np.ndarray], b: int, img_shape, scale, keep: np.ndarray | None = None
+                ) -> tuple[np.ndarray, ...]:
+        """`keep`: the class indices asked for; the others are dropped before the threshold and top-k."""
         import torch
         from mmcv.ops import batched_nms
 
         levels = len(outputs) // 2
         all_boxes, all_scores, all_labels = [], [], []
         for lvl in range(levels):
-            cls = outputs[lvl][b]  # C x H x W
+            cls = outputs[lvl][b] if keep is None else outputs[lvl][b][keep]  # C x H x W
             box = outputs[levels + lvl][b]  # 4 x H x W
             c, h, w = cls.shape
             scores = 1.0 / (1.0 + np.exp(-cls.reshape(c, -1).T))  # (HW, C)
@@ -155,7 +158,7 @@ class OnnxDetector:
             boxes[:, 1::2] = boxes[:, 1::2].clip(0, img_shape[0])
             all_boxes.append(boxes)
             all_scores.append(flat[idx])
-            all_labels.append(labels)
+            all_labels.append(labels if keep is None else keep[labels])
         boxes = np.concatenate(all_boxes) / np.array([scale[0], scale[1], scale[0], scale[1]], np.float32)
         scores, labels = np.concatenate(all_scores), np.concatenate(all_labels)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -167,13 +170,18 @@ class OnnxDetector:
         kept = kept[:self.max_per_img].numpy()
         return boxes[kept], scores[kept], labels[kept]
 
-    def predict(self, images: list[np.ndarray]):
+    def predict(self, images: list[np.ndarray], classes: list[int] | None = None):
         out = []
+        drop = class_drop(len(self.classes), classes)
+        keep = None if drop is None else np.setdiff1d(np.arange(len(self.classes)), drop)
+        if keep is not None and not len(keep):
+            return [Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+                    for _ in images]
         for start in range(0, len(images), self.batch_size):
             chunk = [self._prepare(img) for img in images[start:start + self.batch_size]]
             outputs = self.session.run(None, {"input": self._batch([c[0] for c in chunk])})
             for b, (_, img_shape, scale) in enumerate(chunk):
-                out.append(Detections(*self._decode(outputs, b, img_shape, scale)))
+                out.append(Detections(*self._decode(outputs, b, img_shape, scale, keep)))
         return out
 
 

@@ -1,8 +1,7 @@
 """The loaded detector: the only module that runs mmdet inference.
 
-A model is loaded once (never per request). Checkpoints load with `torch.load(weights_only=True)`; a file
-that needs unpickling is refused unless the user trusts it (`backend.trust_checkpoint=true`), because
-unpickling runs code. Images are batched through the config's test pipeline and one `test_step`, which
+A model is loaded once (never per request), from a checkpoint as it comes (loop.clients.checkpoints: safe
+loading, the config it carries or a model-zoo name). Images are batched through the config's test pipeline and one `test_step`, which
 mmdet's `inference_detector` does not do (it runs one image at a time).
 """
 
@@ -10,17 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
+from backend.class_mask import class_drop, install_class_mask
+from loop.clients.checkpoints import (
+    class_names,
+    fetch_checkpoint,
+    model_config,
+    read_checkpoint,
+)
 from loop.common.device import select_device
 from loop.common.errors import LoopError
+from loop.common.model_config import input_size, num_classes
 
 log = logging.getLogger(__name__)
 
@@ -31,28 +37,6 @@ class Detections:
     scores: np.ndarray  # N
     labels: np.ndarray  # N, model class index
     embedding: np.ndarray | None = None  # pooled neck features, for diversity-aware active learning
-
-
-def fetch_checkpoint(checkpoint: str, cache_dir: Path | None = None) -> Path:
-    """A local path for `checkpoint`: the path itself, or an http(s) URL downloaded once into the cache."""
-    if urlsplit(str(checkpoint)).scheme in ("http", "https"):
-        import torch.hub
-
-        cache_dir = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "labelloop" / "checkpoints"
-        target = cache_dir / hashlib.sha1(checkpoint.encode()).hexdigest()[:12] / Path(urlsplit(checkpoint).path).name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            log.info("downloading %s", checkpoint)
-            try:
-                torch.hub.download_url_to_file(checkpoint, str(target), progress=True)
-            except Exception as exc:
-                raise LoopError(f"cannot download checkpoint {checkpoint} ({exc}); download it yourself and "
-                                "pass the local path") from None
-        return target
-    path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise LoopError(f"checkpoint {path} does not exist")
-    return path
 
 
 def _file_digest(path: Path) -> str:
@@ -86,65 +70,56 @@ class Predictor:
                  if s["type"] in ("Pad", "mmdet.Pad") and "size" in s else s for s in steps]
         self.pipeline = Compose(steps)
         self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
+        self._drop: list[int] | None = None
+        install_class_mask(model, lambda: self._drop)
 
     @classmethod
     def load(cls, checkpoint: str, config: str | None = None, device: str = "cpu", version: str | None = None,
-             trust_checkpoint: bool = False, batch_size: int | None = None, default_config: str | None = None,
-             score_threshold: float | None = None) -> "Predictor":
-        """`config` wins; else the config a slim checkpoint carries; else `default_config`."""
-        import torch
-        from mmengine.config import Config
-
+             trust_checkpoint: bool = False, batch_size: int | None = None, score_threshold: float | None = None,
+             img_size: int | None = None) -> "Predictor":
+        """A checkpoint as it comes (see loop.clients.checkpoints) with `config` (a file or a model-zoo name), else
+        the config it carries; served at the config's own input size unless `img_size` is given."""
         started = time.perf_counter()
         device = select_device(device)
         path = fetch_checkpoint(str(checkpoint))
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
-        except Exception as exc:
-            hint = ("" if trust_checkpoint else "; if you trust this file, set backend.trust_checkpoint=true to "
-                    "unpickle it")
-            raise LoopError(f"checkpoint {path} cannot be loaded ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:160]}){hint}") from None
-        if not isinstance(ckpt, dict):
-            raise LoopError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a state dict")
-        state = ckpt.get("state_dict", ckpt)
-        meta = ckpt.get("meta") or {}
-        if config:
-            cfg = Config.fromfile(str(config))
-        elif isinstance(meta.get("config"), str):
-            cfg = Config.fromstring(meta["config"], ".py")
-        elif default_config:
-            cfg = Config.fromfile(str(default_config))
-        else:
-            raise LoopError(f"checkpoint {path} carries no config; pass backend.config (model.config) with the "
-                            "mmdet config file it was trained with")
-        classes = (meta.get("classes") or (meta.get("dataset_meta") or {}).get("classes") or meta.get("CLASSES")
-                   or (cfg.get("train_dataloader", {}).get("dataset", {}).get("metainfo") or {}).get("classes"))
-        if not classes:
-            from mmdet.evaluation import get_classes
-
-            classes = get_classes("coco")
+        state, meta, _ = read_checkpoint(path, trust_checkpoint)
+        cfg = model_config(meta, config, path, img_size)
+        classes = class_names(meta, cfg, num_classes(cfg.model), path)
         model = _build(cfg, state, path, device)
         model.dataset_meta = {"classes": tuple(classes)}
         # Keep only boxes worth showing: the score threshold is applied before NMS, not after.
-        if score_threshold is not None and "score_thr" in (model.test_cfg or {}):
-            model.test_cfg.score_thr = max(float(model.test_cfg.score_thr), float(score_threshold))
+        roi_head = getattr(model, "roi_head", None)
+        for stage in (model.test_cfg or {}, getattr(roi_head, "test_cfg", None) or {}):  # two-stage: the RoI head
+            if score_threshold is not None and "score_thr" in stage:
+                stage["score_thr"] = max(float(stage["score_thr"]), float(score_threshold))
         predictor = cls(model, list(classes), version or f"{path.stem}-{_file_digest(path)}", device, batch_size)
         predictor.load_s = time.perf_counter() - started
-        log.info("loaded %s (%d classes) on %s in %.1f s", predictor.version, len(classes), device, predictor.load_s)
+        log.info("loaded %s (%s, %d classes, input %d px) on %s in %.1f s", predictor.version, predictor.model_class,
+                 len(classes), predictor.input_size, device, predictor.load_s)
         return predictor
 
-    def predict(self, images: list[np.ndarray], embed: bool = False) -> list[Detections]:
+    @property
+    def input_size(self) -> int:
+        return input_size(self.model.cfg)
+
+    def predict(self, images: list[np.ndarray], embed: bool = False, classes: list[int] | None = None
+                ) -> list[Detections]:
         """Detections for BGR uint8 images, in batches of `batch_size`; with `embed`, each also carries the
-        image's neck features averaged over space (one vector per image, from the same forward pass)."""
+        image's neck features averaged over space (one vector per image, from the same forward pass).
+        `classes`: only these class indices are detected; the others are dropped from the head's scores,
+        before top-k and NMS, so they cannot crowd out the classes asked for."""
         import torch
         from mmengine.dataset import pseudo_collate
 
         out: list[Detections] = []
+        drop = class_drop(len(self.classes), classes)
+        if drop is not None and len(drop) == len(self.classes):
+            return [Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+                    for _ in images]
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             batch = pseudo_collate([self.pipeline(dict(img=img, img_id=i)) for i, img in enumerate(chunk)])
-            with self._lock, torch.no_grad():
+            with self._lock, torch.no_grad(), self._masking(drop):
                 data = self.model.data_preprocessor(batch, False)
                 inputs = data["inputs"].contiguous(memory_format=torch.channels_last)
                 if embed:
@@ -155,9 +130,20 @@ class Predictor:
                     results = [s.pred_instances for s in self.model.predict(inputs, data["data_samples"], rescale=True)]
                     vectors = [None] * len(results)
             for inst, vector in zip(results, vectors):
-                out.append(Detections(inst.bboxes.cpu().numpy(), inst.scores.cpu().numpy(),
-                                      inst.labels.cpu().numpy(), vector))
+                labels = inst.labels.cpu().numpy()
+                keep = np.ones(len(labels), bool) if drop is None else ~np.isin(labels, drop)
+                out.append(Detections(inst.bboxes.cpu().numpy()[keep], inst.scores.cpu().numpy()[keep], labels[keep],
+                                      vector))
         return out
+
+    @contextmanager
+    def _masking(self, drop: np.ndarray | None):
+        """While inside, the class-score hooks (backend.class_mask) drop these classes."""
+        self._drop = None if drop is None else drop.tolist()
+        try:
+            yield
+        finally:
+            self._drop = None
 
 
 def _build(cfg, state: dict, path: Path, device: str):
@@ -167,7 +153,13 @@ def _build(cfg, state: dict, path: Path, device: str):
         model = init_detector(cfg, checkpoint=None, device="cpu")
     except Exception as exc:
         raise LoopError(f"the mmdet config cannot build a model ({type(exc).__name__}: {exc})") from None
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # torch refuses tensors of another shape even when not strict
+        mismatched = str(exc).count("size mismatch")
+        raise LoopError(f"checkpoint {path} does not fit the config: {mismatched} weights have another shape "
+                        f"({str(exc).split('size mismatch for ')[-1].splitlines()[0][:160]}); use the config it was "
+                        "trained with") from None
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if missing or result.unexpected_keys:
         raise LoopError(f"checkpoint {path} does not fit the config: {len(missing)} missing and "

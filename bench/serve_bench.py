@@ -48,8 +48,9 @@ def random_checkpoint(img_size: int, out: Path) -> Path:
     from mmdet.apis import init_detector
     from mmengine.config import Config
 
+    from loop.common.model_config import set_input_size
     from train.slim import FORMAT
-    from train.trainer import set_input_size, set_num_classes
+    from train.trainer import set_num_classes
 
     cfg = Config.fromfile(str(CONFIG))
     set_num_classes(cfg.model, len(CLASSES))

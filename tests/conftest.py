@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from loop.clients.ls_server import LabelStudioServer
+from loop.clients.ls_server import LabelStudioServer, free_port
 from loop.clients.media import MediaConfig, MediaFetcher
+from loop.clients.services import spawn, stop, wait_http
 from loop.common.demo_data import ensure, generate
 from loop.common.paths import REPO_ROOT
 
@@ -31,6 +34,29 @@ def small_demo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("small_demo")
     generate(root, splits={"pool": 24, "test": 8}, seed=7)
     return root
+
+
+@pytest.fixture(scope="session")
+def start_backend(tmp_path_factory):
+    """start_backend(*overrides, api_key=None) -> {"url", "cold_start_s", "log", "proc"}: `python -m loop.run
+    stage=serve`, the Label Studio token in its environment as a user passes it (never on the command line)."""
+    procs = []
+
+    def start(*overrides: str, api_key: str | None = None, env: dict[str, str] | None = None) -> dict:
+        port = free_port()
+        log = tmp_path_factory.mktemp("backend") / "serve.log"
+        cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.port={port}", f"work_dir={log.parent}",
+               *overrides]
+        started = time.monotonic()
+        proc = spawn(cmd, log, env={"LABEL_STUDIO_API_KEY": api_key or "", **(env or {})})
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/health", proc, "stage=serve", log, timeout_s=120)
+        return {"url": url, "cold_start_s": time.monotonic() - started, "log": log, "proc": proc}
+
+    yield start
+    for proc in procs:
+        stop(proc)
 
 
 @pytest.fixture(scope="session")

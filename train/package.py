@@ -4,7 +4,6 @@ plots/ (training curves, precision-recall, held-out examples)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from loop.common.model_config import input_size
@@ -12,24 +11,30 @@ from train.plots import plot_examples, plot_history, plot_pr
 from train.slim import make_slim
 
 
-def package_model(result: dict, classes: list[str], img_size: int | None, out: Path, plots: Path,
-                  exported: Path, evaluation: dict) -> int:
-    """Write model/ and plots/ for a run trained by train.trainer.train on the export in `exported`; returns
-    the input size the model was trained at (`img_size`, or its mmdet config's own when that is None)."""
+def servable(result: dict, classes: list[str], img_size: int | None, out: Path) -> tuple[Path, Path, int]:
+    """A training run's slim `model.pth` (what the backend serves without unpickling) and its complete mmdet
+    config, written into `out`; returns (checkpoint, config, input size)."""
     from mmengine.config import (
         Config,  # defers mmengine (and torch) until a model is packaged
     )
 
     out.mkdir(parents=True, exist_ok=True)
-    plots.mkdir(parents=True, exist_ok=True)
-    cfg_file = Path(result["work_dir"]) / "model_config.py"
     mm_cfg = Config.fromfile(next(Path(result["work_dir"]).glob("*.py")))  # the config mmengine dumped
     mm_cfg.load_from = None
+    cfg_file = out / "config.py"
     mm_cfg.dump(str(cfg_file))
-    shutil.copy(cfg_file, out / "config.py")
     img_size = img_size or input_size(mm_cfg)
-    make_slim(Path(result["checkpoint"]), out / "model.pth", classes=classes, config_text=cfg_file.read_text(),
-              img_size=img_size)
+    slim = make_slim(Path(result["checkpoint"]), out / "model.pth", classes=classes,
+                     config_text=cfg_file.read_text(), img_size=img_size)
+    return slim, cfg_file, img_size
+
+
+def package_model(result: dict, classes: list[str], img_size: int | None, out: Path, plots: Path,
+                  exported: Path, evaluation: dict) -> int:
+    """Write model/ and plots/ for a run trained by train.trainer.train on the export in `exported`; returns
+    the input size the model was trained at (`img_size`, or its mmdet config's own when that is None)."""
+    plots.mkdir(parents=True, exist_ok=True)
+    _, _, img_size = servable(result, classes, img_size, out)
     (out / "classes.json").write_text(json.dumps(classes))
     plot_history(result["history"], plots / "curves.png")
     plot_pr(evaluation["precision"], evaluation["classes"], plots / "pr_curve.png")

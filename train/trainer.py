@@ -16,11 +16,10 @@ from typing import Any
 
 from loop.common.device import select_device
 from loop.common.errors import LoopError
+from loop.common.model_config import set_input_size
+from train.start_weights import fitted_start
 
 log = logging.getLogger(__name__)
-
-_SCALE_KEYS = {"Resize": "scale", "RandomResize": "scale", "RandomCrop": "crop_size", "Pad": "size",
-               "CachedMosaic": "img_scale", "CachedMixUp": "img_scale", "Mosaic": "img_scale"}
 
 
 @dataclass
@@ -69,14 +68,6 @@ def set_num_classes(node: Any, n: int) -> None:
     elif isinstance(node, list):
         for value in node:
             set_num_classes(value, n)
-
-
-def set_input_size(pipeline: list, size: int) -> None:
-    """Every resize, crop, pad and mosaic step of a data pipeline set to a square of `size`."""
-    for step in pipeline:
-        key = _SCALE_KEYS.get(step.get("type"))
-        if key and key in step:
-            step[key] = (size, size)
 
 
 def build_config(spec: TrainSpec):
@@ -145,6 +136,9 @@ def train(spec: TrainSpec) -> dict[str, Any]:
 
     cfg = build_config(spec)
     spec.work_dir.mkdir(parents=True, exist_ok=True)
+    start = None
+    if spec.load_from:  # e.g. a COCO checkpoint for a project with other classes: fit it to this model
+        cfg.load_from, start = fitted_start(spec.load_from, cfg.model, spec.work_dir)
     started = time.perf_counter()
     runner = Runner.from_cfg(cfg)
     history = EpochHistoryHook()
@@ -166,6 +160,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         "detections": str(spec.work_dir / "test_preds.bbox.json"),
         "work_dir": str(spec.work_dir),
         "history": history.history,
+        "start_weights": start and {k: start[k] for k in ("checkpoint", "loaded", "fresh")},
     }
     (spec.work_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result

@@ -1,8 +1,14 @@
-"""What the loop reads from an mmdet config it did not write (pure: plain attribute and key access)."""
+"""What the loop reads from, and sets in, an mmdet config it did not write (pure: plain attribute and key
+access)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from loop.common.errors import LoopError
+
+_SCALE_KEYS = {"Resize": "scale", "RandomResize": "scale", "RandomCrop": "crop_size", "Pad": "size",
+               "CachedMosaic": "img_scale", "CachedMixUp": "img_scale", "Mosaic": "img_scale"}
 
 
 def input_size(cfg) -> int:
@@ -11,3 +17,28 @@ def input_size(cfg) -> int:
         if step["type"] in ("Resize", "mmdet.Resize") and step.get("scale"):
             return int(max(step["scale"]))
     raise LoopError("cannot tell the model's input size from its test pipeline; set model.img_size")
+
+
+def set_input_size(pipeline: list, size: int) -> None:
+    """Every resize, crop, pad and mosaic step of a data pipeline set to a square of `size`."""
+    for step in pipeline:
+        key = _SCALE_KEYS.get(str(step.get("type")).split(".")[-1])
+        if key and key in step:
+            step[key] = (size, size)
+
+
+def num_classes(model_cfg: Any) -> int | None:
+    """The model's class count: the first `num_classes` in its config (heads agree), None if it has none."""
+    if isinstance(model_cfg, dict):
+        if "num_classes" in model_cfg:
+            return int(model_cfg["num_classes"])
+        for value in model_cfg.values():
+            found = num_classes(value)
+            if found is not None:
+                return found
+    elif isinstance(model_cfg, list):
+        for value in model_cfg:
+            found = num_classes(value)
+            if found is not None:
+                return found
+    return None

@@ -16,6 +16,7 @@ from loop.clients.ls_server import LabelStudioServer
 from loop.clients.media import MediaConfig, MediaFetcher
 from loop.clients.registry import Registry
 from loop.common.errors import LoopError
+from loop.common.model_zoo import resolve_config
 from loop.common.paths import resolve
 from train.trainer import TrainSpec
 
@@ -25,6 +26,14 @@ def local(path) -> str | None:
     if not path:
         return None
     return str(path) if "://" in str(path) else str(resolve(path))
+
+
+def zoo_or_local(config) -> str | None:
+    """An mmdet config option: a model-zoo name stays a name, a path is made absolute."""
+    if not config:
+        return None
+    path = resolve(config)
+    return str(path) if path.exists() or "/" in str(config) else str(config)
 
 
 def plain(node) -> Any:
@@ -93,7 +102,8 @@ def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSetti
     media = media_config(cfg)
     return ServeSettings(
         checkpoint=checkpoint if checkpoint is not None else local(backend.checkpoint),
-        config=local(backend.config), default_config=local(cfg.model.config), device=str(backend.device),
+        config=zoo_or_local(backend.config), device=str(backend.device),
+        img_size=int(backend.img_size) if backend.get("img_size") else None,
         score_threshold=float(backend.score_threshold),
         batch_size=int(backend.batch_size) if backend.batch_size else None, fetch_workers=int(backend.fetch_workers),
         threads=int(backend.threads) if backend.get("threads") else None,
@@ -114,7 +124,7 @@ def train_spec(cfg: DictConfig, work_dir: Path, **changes: Any) -> TrainSpec:
     a stage trains on, the weights it starts from, ...) over them."""
     recipe, data = cfg.train, cfg.data
     spec = TrainSpec(
-        config=resolve(cfg.model.config), data_root=resolve(data.root), train_ann=str(data.train_ann),
+        config=resolve_config(zoo_or_local(cfg.model.config)), data_root=resolve(data.root), train_ann=str(data.train_ann),
         val_ann=str(data.test_ann), img_prefix=data.get("img_prefix", "") or "", work_dir=Path(work_dir),
         img_size=cfg.model.get("img_size"), epochs=int(recipe.epochs), batch_size=int(recipe.batch_size),
         lr=float(recipe.lr), warmup_iters=int(recipe.warmup_iters), num_workers=int(recipe.num_workers),

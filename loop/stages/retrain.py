@@ -22,9 +22,10 @@ from backend.onnx_check import onnx_check
 from loop.al.gate import should_promote
 from loop.clients.registry import Version
 from loop.common.errors import LoopError
+from loop.common.model_zoo import resolve_config
 from loop.common.paths import code_revision, resolve
 from loop.common.secrets import redact
-from loop.stages.adapters import local, open_registry, train_spec
+from loop.stages.adapters import local, open_registry, train_spec, zoo_or_local
 from loop.stages.export import export
 from train.evaluate import coco_eval
 from train.package import package_model
@@ -84,7 +85,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
                         "val_fraction": cfg.export.val_fraction, "parent_version": parent,
                         "train_images": exp["train"], "heldout_images": exp["val"], "start_weights": load_from})
         t = time.perf_counter()
-        result = train(_spec(cfg, exported, work / "train", resolve(cfg.model.config), load_from))
+        result = train(_spec(cfg, exported, work / "train", resolve_config(zoo_or_local(cfg.model.config)), load_from))
         timings["train_s"] = time.perf_counter() - t
         for row in result["history"]:
             run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])

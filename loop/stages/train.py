@@ -1,4 +1,5 @@
-"""stage=train: train the mmdet config on a COCO dataset (data=...) and report COCO mAP on its test split."""
+"""stage=train: train the mmdet config on a COCO dataset (data=...), report COCO mAP on its test split, and
+leave a servable slim model.pth (with config.py) next to the Runner's checkpoint."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from omegaconf import DictConfig
 
 from loop.common.paths import resolve
 from loop.stages.adapters import train_spec
-from train.trainer import train
+from train.package import servable
+from train.trainer import read_classes, train
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +20,10 @@ log = logging.getLogger(__name__)
 def run_stage(cfg: DictConfig) -> dict[str, Any]:
     """Train on data.train_ann, evaluate on data.test_ann, print the figures."""
     work_dir = resolve(cfg.work_dir) / "train" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    result = train(train_spec(cfg, work_dir))
-    log.info("bbox mAP %.3f, mAP@50 %.3f after %d iterations (%d epochs) in %.0f s on %s; checkpoint %s",
-             result["bbox_mAP"], result["bbox_mAP_50"], result["iterations"], result["epochs"],
-             result["train_s"], result["device"], result["checkpoint"])
-    return {k: v for k, v in result.items() if k != "history"}
+    spec = train_spec(cfg, work_dir)
+    result = train(spec)
+    model, _, _ = servable(result, read_classes(spec.data_root / spec.train_ann), spec.img_size, work_dir)
+    log.info("bbox mAP %.3f, mAP@50 %.3f after %d iterations (%d epochs) in %.0f s on %s; serve it with "
+             "backend.checkpoint=%s", result["bbox_mAP"], result["bbox_mAP_50"], result["iterations"],
+             result["epochs"], result["train_s"], result["device"], model)
+    return {**{k: v for k, v in result.items() if k != "history"}, "model": str(model)}

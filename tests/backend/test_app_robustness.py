@@ -16,8 +16,13 @@ from PIL import Image
 from loop.clients.ls_server import free_port
 from loop.common.label_configs import rectangle_labels_config
 from loop.common.paths import REPO_ROOT
-from tests.helpers import WITHOUT_OPENVINO_DEVICES, bf16_refusal_here, cannot_exercise, forced_refusal
 from tests.fuzzing import fuzz
+from tests.helpers import (
+    WITHOUT_OPENVINO_DEVICES,
+    bf16_refusal_here,
+    cannot_exercise,
+    forced_refusal,
+)
 from tests.loop.test_run import cli
 
 pytestmark = pytest.mark.integration
