@@ -44,9 +44,10 @@ def export_onnx(detector, img_size: int, out: Path) -> Path:
     """Export the network (dynamic batch, height and width; traced at img_size); returns the file."""
     import torch
 
-    if type(detector.bbox_head).__name__ not in ("RTMDetHead", "RTMDetSepBNHead"):
-        raise LoopError(f"ONNX export covers RTMDet heads only, not {type(detector.bbox_head).__name__}; "
-                        "serve it with backend.runtime=torch")
+    head = type(getattr(detector, "bbox_head", None)).__name__
+    if head not in ("RTMDetHead", "RTMDetSepBNHead"):
+        what = head if head != "NoneType" else f"{type(detector).__name__} (a two-stage model)"
+        raise LoopError(f"ONNX export covers RTMDet heads only, not {what}; serve it with backend.runtime=torch")
     net = _network(detector).cpu()
     levels = len(detector.bbox_head.prior_generator.strides)
     names = [f"cls_{i}" for i in range(levels)] + [f"box_{i}" for i in range(levels)]
