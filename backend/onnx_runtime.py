@@ -218,17 +218,28 @@ def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score
     return True, f"{sum(len(r.scores) for r in reference)} detections on {len(reference)} images agree"
 
 
+def prune(cache_dir: Path, keep: int) -> None:
+    """Keep the `keep` networks used last."""
+    files = sorted(cache_dir.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
+        log.info("ONNX cache: removed %s", old.name)
+
+
 def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_threshold: float | None = None,
               onnx_file: Path | None = None, threads: int | None = None, precision: str = "fp32") -> OnnxDetector:
     """An OnnxDetector for a loaded torch Predictor: `onnx_file` if given and present (a registry version's
     artifact), else its network exported once into cache_dir."""
     started = time.perf_counter()
     size = img_size or input_size(predictor.model.cfg)
-    path = Path(cache_dir) / f"{predictor.version.replace(':', '_').replace('/', '_')}-{size}.onnx"
+    path = Path(cache_dir) / f"{predictor.digest[:16]}-{size}.onnx"  # by content: never another model's network
     if onnx_file is not None and Path(onnx_file).exists():
         path = Path(onnx_file)
     elif not path.exists():
         export_onnx(predictor.model, size, path)
+        prune(Path(cache_dir), keep=8)
+    else:
+        os.utime(path)
     det = OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
                        score_threshold=score_threshold, threads=threads, precision=precision)
     det.load_s = getattr(predictor, "load_s", 0.0) + time.perf_counter() - started

@@ -7,7 +7,6 @@ mmdet's `inference_detector` does not do (it runs one image at a time).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -18,12 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.class_mask import class_drop, install_class_mask
-from loop.clients.checkpoints import (
-    class_names,
-    fetch_checkpoint,
-    model_config,
-    read_checkpoint,
-)
+from loop.clients.checkpoints import class_names, fetch_checkpoint, file_sha256, model_config, read_checkpoint
 from loop.common.device import select_device
 from loop.common.errors import LoopError
 from loop.common.model_config import input_size, num_classes
@@ -37,14 +31,6 @@ class Detections:
     scores: np.ndarray  # N
     labels: np.ndarray  # N, model class index
     embedding: np.ndarray | None = None  # pooled neck features, for diversity-aware active learning
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:10]
 
 
 class Predictor:
@@ -88,11 +74,14 @@ class Predictor:
         model = _build(cfg, state, path, device)
         model.dataset_meta = {"classes": tuple(classes)}
         # Keep only boxes worth showing: the score threshold is applied before NMS, not after.
-        roi_head = getattr(model, "roi_head", None)
-        for stage in (model.test_cfg or {}, getattr(roi_head, "test_cfg", None) or {}):  # two-stage: the RoI head
+        # The detector and its heads may hold separate copies of test_cfg; two-stage models: the RoI head's.
+        for part in (model, getattr(model, "bbox_head", None), getattr(model, "roi_head", None)):
+            stage = getattr(part, "test_cfg", None) or {}
             if score_threshold is not None and "score_thr" in stage:
                 stage["score_thr"] = max(float(stage["score_thr"]), float(score_threshold))
-        predictor = cls(model, list(classes), version or f"{path.stem}-{_file_digest(path)}", device, batch_size)
+        digest = file_sha256(path)
+        predictor = cls(model, list(classes), version or f"{path.stem}-{digest[:10]}", device, batch_size)
+        predictor.digest = digest  # what the exported network is cached by: the weights, not a version number
         predictor.load_s = time.perf_counter() - started
         log.info("loaded %s (%s, %d classes, input %d px) on %s in %.1f s", predictor.version, predictor.model_class,
                  len(classes), predictor.input_size, device, predictor.load_s)

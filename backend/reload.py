@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from loop.clients.checkpoints import file_sha256
+from loop.clients.registry import DIGEST_TAG
 from loop.common.errors import LoopError
 
 log = logging.getLogger(__name__)
@@ -39,13 +41,21 @@ class ModelHolder:
         log.info("now serving %s (was %s)", predictor.version, old.version if old else "nothing")
 
 
-def load_registered(registry, version, cache_dir: Path, load: Callable[..., object]):
-    """Download a registered version's model/ folder and load it; LoopError with the reason if it is unusable."""
-    target = Path(cache_dir) / f"v{version.version}"
+def cache_key(version) -> str:
+    """A registered version's cache folder: its run id and, when retrain recorded it, its weights' digest.
+    Version numbers are not keys: a reset store or another tracking_uri starts again at v1 (pure)."""
+    digest = version.tags.get(DIGEST_TAG, "")[:12]
+    return f"{version.run_id}-{digest}" if digest else version.run_id
+
+
+def load_registered(registry, version, cache_dir: Path, load: Callable[..., object], keep: int = 3):
+    """Download a registered version's model/ folder and load it; LoopError with the reason if it is unusable.
+    The cache keeps the `keep` folders used last."""
+    target = Path(cache_dir) / cache_key(version)
     if not (target / "model" / "model.pth").exists():
         # Several server workers may fetch the same version at once: each downloads into its own folder and
         # the first complete one is kept.
-        tmp = Path(cache_dir) / f".v{version.version}.partial-{os.getpid()}-{threading.get_ident()}"
+        tmp = Path(cache_dir) / f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}"
         try:
             registry.download(version, tmp)
         except Exception as exc:
@@ -59,11 +69,32 @@ def load_registered(registry, version, cache_dir: Path, load: Callable[..., obje
     model_dir = target / "model"
     if not (model_dir / "model.pth").exists():
         raise LoopError(f"version {version.version} has no model/model.pth artifact")
+    expected = version.tags.get(DIGEST_TAG)
+    if expected and file_sha256(model_dir / "model.pth") != expected:
+        shutil.rmtree(target, ignore_errors=True)
+        raise DownloadError(f"version {version.version}: model.pth does not match the digest recorded at "
+                            "registration (a partial or altered download); it will be fetched again")
+    os.utime(target)
     predictor = load(str(model_dir / "model.pth"), version=f"{registry.model_name}:v{version.version}")
+    predictor.run_id = version.run_id
     classes_file = model_dir / "classes.json"
     if classes_file.exists() and json.loads(classes_file.read_text()) != list(predictor.classes):
         raise LoopError(f"version {version.version}: classes.json does not match the checkpoint's classes")
+    prune(Path(cache_dir), keep)
     return predictor
+
+
+def prune(cache_dir: Path, keep: int) -> list[str]:
+    """Remove all but the `keep` most recently used entries of a cache folder; returns what went."""
+    entries = sorted((p for p in cache_dir.iterdir() if not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    gone = []
+    for old in entries[keep:]:
+        (shutil.rmtree if old.is_dir() else os.remove)(old)
+        gone.append(old.name)
+    if gone:
+        log.info("cache %s: removed %s", cache_dir, ", ".join(gone))
+    return gone
 
 
 class AliasWatcher(threading.Thread):
@@ -88,7 +119,8 @@ class AliasWatcher(threading.Thread):
             self.holder.registry_unreachable, self.holder.error = False, None
             log.info("the registry answers again")
         current = self.holder.current
-        if version is None or (current and current.version == f"{self.registry.model_name}:v{version.version}"):
+        if version is None or (current and current.version == f"{self.registry.model_name}:v{version.version}"
+                               and getattr(current, "run_id", None) == version.run_id):
             return False
         if version.version in self._refused:
             return False

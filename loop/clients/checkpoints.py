@@ -47,6 +47,15 @@ def fetch_checkpoint(checkpoint: str, cache_dir: Path | None = None) -> Path:
     return path
 
 
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256 (hex): what caches are keyed by and what the registry records for a version."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def unsafe_globals(path: Path) -> list[str]:
     """The Python objects the file would have to unpickle (empty for a file of tensors and plain types)."""
     import torch.serialization

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_DIR = "model"  # artifact folder of a run that holds the slim checkpoint, config and classes
 _HISTORY_TAG = "champion_history"
+DIGEST_TAG = "model_sha256"  # SHA-256 of model/model.pth, recorded at registration
 
 
 def is_missing(error_code: str, message: str) -> bool:

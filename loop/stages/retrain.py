@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from backend.jobs import retrain_lock, update_current_job
 from backend.onnx_check import onnx_check
 from loop.al.gate import should_promote
-from loop.clients.registry import Version
+from loop.clients.checkpoints import file_sha256
+from loop.clients.registry import DIGEST_TAG, Version
 from loop.common.errors import LoopError
 from loop.common.model_zoo import resolve_config
 from loop.common.paths import code_revision, resolve
@@ -123,7 +124,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
             "resolved_config": redacted_config(cfg)[:5000], "code_revision": code_revision(),
             "parent_version": parent, "classes": json.dumps(classes)[:5000],
             "project_id": str(cfg.labelstudio.project_id), "onnx_check": onnx_state,
-            "onnx_check_detail": onnx_reason[:1000]}
+            "onnx_check_detail": onnx_reason[:1000], DIGEST_TAG: file_sha256(work / "model" / "model.pth")}
     version = models.register(run_id, tags)
     promote, reason = should_promote(ev["bbox_mAP"], champion_map, float(cfg.registry.promotion_margin))
     if promote and onnx_state == "failed":
