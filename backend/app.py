@@ -29,8 +29,9 @@ from backend.api_schema import request_body
 from backend.auth import OPEN_PATHS, authorized
 from backend.jobs import JobRunner, JobsBusy
 from backend.labels import LabelMap, build_label_map
-from backend.loading import ServeSettings, start_model
+from backend.loading import ServeSettings, model_loader
 from backend.metrics import Metrics
+from backend.projects import NoModel, ProjectModels, UnknownProject
 from loop.clients.media import MediaFetcher
 from loop.common.label_configs import LabelConfigError
 
@@ -61,15 +62,13 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
-    holder, watcher = start_model(settings, predictor)
+    models = ProjectModels(settings, model_loader(settings), predictor)
 
     @asynccontextmanager
     async def lifespan(app):
-        if watcher is not None:
-            watcher.start()
+        models.start()
         yield
-        if watcher is not None:
-            watcher.stop()
+        models.stop()
         pool.shutdown(wait=False, cancel_futures=True)
         fetcher.close()
 
@@ -83,7 +82,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     if settings.retrain_overrides is not None and settings.work_dir:
         jobs = JobRunner(Path(settings.work_dir), settings.retrain_overrides, settings.api_key)
     app = FastAPI(title="labelloop ML backend", lifespan=lifespan)
-    app.state.holder, app.state.metrics, app.state.watcher = holder, metrics, watcher
+    app.state.models, app.state.metrics = models, metrics
     credentials = settings.credentials()
 
     @app.middleware("http")
@@ -114,14 +113,36 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"error": str(exc)}, status_code=413 if "limit" in str(exc) else 400)
 
+    @app.exception_handler(UnknownProject)
+    async def unknown_project(request: Request, exc: UnknownProject):
+        metrics.add("bad_requests")
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": str(exc)}, status_code=403)
+
+    @app.exception_handler(NoModel)
+    async def no_model(request: Request, exc: NoModel):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": str(exc)}, status_code=503)
+
+    async def project_holder(value):
+        """(project, its holder): the first request of a project loads its model line (off the event loop)."""
+        project = models.project(value)
+        return project, await run_in_threadpool(models.holder, project)
+
     @app.get("/")
     @app.get("/health")
     def health() -> dict[str, Any]:
+        holder = models.default()
+        reply: dict[str, Any] = {"status": "UP", "model_version": None, "projects": models.allowed or "any"}
+        if models.alias and not models.shared:
+            reply["model_lines"] = models.loaded()
+        if holder is None:  # serving per-project lines, none loaded yet
+            return reply
         predictor = holder.current
-        reply = {"status": "UP", "model_class": predictor.model_class, "runtime": predictor.runtime,
-                 "precision": predictor.precision, "execution_provider": predictor.execution_provider,
-                 "model_version": predictor.version, "input_size": predictor.input_size,
-                 "classes": len(predictor.classes)}
+        reply.update({"model_class": predictor.model_class, "runtime": predictor.runtime,
+                      "precision": predictor.precision, "execution_provider": predictor.execution_provider,
+                      "model_version": predictor.version, "input_size": predictor.input_size,
+                      "classes": len(predictor.classes)})
         if holder.error:
             reply["reload_error"] = holder.error
         if holder.registry_unreachable:
@@ -134,6 +155,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         if not isinstance(body, dict):
             raise BadRequest("expected a JSON object with 'project' and 'schema'")
         schema = body.get("schema")
+        _, holder = await project_holder(body.get("project"))
         predictor = holder.current
         if isinstance(schema, str) and schema.strip():
             label_map_for(schema, predictor)
@@ -163,6 +185,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         label_config = body.get("label_config") or project_configs.get(str(body.get("project", "")).split(".")[0])
         if not isinstance(label_config, str) or not label_config.strip():
             raise BadRequest("no label config: send 'label_config' (Label Studio does) or call /setup first")
+        _, holder = await project_holder(body.get("project"))
         predictor = holder.current  # this request finishes on this model, even if a swap happens meanwhile
         lmap = label_map_for(label_config, predictor)
         metrics.add("predict_requests")
@@ -171,10 +194,11 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
 
     async def start_training(project_id) -> dict[str, Any]:
         """Start (or join) one retrain job in its own process and answer at once with its id."""
-        if isinstance(project_id, str) and project_id.split(".")[0].isdigit():
-            project_id = int(project_id.split(".")[0])  # the legacy /train call sends "<id>.<created>"
-        if not isinstance(project_id, (int, type(None))):
-            raise BadRequest("START_TRAINING needs the project id in 'project'")
+        given = project_id
+        project_id = models.project(project_id)  # the legacy /train call sends "<id>.<created>"
+        if project_id is None:
+            raise BadRequest("START_TRAINING needs the project id in 'project'"
+                             + (f" (got {given!r})" if given is not None else ""))
         if jobs is None:
             log.warning("START_TRAINING for project %s: this backend was started without retrain settings; "
                         "run `python -m loop.run stage=retrain labelstudio.project_id=%s`", project_id, project_id)
@@ -220,10 +244,14 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
 
     @app.get("/versions")
     def versions() -> dict[str, Any]:
-        return {"versions": [holder.current.version]}
+        holder = models.default()
+        return {"versions": [holder.current.version] if holder else []}
 
     @app.get("/metrics")
     def get_metrics() -> dict[str, Any]:
+        holder = models.default()
+        if holder is None:
+            return {**metrics.snapshot(), "model_version": None, "model_lines": models.loaded()}
         predictor = holder.current
         return {**metrics.snapshot(), "model_version": predictor.version, "device": predictor.device,
                 "runtime": predictor.runtime, "precision": predictor.precision,

@@ -1,7 +1,8 @@
 """Retrain jobs: single-flight across processes, with state a person (or Label Studio) can look up.
 
-Every retrain takes an exclusive lock on `<work_dir>/retrain.lock` (fcntl), so a click on Start Training, the
-scheduler and a hand-run `stage=retrain` never train in parallel: the second one waits. Jobs started from
+Every retrain takes an exclusive lock on `<work_dir>/locks/retrain-project-<id>.lock` (fcntl), so a click on
+Start Training, the scheduler and a hand-run `stage=retrain` of one project never train in parallel: the
+second one waits. Each project has its own lock, as it has its own model line. Jobs started from
 the backend run as separate processes (`python -m loop.run stage=retrain ...`), never in request threads;
 their state lives in `<work_dir>/jobs/<id>.json`.
 """
@@ -49,9 +50,12 @@ def _exclusive(path: Path, waiting: str | None = None) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def retrain_lock(work_dir: Path):
-    """One retrain at a time per work_dir, whichever process starts it."""
-    return _exclusive(Path(work_dir) / "retrain.lock", "another retrain is running; waiting for it")
+def retrain_lock(work_dir: Path, project_id: int | None = None):
+    """One retrain at a time per project (each project trains its own model line), whichever process starts
+    it; different projects may train side by side (Start Training allows `JobRunner.max_active` at once)."""
+    name = "retrain.lock" if project_id is None else f"retrain-project-{int(project_id)}.lock"
+    return _exclusive(Path(work_dir) / "locks" / name, f"another retrain of project {project_id} is running; "
+                      "waiting for it")
 
 
 def _write(path: Path, state: dict) -> None:
@@ -93,8 +97,9 @@ class JobsBusy(LoopError):
 
 class JobRunner:
     """Start Training jobs: one file per job under work_dir/jobs, shared by every server worker and process.
-    Retrains run one at a time (the retrain lock), so more than `max_active` waiting processes only use
-    memory: past that, Start Training answers 429 until one ends."""
+    A project's retrains run one at a time (its retrain lock) and projects may train side by side, so more than
+    `max_active` processes would only compete for the same cores and memory: past that, Start Training
+    answers 429 until one ends."""
 
     max_active = 2
 
@@ -145,7 +150,9 @@ class JobRunner:
             job = {"id": job_id, "project_id": project_id, "state": "queued", "created_at": time.time(),
                    "version": None, "error": None}
             _write(path, job)
-            cmd = [sys.executable, "-m", "loop.run", "stage=retrain", *self.overrides]
+            # the job's project is the one asked for, whatever project the server was started with
+            cmd = [sys.executable, "-m", "loop.run", "stage=retrain",
+                   *[o for o in self.overrides if not o.startswith("labelstudio.project_id=")]]
             if project_id is not None:
                 cmd.append(f"labelstudio.project_id={project_id}")
             log_path = self.dir / f"{job_id}.log"

@@ -14,9 +14,7 @@ from backend.auth import Credentials
 from backend.onnx_runtime import load_onnx
 from backend.ort_session import PRECISIONS, check_precision
 from backend.predictor import Predictor
-from backend.reload import AliasWatcher, ModelHolder, load_registered
 from loop.clients.media import MediaConfig
-from loop.clients.registry import Registry
 from loop.common.device import select_device
 from loop.common.errors import LoopError
 
@@ -49,7 +47,10 @@ class ServeSettings:
     # Serve a registry alias instead of a fixed checkpoint, and follow it.
     serve_alias: str | None = None
     tracking_uri: str | None = None
-    model_name: str | None = None
+    model_name: str | None = None  # one line shared by every project; None: one line per project
+    model_prefix: str = "labelloop"  # per-project lines are <model_prefix>-project-<id>
+    projects: list[int] = field(default_factory=list)  # the projects served; empty: any
+    max_models: int = 4  # per-project lines kept in memory
     poll_s: float = 5.0
     cache_dir: str | None = None
     # Start Training: retrain jobs run as `python -m loop.run stage=retrain <these overrides>`.
@@ -117,20 +118,3 @@ def model_loader(settings: ServeSettings):
             return predictor
 
     return load
-
-
-def start_model(settings: ServeSettings, predictor=None):
-    """(holder, watcher or None): the fixed checkpoint, or the version the alias points at now."""
-
-    load = model_loader(settings)
-    if predictor is not None or not settings.serve_alias:
-        return ModelHolder(predictor or load(settings.checkpoint)), None
-
-    registry = Registry(settings.tracking_uri, settings.model_name)
-    version = registry.by_alias(settings.serve_alias)
-    if version is None:
-        raise LoopError(f"registered model '{settings.model_name}' has no '{settings.serve_alias}' version in "
-                        f"{settings.tracking_uri}; run stage=retrain first, or serve a checkpoint")
-    cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop" / "registry") / settings.model_name
-    holder = ModelHolder(load_registered(registry, version, cache, load))
-    return holder, AliasWatcher(holder, registry, settings.serve_alias, cache, load, settings.poll_s)

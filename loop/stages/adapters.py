@@ -18,6 +18,7 @@ from loop.clients.registry import Registry
 from loop.common.errors import LoopError
 from loop.common.model_zoo import resolve_config
 from loop.common.paths import resolve
+from loop.common.projects import model_line, project_number
 from train.trainer import TrainSpec
 
 
@@ -65,12 +66,34 @@ def connect_labelstudio(cfg: DictConfig):
     return labelstudio.connect(cfg.labelstudio.url, labelstudio_api_key(cfg))
 
 
+def model_name(cfg: DictConfig) -> str:
+    """The registered model this run reads and writes: registry.model_name when set (one shared line), else
+    the project's own line."""
+    if cfg.registry.get("model_name"):
+        return str(cfg.registry.model_name)
+    if cfg.labelstudio.project_id is None:
+        raise LoopError("which project's model? set labelstudio.project_id=N (each project has its own registered "
+                        "model), or registry.model_name=NAME for one shared line")
+    return model_line(str(cfg.registry.model_prefix), cfg.labelstudio.project_id)
+
+
 def open_registry(cfg: DictConfig) -> Registry:
     settings = cfg.registry
     uri = str(settings.tracking_uri)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return Registry(uri, settings.model_name, settings.experiment, settings.get("artifact_location"))
+    return Registry(uri, model_name(cfg), settings.experiment, settings.get("artifact_location"))
+
+
+def served_projects(cfg: DictConfig) -> list[int]:
+    """backend.projects and labelstudio.project_id: the projects a backend answers (empty: any)."""
+    given = list(plain(cfg.backend.get("projects")) or [])
+    if cfg.labelstudio.project_id is not None:
+        given.append(cfg.labelstudio.project_id)
+    numbers = [project_number(p) for p in given]
+    if None in numbers:
+        raise LoopError(f"backend.projects={given}: project ids are numbers (the number in the project's URL)")
+    return sorted(set(numbers))
 
 
 def labelstudio_server(cfg: DictConfig) -> LabelStudioServer:
@@ -113,7 +136,9 @@ def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSetti
         allow_hosts=media.allow_hosts, max_body_mb=float(backend.max_body_mb),
         trust_checkpoint=bool(backend.trust_checkpoint), runtime=str(backend.get("runtime", "auto")),
         precision=str(backend.get("precision", "fp32")), serve_alias=backend.get("serve_alias") or None,
-        tracking_uri=str(cfg.registry.tracking_uri), model_name=str(cfg.registry.model_name),
+        tracking_uri=str(cfg.registry.tracking_uri), model_name=cfg.registry.get("model_name") or None,
+        model_prefix=str(cfg.registry.model_prefix), projects=served_projects(cfg),
+        max_models=int(backend.get("max_models") or 4),
         poll_s=float(backend.poll_s), cache_dir=str(resolve(cfg.work_dir) / "serve-cache"),
         work_dir=str(resolve(cfg.work_dir)), basic_auth_user=backend.auth.basic_user or None,
         basic_auth_pass=backend.auth.basic_password or None, bearer_token=backend.auth.bearer_token or None)

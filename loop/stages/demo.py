@@ -33,7 +33,7 @@ from loop.common.demo_data import ensure
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
 from loop.common.secrets import API_KEY_ENV
-from loop.stages.adapters import labelstudio_server, open_registry, train_spec
+from loop.stages.adapters import labelstudio_server, model_name, open_registry, train_spec
 from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain
 from train.trainer import evaluate
@@ -67,8 +67,10 @@ def start_backend(cfg: DictConfig, work: Path, stack: ExitStack) -> str:
     cmd = [sys.executable, "-m", "loop.run", "stage=serve", "backend.serve_alias=champion", f"backend.port={port}",
            "backend.poll_s=2", f"work_dir={work}", f"labelstudio.url={cfg.labelstudio.url}",
            f"labelstudio.project_id={cfg.labelstudio.project_id}",
-           f"registry.model_name={cfg.registry.model_name}", f"registry.tracking_uri={cfg.registry.tracking_uri}",
+           f"registry.model_prefix={cfg.registry.model_prefix}", f"registry.tracking_uri={cfg.registry.tracking_uri}",
            f"registry.artifact_location={cfg.registry.artifact_location}", f"device={cfg.device}"]
+    if cfg.registry.get("model_name"):
+        cmd.append(f"registry.model_name={cfg.registry.model_name}")
     proc = spawn(cmd, work / "backend.log", env={API_KEY_ENV: str(cfg.labelstudio.api_key), f"{API_KEY_ENV}_FILE": ""})
     stack.callback(stop, proc)
     url = f"http://{host}:{port}"
@@ -153,7 +155,7 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
         if backend_url is None:
             backend_url = start_backend(cfg, work, stack)
             labelstudio.connect_ml_backend(client, project.id, backend_url)
-        version = f"{cfg.registry.model_name}:v{summary['version']}"
+        version = f"{model_name(cfg)}:v{summary['version']}"
         reloaded = wait_for_backend_version(backend_url, version) if summary["promoted"] else None
         if reloaded is False:
             log.warning("the backend did not load %s within 2 minutes; see %s", version, work / "backend.log")

@@ -57,7 +57,7 @@ def _spec(cfg: DictConfig, exported: Path, work: Path, config: Path, load_from: 
 
 def retrain(cfg: DictConfig) -> dict[str, Any]:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    work = resolve(cfg.work_dir) / "retrain" / stamp
+    work = resolve(cfg.work_dir) / "retrain" / f"project-{cfg.labelstudio.project_id}" / stamp
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -147,7 +147,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
 def run_stage(cfg: DictConfig) -> dict[str, Any]:
     """stage=retrain: one iteration, never in parallel with another (see backend.jobs)."""
     try:
-        with retrain_lock(resolve(cfg.work_dir)):
+        with retrain_lock(resolve(cfg.work_dir), cfg.labelstudio.project_id):
             update_current_job(state="running", started_at=time.time(), pid=os.getpid())
             summary = retrain(cfg)
     except BaseException as exc:

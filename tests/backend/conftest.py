@@ -26,7 +26,8 @@ def coco_named_checkpoint(demo_model, tmp_path_factory):
     return path
 
 
-def publish(registry, demo_model: dict, tmp_path, name: str, corrupt: bool = False, checkpoint=None) -> int:
+def publish(registry, demo_model: dict, tmp_path, name: str, corrupt: bool = False, checkpoint=None,
+            classes: list[str] | None = None) -> int:
     """Register the demo model (or `checkpoint`, a variant of it) as a version the way retrain does (model/
     artifacts first, then the version, tagged with the weights' digest)."""
     model = tmp_path / name / "model"
@@ -36,7 +37,7 @@ def publish(registry, demo_model: dict, tmp_path, name: str, corrupt: bool = Fal
     else:
         shutil.copy(checkpoint or demo_model["checkpoint"], model / "model.pth")
     shutil.copy(demo_model["config"], model / "config.py")
-    (model / "classes.json").write_text(json.dumps(["circle", "square", "triangle", "star"]))
+    (model / "classes.json").write_text(json.dumps(classes or ["circle", "square", "triangle", "star"]))
     with registry.run(name) as run:
         run.log_artifacts(model, "model")
     return registry.register(run.run_id, {"note": name, DIGEST_TAG: file_sha256(model / "model.pth")}).version

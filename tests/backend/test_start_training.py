@@ -20,13 +20,14 @@ def test_start_training_button(ls_server, ls_token, ls_client, demo_data, demo_m
                                tmp_path):
     project, gt, file_of = make_demo_project(ls_client, demo_data, 24, "start-training")
     submit_ground_truth(ls_client, gt, file_of)
-    registry = Registry(mlflow_store["tracking_uri"], "st-test", artifact_location=mlflow_store["artifact_location"])
+    line = f"labelloop-project-{project.id}"  # the project's own model line
+    registry = Registry(mlflow_store["tracking_uri"], line, artifact_location=mlflow_store["artifact_location"])
     registry.promote(publish(registry, demo_model, tmp_path, "v1"))
 
     backend = start_backend(
         "backend.serve_alias=champion", "backend.poll_s=1", f"labelstudio.url={ls_server.url}",
         f"registry.tracking_uri={mlflow_store['tracking_uri']}",
-        f"registry.artifact_location={mlflow_store['artifact_location']}", "registry.model_name=st-test",
+        f"registry.artifact_location={mlflow_store['artifact_location']}",
         "registry.promotion_margin=-1",  # "enough improvement": any new version is promoted here
         "train=smoke",
         "model.img_size=160", "export.val_fraction=0.3", api_key=ls_token)
@@ -49,9 +50,9 @@ def test_start_training_button(ls_server, ls_token, ls_client, demo_data, demo_m
         time.sleep(1)
     assert job["state"] == "succeeded", job
     assert job["version"] == 2 and registry.champion().version == 2
-    while time.monotonic() < deadline and httpx.get(f"{url}/health").json()["model_version"] != "st-test:v2":
+    while time.monotonic() < deadline and httpx.get(f"{url}/health").json()["model_version"] != f"{line}:v2":
         time.sleep(0.5)
-    assert httpx.get(f"{url}/health").json()["model_version"] == "st-test:v2"
+    assert httpx.get(f"{url}/health").json()["model_version"] == f"{line}:v2"
     # The token reached the backend and its retrain job through their environments only: not on a command line
     # (ps), in the job's files or log, in Hydra's saved configs, or in MLflow.
     assert not any(ls_token.encode() in line for line in command_lines())
