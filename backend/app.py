@@ -33,7 +33,7 @@ from backend.loading import ServeSettings, model_loader
 from backend.metrics import Metrics
 from backend.projects import NoModel, ProjectModels, UnknownProject
 from loop.clients.media import MediaFetcher
-from loop.common.label_configs import LabelConfigError
+from loop.common.label_configs import LabelConfigError, rectangle_controls
 
 log = logging.getLogger("backend")
 
@@ -155,13 +155,22 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         if not isinstance(body, dict):
             raise BadRequest("expected a JSON object with 'project' and 'schema'")
         schema = body.get("schema")
-        _, holder = await project_holder(body.get("project"))
-        predictor = holder.current
+        project = models.project(body.get("project"))
+        # Label Studio waits 3 s: a project's first /setup starts loading its line and answers at once
+        holder = await run_in_threadpool(models.holder, project, False)
         if isinstance(schema, str) and schema.strip():
-            label_map_for(schema, predictor)
+            if holder is not None:
+                label_map_for(schema, holder.current)
+            else:  # check the config itself now; its labels are matched to classes on the first /predict
+                try:
+                    rectangle_controls(schema)
+                except LabelConfigError as exc:
+                    raise BadRequest(str(exc)) from None
             project_configs[str(body.get("project", "")).split(".")[0]] = schema
         metrics.add("setup")
-        return {"model_version": predictor.version}
+        version = holder.current.version if holder is not None else \
+            await run_in_threadpool(models.expected_version, project)
+        return {"model_version": version}
 
     def predict_tasks(tasks: list[dict], lmap: LabelMap, predictor) -> list[dict]:
         started = time.perf_counter()

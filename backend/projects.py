@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from backend.reload import AliasWatcher, ModelHolder, load_registered
@@ -38,8 +39,10 @@ class ProjectModels:
         self.allowed = sorted({int(p) for p in settings.projects or []})
         self.alias = settings.serve_alias
         self.cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "registry"
-        self._lines: OrderedDict[str, tuple[ModelHolder, AliasWatcher | None]] = OrderedDict()
+        self._lines: OrderedDict[str, tuple[ModelHolder, AliasWatcher]] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[str, Future] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load-line")
         self._started = False
         self.base: ModelHolder | None = None
         if predictor is not None or not self.alias or settings.checkpoint:
@@ -70,29 +73,54 @@ class ProjectModels:
                                  "it to backend.projects, or connect the project to its own backend")
         return number
 
-    def holder(self, project: int | None) -> ModelHolder:
-        """The holder that answers `project` (checked with `project()` first)."""
+    def holder(self, project: int | None, wait: bool = True) -> ModelHolder | None:
+        """The holder that answers `project` (checked with `project()` first). A line not loaded yet is loaded
+        in the background; `wait=False` returns None meanwhile (Label Studio's /setup waits 3 s at most)."""
         if not self.alias:
             return self.base
         if not self.shared and project is None:
             if self.base is not None:
                 return self.base
             raise UnknownProject("the request names no project: this backend serves one model line per project")
-        name = self.settings.model_name or model_line(self.settings.model_prefix, project)
+        name = self.line(project)
         with self._lock:
             if name in self._lines:
                 self._lines.move_to_end(name)
                 return self._lines[name][0]
+            future = self._loading.get(name)
+            if future is None:
+                future = self._loading[name] = self._pool.submit(self._add, name, project)
+        return future.result() if wait else None
+
+    def line(self, project: int | None) -> str:
+        return self.settings.model_name or model_line(self.settings.model_prefix, project)
+
+    def expected_version(self, project: int | None) -> str | None:
+        """What a line not loaded yet will serve, from one registry read (None if it cannot say)."""
+        name = self.line(project)
+        try:
+            version = Registry(self.settings.tracking_uri, name).by_alias(self.alias)
+        except LoopError:
+            return None
+        if version is not None:
+            return f"{name}:v{version.version}"
+        return self.base.current.version if self.base is not None else None
+
+    def _add(self, name: str, project: int | None) -> ModelHolder:
+        try:
             holder, watcher = self._open(name, project)
-            self._lines[name] = (holder, watcher)
-            while len(self._lines) > self.max_models:
-                old, (_, old_watcher) = self._lines.popitem(last=False)
-                if old_watcher is not None:
+            with self._lock:
+                self._lines[name] = (holder, watcher)
+                while len(self._lines) > self.max_models:
+                    old, (_, old_watcher) = self._lines.popitem(last=False)
                     old_watcher.stop()
-                log.info("model line %s unloaded (at most %d kept)", old, self.max_models)
-            if self._started and watcher is not None:
-                watcher.start()
+                    log.info("model line %s unloaded (at most %d kept)", old, self.max_models)
+                if self._started:
+                    watcher.start()
             return holder
+        finally:
+            with self._lock:
+                self._loading.pop(name, None)
 
     def _open(self, name: str, project: int | None) -> tuple[ModelHolder, AliasWatcher]:
         registry = Registry(self.settings.tracking_uri, name)
@@ -125,11 +153,10 @@ class ProjectModels:
         with self._lock:
             self._started = True
             for _, watcher in self._lines.values():
-                if watcher is not None:
-                    watcher.start()
+                watcher.start()
 
     def stop(self) -> None:
         with self._lock:
             for _, watcher in self._lines.values():
-                if watcher is not None:
-                    watcher.stop()
+                watcher.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -90,6 +90,30 @@ def ls_fetcher(ls_server, ls_token):
         yield fetcher
 
 
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory):
+    """A real `mlflow server` process on SQLite with --serve-artifacts, as teams deploy it: clients upload and
+    download artifacts through the server, never from its folders. Shared by the session (tests use their
+    own model names)."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+           "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
+    proc = spawn(cmd, root / "server.log", env={"MLFLOW_DISABLE_TELEMETRY": "true"})
+    wait_http(f"http://127.0.0.1:{port}/health", proc, "mlflow server", root / "server.log", timeout_s=120)
+    yield {"tracking_uri": f"http://127.0.0.1:{port}", "artifact_location": None, "artifacts": root / "artifacts"}
+    stop(proc)
+
+
+@pytest.fixture(params=["sqlite", "server"])
+def any_store(request, tmp_path):
+    """The registry paths run against both kinds of store: SQLite files, and a tracking server."""
+    if request.param == "server":
+        return request.getfixturevalue("tracking_server")
+    return request.getfixturevalue("mlflow_store")
+
+
 @pytest.fixture
 def mlflow_store(tmp_path) -> dict[str, str]:
     """A real MLflow store (SQLite + artifact folder) in a temp dir; returns tracking/registry URIs."""

@@ -115,6 +115,7 @@ class MediaFetcher:
         self._ls_netloc = ls.netloc.lower()
         self._ls_host = (ls.hostname or "").lower()
         self._ls_port = _port(ls) if ls.hostname else None
+        self._ls_addresses: frozenset | None = None
         self._own_http = http is None
 
     def close(self) -> None:
@@ -143,7 +144,19 @@ class MediaFetcher:
                     return True
             except ValueError:
                 continue
-        return host == self._ls_host and port == self._ls_port
+        return port == self._ls_port and (host == self._ls_host or ip in self._ls_ips())
+
+    def _ls_ips(self) -> frozenset:
+        """The addresses Label Studio's host name resolves to (once): a task URL may name the same server by
+        address (http://127.0.0.1:8080/... for a Label Studio configured as http://ls.local:8080)."""
+        if self._ls_addresses is None:
+            try:
+                infos = socket.getaddrinfo(self._ls_host, self._ls_port, proto=socket.IPPROTO_TCP) \
+                    if self._ls_host else []
+                self._ls_addresses = frozenset(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos)
+            except (socket.gaierror, UnicodeError, ValueError):
+                self._ls_addresses = frozenset()
+        return self._ls_addresses
 
     def check_host(self, url: str) -> str:
         """The one address `url` may be fetched from (every address its host resolves to must pass); the
@@ -169,14 +182,26 @@ class MediaFetcher:
             raise MediaError(f"cannot resolve {host}")
         return str(addresses[0])
 
-    def _is_ls(self, url: str) -> bool:
-        return bool(self._ls_netloc) and urlsplit(url).netloc.lower() == self._ls_netloc
+    def _is_ls(self, url: str, address: str | None = None) -> bool:
+        """Is `url` Label Studio: its name and port, or one of its addresses and its port (`address`: the one
+        the request will connect to, already checked)?"""
+        parts = urlsplit(url)
+        if not self._ls_netloc or not parts.hostname:
+            return False
+        if parts.netloc.lower() == self._ls_netloc:
+            return True
+        if _port(parts) != self._ls_port:
+            return False
+        try:
+            return ipaddress.ip_address(address or self.check_host(url)) in self._ls_ips()
+        except (MediaError, ValueError):
+            return False
 
     # -- fetching --------------------------------------------------------------------------------------
     def _get(self, url: str) -> bytes:
         for _ in range(self.config.max_redirects + 1):
             address = self.check_host(url)
-            headers = self.auth.header() if self._is_ls(url) else {}
+            headers = self.auth.header() if self._is_ls(url, address) else {}
             target, extensions = _pinned(url, address)
             headers["Host"] = urlsplit(url).netloc.rpartition("@")[2]  # the name the server expects
             with self.http.stream("GET", target, headers=headers, extensions=extensions) as reply:
@@ -184,7 +209,7 @@ class MediaFetcher:
                     url = urljoin(url, reply.headers.get("location", ""))
                     continue
                 if reply.status_code != 200:
-                    where = "Label Studio" if self._is_ls(url) else urlsplit(url).netloc
+                    where = "Label Studio" if self._is_ls(url, address) else urlsplit(url).netloc
                     hint = {401: " (check LABEL_STUDIO_API_KEY)", 403: " (check LABEL_STUDIO_API_KEY)",
                             404: " (no such file: check the task's URL and the storage it points at)",
                             # Label Studio 1.23 answers 500 for an upload whose file is gone

@@ -77,12 +77,26 @@ def model_name(cfg: DictConfig) -> str:
     return model_line(str(cfg.registry.model_prefix), cfg.labelstudio.project_id)
 
 
-def open_registry(cfg: DictConfig) -> Registry:
+def open_registry(cfg: DictConfig, name: str | None = None) -> Registry:
+    """The registry for this run's model line (or `name`, for stages that only log tracking runs). Artifacts
+    go to registry.artifact_location when set; else, with a local store, to <work_dir>/mlartifacts; with a
+    tracking server, to the server's own artifact store (uploaded through it with --serve-artifacts)."""
     settings = cfg.registry
     uri = str(settings.tracking_uri)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return Registry(uri, model_name(cfg), settings.experiment, settings.get("artifact_location"))
+    return Registry(uri, name or model_name(cfg), settings.experiment, artifact_location(cfg))
+
+
+def artifact_location(cfg: DictConfig) -> str | None:
+    """registry.artifact_location; when unset, <work_dir>/mlartifacts for a local store and None (the
+    server's own store) for a tracking server."""
+    location = cfg.registry.get("artifact_location")
+    if location:
+        return str(location)
+    if str(cfg.registry.tracking_uri).startswith(("http://", "https://", "databricks")):
+        return None
+    return str(resolve(cfg.work_dir) / "mlartifacts")
 
 
 def served_projects(cfg: DictConfig) -> list[int]:

@@ -33,7 +33,7 @@ from loop.common.demo_data import ensure
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
 from loop.common.secrets import API_KEY_ENV
-from loop.stages.adapters import labelstudio_server, model_name, open_registry, train_spec
+from loop.stages.adapters import artifact_location, labelstudio_server, model_name, open_registry, train_spec
 from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain
 from train.trainer import evaluate
@@ -68,7 +68,9 @@ def start_backend(cfg: DictConfig, work: Path, stack: ExitStack) -> str:
            "backend.poll_s=2", f"work_dir={work}", f"labelstudio.url={cfg.labelstudio.url}",
            f"labelstudio.project_id={cfg.labelstudio.project_id}",
            f"registry.model_prefix={cfg.registry.model_prefix}", f"registry.tracking_uri={cfg.registry.tracking_uri}",
-           f"registry.artifact_location={cfg.registry.artifact_location}", f"device={cfg.device}"]
+           f"device={cfg.device}"]
+    if artifact_location(cfg):
+        cmd.append(f"registry.artifact_location={artifact_location(cfg)}")
     if cfg.registry.get("model_name"):
         cmd.append(f"registry.model_name={cfg.registry.model_name}")
     proc = spawn(cmd, work / "backend.log", env={API_KEY_ENV: str(cfg.labelstudio.api_key), f"{API_KEY_ENV}_FILE": ""})

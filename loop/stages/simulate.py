@@ -156,7 +156,7 @@ class Results:
         self.csv = out / "results.csv"
         with open(self.csv, "w", newline="") as fh:
             csv.DictWriter(fh, FIELDS).writeheader()
-        self.registry = open_registry(cfg)
+        self.registry = open_registry(cfg, name=f"{cfg.registry.model_prefix}-simulate")  # tracking runs only
         self.registry.experiment = str(cfg.stage.experiment)
         self.stamp, self.cfg = stamp, cfg
 

@@ -19,24 +19,28 @@ pytestmark = pytest.mark.integration
 CONFIG = rectangle_labels_config(["circle", "square", "triangle", "star"])
 
 
-@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
-def served(request, start_backend, demo_model, demo_data, mlflow_store, tmp_path):
-    registry = Registry(mlflow_store["tracking_uri"], "follow-test", artifact_location=mlflow_store["artifact_location"])
+@pytest.fixture(params=[(1, "mlflow_store"), (2, "mlflow_store"), (1, "tracking_server")],
+                ids=["1-worker", "2-workers", "tracking-server"])
+def served(request, start_backend, demo_model, demo_data, tmp_path):
+    workers, store = request.param
+    mlflow_store = request.getfixturevalue(store)
+    name = f"follow-test-{workers}-{store}"
+    registry = Registry(mlflow_store["tracking_uri"], name, artifact_location=mlflow_store["artifact_location"])
     v1 = publish(registry, demo_model, tmp_path, "v1")
     registry.promote(v1)
     media = tmp_path / "media" / "1"
     media.mkdir(parents=True)
     shutil.copy(demo_data / "images" / "test_0001.jpg", media / "a.jpg")
     backend = start_backend("backend.serve_alias=champion", f"registry.tracking_uri={mlflow_store['tracking_uri']}",
-                            "registry.model_name=follow-test", "backend.poll_s=1", f"backend.image_dir={media.parent}",
-                            f"backend.workers={request.param}")
-    return registry, backend
+                            f"registry.model_name={name}", "backend.poll_s=1", f"backend.image_dir={media.parent}",
+                            f"backend.workers={workers}")
+    return registry, backend, name
 
 
 def test_promotions_are_followed_without_failed_requests(served, demo_model, tmp_path):
-    registry, backend = served
+    registry, backend, name = served
     url = backend["url"]
-    assert httpx.get(f"{url}/health").json()["model_version"] == "follow-test:v1"
+    assert httpx.get(f"{url}/health").json()["model_version"] == f"{name}:v1"
 
     seen: list[tuple[float, int, str]] = []
     stop = threading.Event()
@@ -60,16 +64,16 @@ def test_promotions_are_followed_without_failed_requests(served, demo_model, tmp
         promoted_at = time.monotonic()
         registry.promote(v2)
         deadline = promoted_at + 60
-        while time.monotonic() < deadline and not all(v == f"follow-test:v{v2}" for _, _, v in seen[-6:]):
+        while time.monotonic() < deadline and not all(v == f"{name}:v{v2}" for _, _, v in seen[-6:]):
             time.sleep(0.2)
-        first_new = next(t for t, _, v in seen if v == f"follow-test:v{v2}")
+        first_new = next(t for t, _, v in seen if v == f"{name}:v{v2}")
         assert first_new - promoted_at < 30  # poll interval 1 s + loading beside the running model
 
         bad = publish(registry, demo_model, tmp_path, "v3", corrupt=True)
         registry.promote(bad)
         time.sleep(4)
         health = httpx.get(f"{url}/health").json()
-        assert health["model_version"] == f"follow-test:v{v2}"
+        assert health["model_version"] == f"{name}:v{v2}"
         assert health["reload_error"]["version"] == bad and "cannot be loaded" in health["reload_error"]["error"]
     finally:
         stop.set()
@@ -77,7 +81,7 @@ def test_promotions_are_followed_without_failed_requests(served, demo_model, tmp
             t.join()
     assert len(seen) > 10
     assert all(status == 200 for _, status, _ in seen), [s for s in seen if s[1] != 200][:5]
-    assert seen[-1][2] == f"follow-test:v{v2}"
+    assert seen[-1][2] == f"{name}:v{v2}"
     assert "refusing version" in backend["log"].read_text()
 
 

@@ -33,8 +33,9 @@ def test_an_unreachable_tracking_server_is_an_error_not_an_empty_registry(monkey
 
 
 @pytest.mark.integration
-def test_an_interrupted_promotion_keeps_the_previous_champion_for_rollback(mlflow_store, tmp_path, monkeypatch):
-    registry = Registry(mlflow_store["tracking_uri"], "history", artifact_location=mlflow_store["artifact_location"])
+def test_an_interrupted_promotion_keeps_the_previous_champion_for_rollback(any_store, tmp_path, monkeypatch):
+    registry = Registry(any_store["tracking_uri"], f"history-{tmp_path.name}",
+                        artifact_location=any_store["artifact_location"])
     versions = []
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()

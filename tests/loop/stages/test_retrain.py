@@ -25,7 +25,7 @@ def make_cfg(ls_server, token, project_id, mlflow_store, tmp_path, *extra):
     overrides = [f"labelstudio.url={ls_server.url}", f"labelstudio.api_key_file={key_file(tmp_path, token)}",
                  f"labelstudio.project_id={project_id}", f"work_dir={tmp_path}",
                  f"registry.tracking_uri={mlflow_store['tracking_uri']}",
-                 f"registry.artifact_location={mlflow_store['artifact_location']}",
+                 f"registry.artifact_location={mlflow_store['artifact_location'] or 'null'}",
                  "stage=retrain", "train=smoke", "model.img_size=160", "export.val_fraction=0.3", *extra]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
@@ -38,9 +38,9 @@ def labeled_project(ls_client, demo_data):
     return project
 
 
-def test_retrain_registers_gates_and_rolls_back(ls_server, ls_token, labeled_project, demo_model,
-                                                mlflow_store, tmp_path):
-    base = make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path,
+def test_retrain_registers_gates_and_rolls_back(ls_server, ls_token, labeled_project, demo_model, any_store,
+                                                tmp_path):
+    base = make_cfg(ls_server, ls_token, labeled_project.id, any_store, tmp_path,
                     f"model.checkpoint={demo_model['checkpoint']}")
     first = retrain(base)
     registry = open_registry(base)
@@ -57,11 +57,14 @@ def test_retrain_registers_gates_and_rolls_back(ls_server, ls_token, labeled_pro
     assert {"model.pth", "model.onnx", "config.py", "classes.json", "snapshot.json"} <= {p.name for p in files.iterdir()}
     assert v1.tags["onnx_check"] == "passed", v1.tags["onnx_check_detail"]
     assert load_slim(files / "model.pth")["meta"]["classes"] == ["circle", "square", "triangle", "star"]
+    if any_store["artifact_location"] is None:  # a tracking server: the artifacts went through it, into its store
+        assert next(any_store["artifacts"].glob(f"*/{v1.run_id}/artifacts/model/model.pth")).is_file()
+        assert registry.client.get_run(v1.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
     plots = registry.client.list_artifacts(v1.run_id, "plots")
     assert {p.path for p in plots} == {"plots/curves.png", "plots/pr_curve.png", "plots/heldout_examples.png"}
 
     # A deliberately worse candidate: from random weights, one epoch. Registered, not promoted.
-    worse = retrain(make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path,
+    worse = retrain(make_cfg(ls_server, ls_token, labeled_project.id, any_store, tmp_path,
                              "train.init=base", "model.checkpoint=null"))
     assert not worse["promoted"] and worse["version"] == v1.version + 1
     assert worse["champion_heldout_bbox_mAP"] == pytest.approx(first["heldout_bbox_mAP"], abs=0.02)
@@ -69,7 +72,7 @@ def test_retrain_registers_gates_and_rolls_back(ls_server, ls_token, labeled_pro
     assert registry.by_alias(CHALLENGER).version == worse["version"]
 
     # By hand: promote the challenger, then roll back.
-    assert promote_stage(make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path,
+    assert promote_stage(make_cfg(ls_server, ls_token, labeled_project.id, any_store, tmp_path,
                                   f"version={worse['version']}")) == {"from": v1.version, "to": worse["version"]}
     assert rollback_stage(base) == {"from": worse["version"], "to": v1.version}
     assert registry.champion().version == v1.version
