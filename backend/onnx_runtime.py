@@ -214,7 +214,8 @@ def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score
         for box, score, label in zip(r.boxes, r.scores, r.labels):
             if not any(label == cl and box_iou(box, cb) >= min_iou and abs(score - cs) <= max_score_diff
                        for cb, cs, cl in zip(c.boxes, c.scores, c.labels)):
-                return False, f"image {i}: no match for a class-{label} box at {np.round(box, 1).tolist()} ({score:.3f})"
+                where = np.round(box, 1).tolist()
+                return False, f"image {i}: no match for a class-{label} box at {where} ({score:.3f})"
     return True, f"{sum(len(r.scores) for r in reference)} detections on {len(reference)} images agree"
 
 

@@ -1,8 +1,8 @@
 """The loaded detector: the only module that runs mmdet inference.
 
 A model is loaded once (never per request), from a checkpoint as it comes (loop.clients.checkpoints: safe
-loading, the config it carries or a model-zoo name). Images are batched through the config's test pipeline and one `test_step`, which
-mmdet's `inference_detector` does not do (it runs one image at a time).
+loading, the config it carries or a model-zoo name). Images are batched through the config's test pipeline
+and one `test_step`, which mmdet's `inference_detector` does not do (it runs one image at a time).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark: fuzz the ML backend as an attacker would, and count what got through.
 
-    .venv/bin/python bench/fuzz.py [--requests 10000] [--no-auth]
+    .venv/bin/python bench/fuzz.py [--requests 10000] [--no-auth] [--workers 2]
 
 Serves a randomly initialised RTMDet-tiny with `python -m loop.run stage=serve` (basic auth on, as Label
 Studio's Connect Model form would send it; Start Training enabled), then sends about --requests requests:
@@ -36,16 +36,25 @@ USER, PASSWORD = "fuzz", "fuzz-password"
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of the process and its children (the server workers), in MB."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total += int(line.split()[1]) / 1024
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for child in (children.read_text().split() if children.exists() else []):
+        try:
+            total += rss_mb(int(child))
+        except OSError:
+            pass  # it ended meanwhile
+    return total
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=10000)
     ap.add_argument("--no-auth", action="store_true", help="fuzz without basic auth (every handler reachable)")
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes (one job table between them)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fuzz-bench-"))
     ckpt = random_checkpoint(160, tmp / "random.pth")
@@ -57,7 +66,8 @@ def main() -> None:
     env = {} if args.no_auth else {"BASIC_AUTH_USER": USER, "BASIC_AUTH_PASS": PASSWORD}
     proc = spawn([sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={ckpt}",
                   f"backend.port={port}", f"backend.image_dir={media.parent}", "backend.max_body_mb=16",
-                  f"labelstudio.url=http://127.0.0.1:{free_port()}", f"work_dir={tmp}"], tmp / "serve.log",
+                  f"backend.workers={args.workers}", f"labelstudio.url=http://127.0.0.1:{free_port()}",
+                  f"work_dir={tmp}"], tmp / "serve.log",
                  env={**env, "LABEL_STUDIO_API_KEY": "fuzz-token"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -71,6 +81,7 @@ def main() -> None:
         after = rss_mb(proc.pid)
     finally:
         stop(proc)
+    print(f"workers: {args.workers}, auth: {'basic' if auth else 'off'}")
     print(f"requests: {outcome.requests} in {took:.0f} s; answers by status: {dict(sorted(outcome.statuses.items()))}")
     print(f"5xx answers: {len(outcome.server_errors)}" + "".join(f"\n  {e}" for e in outcome.server_errors[:20]))
     print(f"server alive after: {alive}; memory {before:.0f} MB after warm-up -> {after:.0f} MB after the run "

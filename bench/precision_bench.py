@@ -61,7 +61,8 @@ def main() -> None:
     refusal = bf16_refusal_here()
     if refusal:
         sys.exit(f"nothing to compare on this machine: {refusal}")
-    ckpt = args.checkpoint or next(iter(sorted((REPO_ROOT / "runs" / "test-cache").glob("demo-model-*/model.pth"))), None)
+    cached = sorted((REPO_ROOT / "runs" / "test-cache").glob("demo-model-*/model.pth"))
+    ckpt = args.checkpoint or next(iter(cached), None)
     if ckpt is None:
         sys.exit("no trained model: pass --checkpoint PATH, or run `make test` once (it trains the demo model)")
 

@@ -1,6 +1,7 @@
 """Benchmark: hot swap of the served model while clients keep predicting.
 
-    .venv/bin/python bench/swap_bench.py [--clients 2] [--steady-s 15] [--img-size 320] [--runtimes torch,onnx,onnx-bf16]
+    .venv/bin/python bench/swap_bench.py [--clients 2] [--steady-s 15] [--img-size 320] \
+        [--runtimes torch,onnx,onnx-bf16]
 
 Registers two versions of a randomly initialised RTMDet-tiny in a temporary MLflow store, serves
 `champion` with `python -m loop.run stage=serve backend.serve_alias=champion backend.poll_s=1`, runs clients in a

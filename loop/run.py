@@ -7,6 +7,7 @@ line saying what to change instead of a stack trace.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -18,7 +19,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from loop.common.errors import LoopError, UsageError
-from loop.common.paths import CONF_DIR, REPO_ROOT
+from loop.common.paths import CONF_DIR, REPO_ROOT, resolve
 from loop.common.secrets import secret_overrides
 from loop.stages.catalogue import catalogue, resolve_entry, usage
 
@@ -97,6 +98,17 @@ def _hydra_main(cfg: DictConfig) -> None:
     except LoopError as exc:
         log.error("%s", exc)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        log.error("no space left while writing %s (%s): free disk space under %s or point work_dir elsewhere; "
+                  "the stage stopped and registered nothing", exc.filename or "a file", exc.strerror,
+                  resolve(cfg.work_dir))
+        sys.exit(1)
+
+
+# A full disk, a full quota, or a file over the process's size limit: the user frees space, nothing else.
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 # Nothing the loop starts phones home: MLflow's usage telemetry is off here and in every child process

@@ -59,8 +59,9 @@ def runner_checkpoint(config_name: str, out: Path, biases: dict[int, float] | No
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.004)
     wrapper = OptimWrapper(optimizer)
     scheduler = LinearLR(optimizer, start_factor=0.1, by_epoch=False, begin=0, end=10)
-    meta = dict(epoch=1, iter=12, cfg=cfg.pretty_text, seed=0, experiment_name="zoo", mmengine_version=mmengine.__version__,
-                time=time.strftime("%Y%m%d_%H%M%S"), dataset_meta=dict(CocoDataset.METAINFO))
+    meta = dict(epoch=1, iter=12, cfg=cfg.pretty_text, seed=0, experiment_name="zoo",
+                mmengine_version=mmengine.__version__, time=time.strftime("%Y%m%d_%H%M%S"),
+                dataset_meta=dict(CocoDataset.METAINFO))
     ckpt = {"meta": meta, "state_dict": weights_to_cpu(model.state_dict()), "message_hub": hub.state_dict(),
             "optimizer": wrapper.state_dict(), "param_schedulers": [scheduler.state_dict()]}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ def fetch_checkpoint(checkpoint: str, cache_dir: Path | None = None) -> Path:
     if urlsplit(str(checkpoint)).scheme in ("http", "https"):
         import torch.hub
 
-        cache_dir = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "labelloop" / "checkpoints"
+        cache_root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        cache_dir = cache_dir or cache_root / "labelloop" / "checkpoints"
         target = cache_dir / hashlib.sha1(checkpoint.encode()).hexdigest()[:12] / Path(urlsplit(checkpoint).path).name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,8 @@ def connect(url: str, api_key: str | None, timeout: float = 60.0):
     except ApiError as exc:
         if exc.status_code in (401, 403):
             raise LoopError(f"Label Studio at {url} rejected the API key (HTTP {exc.status_code}); create a personal "
-                            "access token in Account & Settings, or enable legacy tokens for the organization") from None
+                            "access token in Account & Settings, or enable legacy tokens for the organization"
+                            ) from None
         raise LoopError(f"Label Studio at {url} answered HTTP {exc.status_code}: {exc.body}") from None
     except (httpx.HTTPError, OSError) as exc:
         raise LoopError(f"cannot reach Label Studio at {url} ({exc}); is it running? (python -m loop.run "

@@ -163,7 +163,8 @@ def train_spec(cfg: DictConfig, work_dir: Path, **changes: Any) -> TrainSpec:
     a stage trains on, the weights it starts from, ...) over them."""
     recipe, data = cfg.train, cfg.data
     spec = TrainSpec(
-        config=resolve_config(zoo_or_local(cfg.model.config)), data_root=resolve(data.root), train_ann=str(data.train_ann),
+        config=resolve_config(zoo_or_local(cfg.model.config)), data_root=resolve(data.root),
+        train_ann=str(data.train_ann),
         val_ann=str(data.test_ann), img_prefix=data.get("img_prefix", "") or "", work_dir=Path(work_dir),
         img_size=cfg.model.get("img_size"), epochs=int(recipe.epochs), batch_size=int(recipe.batch_size),
         lr=float(recipe.lr), warmup_iters=int(recipe.warmup_iters), num_workers=int(recipe.num_workers),

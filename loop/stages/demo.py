@@ -165,7 +165,8 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
         view_id = pushed.get("queue_view", view_id)
         score = champion_test_map(cfg, work, iteration)
         history.append({"iteration": iteration, "labeled": labeled, "champion": score["version"],
-                        "promoted": summary["promoted"], "backend_reloaded": reloaded, "test_mAP": round(score["bbox_mAP"], 4),
+                        "promoted": summary["promoted"], "backend_reloaded": reloaded,
+                        "test_mAP": round(score["bbox_mAP"], 4),
                         "test_mAP_50": round(score["bbox_mAP_50"], 4)})
         log.info("iteration %d: %d tasks labeled, version %d %s; champion v%d test mAP %.3f (mAP@50 %.3f)",
                  iteration, labeled, summary["version"], "promoted" if summary["promoted"] else "not promoted",

@@ -112,7 +112,8 @@ class Simulation:
         if strategy == "random":
             return [unlabeled[i] for i in select("random", k, rng, scores=[[]] * len(unlabeled))]
 
-        predictor = Predictor.load(checkpoint, device=str(self.cfg.device), score_threshold=float(self.stage.score_threshold))
+        predictor = Predictor.load(checkpoint, device=str(self.cfg.device),
+                                   score_threshold=float(self.stage.score_threshold))
         embed = strategy in ("coreset", "entropy_diverse")
         dets = predictor.predict([self.images[i] for i in unlabeled], embed=embed)
         labeled_emb = None

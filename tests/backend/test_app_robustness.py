@@ -205,3 +205,16 @@ def test_fuzzing_gets_no_5xx_and_leaves_the_server_alive(server):
     assert outcome.requests >= 600
     assert not outcome.server_errors, outcome.server_errors[:10]
     assert server["proc"].poll() is None and httpx.get(f"{server['url']}/health").status_code == 200
+
+
+def test_fuzzing_two_workers_behind_basic_auth_gets_no_5xx(start_backend, demo_model, media):
+    """The same budget against the deployment shape: basic auth on (the fuzzer sends the credentials, so every
+    handler is reached) and two server workers sharing one job table."""
+    server = start_backend(f"backend.checkpoint={demo_model['checkpoint']}", f"backend.image_dir={media}",
+                           "backend.workers=2", "backend.max_body_mb=1", f"labelstudio.url=http://127.0.0.1:{free_port()}",
+                           api_key="x", env={"BASIC_AUTH_USER": "fuzz", "BASIC_AUTH_PASS": "fuzz-pw"})
+    outcome = fuzz(server["url"], 600, auth=("fuzz", "fuzz-pw"))
+    assert outcome.requests >= 600
+    assert not outcome.server_errors, outcome.server_errors[:10]
+    assert server["proc"].poll() is None and httpx.get(f"{server['url']}/health").status_code == 200
+    assert httpx.get(f"{server['url']}/jobs").status_code == 401

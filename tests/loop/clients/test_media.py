@@ -81,7 +81,8 @@ def test_local_paths_stay_inside_their_roots(tmp_path):
     f = fetcher(lambda r: httpx.Response(500), image_dir=tmp_path / "up", local_files_root=tmp_path / "up")
     assert f.fetch("/data/upload/1/a.jpg") == b"local"
     assert f.fetch("/data/local-files/?d=1/a.jpg") == b"local"
-    for bad in ("/data/upload/../secret.txt", "/data/local-files/?d=../secret.txt", "/data/upload/1/%2e%2e/../../secret.txt"):
+    for bad in ("/data/upload/../secret.txt", "/data/local-files/?d=../secret.txt",
+                "/data/upload/1/%2e%2e/../../secret.txt"):
         with pytest.raises(MediaError, match="leaves the allowed folder"):
             f.fetch(bad)
     with pytest.raises(MediaError, match="leaves"):

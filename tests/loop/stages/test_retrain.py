@@ -54,7 +54,8 @@ def test_retrain_registers_gates_and_rolls_back(ls_server, ls_token, labeled_pro
     assert first["heldout_bbox_mAP_50"] > 0.1  # fine-tuned from a model that detects shapes
 
     files = registry.download(v1, tmp_path / "dl")
-    assert {"model.pth", "model.onnx", "config.py", "classes.json", "snapshot.json"} <= {p.name for p in files.iterdir()}
+    names = {p.name for p in files.iterdir()}
+    assert {"model.pth", "model.onnx", "config.py", "classes.json", "snapshot.json"} <= names
     assert v1.tags["onnx_check"] == "passed", v1.tags["onnx_check_detail"]
     assert load_slim(files / "model.pth")["meta"]["classes"] == ["circle", "square", "triangle", "star"]
     if any_store["artifact_location"] is None:  # a tracking server: the artifacts went through it, into its store
