@@ -143,6 +143,8 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                       "precision": predictor.precision, "execution_provider": predictor.execution_provider,
                       "model_version": predictor.version, "input_size": predictor.input_size,
                       "classes": len(predictor.classes)})
+        if getattr(predictor, "precision_refused", None):
+            reply["precision_refused"] = predictor.precision_refused
         if holder.error:
             reply["reload_error"] = holder.error
         if holder.registry_unreachable:

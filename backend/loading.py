@@ -14,6 +14,7 @@ from backend.auth import Credentials
 from backend.onnx_runtime import load_onnx
 from backend.ort_session import PRECISIONS, check_precision
 from backend.predictor import Predictor
+from backend.quantize import read_check
 from loop.clients.media import MediaConfig
 from loop.common.device import select_device
 from loop.common.errors import LoopError
@@ -107,10 +108,17 @@ def model_loader(settings: ServeSettings):
             return predictor
 
         cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "onnx"
+        onnx_file, precision, refused = Path(checkpoint).with_name("model.onnx"), settings.precision, ""
+        if precision == "int8":  # the version's checked int8 network, else fp32 and /health says why
+            int8, refused = read_check(Path(checkpoint).parent)
+            onnx_file, precision = (int8, "int8") if int8 else (onnx_file, "fp32")
+            if refused:
+                log.warning("serving %s in fp32, not int8: %s", predictor.version, refused)
         try:
-            return load_onnx(predictor, cache, score_threshold=settings.score_threshold,
-                             onnx_file=Path(checkpoint).with_name("model.onnx"), threads=settings.threads,
-                             precision=settings.precision)
+            detector = load_onnx(predictor, cache, score_threshold=settings.score_threshold, onnx_file=onnx_file,
+                                 threads=settings.threads, precision=precision)
+            detector.precision_refused = refused or None
+            return detector
         except LoopError as exc:
             if settings.runtime == "onnx" or settings.precision != "fp32":
                 raise

@@ -24,7 +24,7 @@ from loop.common.model_config import input_size
 log = logging.getLogger(__name__)
 
 
-def _network(detector):
+def network_module(detector):
     """backbone -> neck -> head as one module returning (cls_0, cls_1, cls_2, box_0, box_1, box_2)."""
     import torch
 
@@ -48,7 +48,7 @@ def export_onnx(detector, img_size: int, out: Path) -> Path:
     if head not in ("RTMDetHead", "RTMDetSepBNHead"):
         what = head if head != "NoneType" else f"{type(detector).__name__} (a two-stage model)"
         raise LoopError(f"ONNX export covers RTMDet heads only, not {what}; serve it with backend.runtime=torch")
-    net = _network(detector).cpu()
+    net = network_module(detector).cpu()
     levels = len(detector.bbox_head.prior_generator.strides)
     names = [f"cls_{i}" for i in range(levels)] + [f"box_{i}" for i in range(levels)]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +227,20 @@ def prune(cache_dir: Path, keep: int) -> None:
         log.info("ONNX cache: removed %s", old.name)
 
 
+def detection_agreement(reference: list, candidate: list, score_threshold: float, min_iou: float = 0.5
+                        ) -> tuple[int, int]:
+    """(kept, compared): how many reference detections scoring >= score_threshold the candidate also finds
+    (same label, IoU >= min_iou), over how many there were (pure)."""
+    kept = total = 0
+    for r, c in zip(reference, candidate):
+        for box, score, label in zip(r.boxes, r.scores, r.labels):
+            if score < score_threshold:
+                continue
+            total += 1
+            kept += any(label == cl and box_iou(box, cb) >= min_iou for cb, cl in zip(c.boxes, c.labels))
+    return kept, total
+
+
 def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_threshold: float | None = None,
               onnx_file: Path | None = None, threads: int | None = None, precision: str = "fp32") -> OnnxDetector:
     """An OnnxDetector for a loaded torch Predictor: `onnx_file` if given and present (a registry version's
@@ -234,6 +248,8 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
     started = time.perf_counter()
     size = img_size or input_size(predictor.model.cfg)
     path = Path(cache_dir) / f"{predictor.digest[:16]}-{size}.onnx"  # by content: never another model's network
+    if precision == "int8" and not (onnx_file is not None and Path(onnx_file).exists()):
+        raise LoopError("backend.precision=int8 needs the version's checked int8 network (made by stage=retrain)")
     if onnx_file is not None and Path(onnx_file).exists():
         path = Path(onnx_file)
     elif not path.exists():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from loop.common.errors import LoopError
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 _OPENVINO = "openvino"  # our registration name for the plugin library
 
 
@@ -116,6 +116,10 @@ def check_precision(precision: str, device: str = "cpu") -> None:
     if precision not in PRECISIONS:
         raise LoopError(f"backend.precision={precision!r}: use {' or '.join(PRECISIONS)}")
     if precision == "fp32":
+        return
+    if precision == "int8":  # ONNX Runtime's own CPU kernels: any x86-64 with AVX2, faster with VNNI; ARM
+        if device != "cpu":
+            raise LoopError(f"backend.precision=int8 runs on the CPU; with device={device} use backend.precision=fp32")
         return
     if device != "cpu":
         raise LoopError(f"backend.precision=bf16 runs on the CPU (OpenVINO); with device={device} use "

@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from backend.class_mask import class_drop, install_class_mask
-from loop.clients.checkpoints import class_names, fetch_checkpoint, file_sha256, model_config, read_checkpoint
+from loop.clients.checkpoints import (
+    class_names,
+    fetch_checkpoint,
+    file_sha256,
+    model_config,
+    read_checkpoint,
+)
 from loop.common.device import select_device
 from loop.common.errors import LoopError
 from loop.common.model_config import input_size, num_classes

@@ -28,6 +28,7 @@ from loop.common.paths import code_revision, resolve
 from loop.common.secrets import redact
 from loop.stages.adapters import local, open_registry, train_spec, zoo_or_local
 from loop.stages.export import export
+from loop.stages.int8_check import int8_check
 from train.evaluate import coco_eval
 from train.package import package_model
 from train.trainer import evaluate as evaluate_weights
@@ -88,6 +89,9 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
         t = time.perf_counter()
         result = train(_spec(cfg, exported, work / "train", resolve_config(zoo_or_local(cfg.model.config)), load_from))
         timings["train_s"] = time.perf_counter() - t
+        if result.get("start_weights"):  # e.g. a COCO checkpoint onto this project's classes
+            run.log_params({"start_weights_loaded": result["start_weights"]["loaded"],
+                            "start_weights_fresh": len(result["start_weights"]["fresh"])})
         for row in result["history"]:
             run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
 
@@ -111,6 +115,11 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
         heldout = [exported / im["file_name"] for im in json.loads((exported / "val.json").read_text())["images"][:8]]
         onnx_state, onnx_reason = onnx_check(work / "model", heldout, float(cfg.backend.score_threshold))
         log.info("ONNX export check: %s (%s)", onnx_state, onnx_reason)
+        int8_state, int8_reason = "unsupported", "the fp32 ONNX check did not pass"
+        if onnx_state == "passed":
+            int8_state, int8_reason = int8_check(work / "model", exported, float(cfg.backend.score_threshold),
+                                                 float(cfg.backend.int8_tolerance))
+        log.info("int8 check: %s (%s)", int8_state, int8_reason)
         run.log_artifacts(work / "model", "model")
         run.log_artifacts(work / "plots", "plots")
         run_id = run.run_id
@@ -124,7 +133,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
             "resolved_config": redacted_config(cfg)[:5000], "code_revision": code_revision(),
             "parent_version": parent, "classes": json.dumps(classes)[:5000],
             "project_id": str(cfg.labelstudio.project_id), "onnx_check": onnx_state,
-            "onnx_check_detail": onnx_reason[:1000], DIGEST_TAG: file_sha256(work / "model" / "model.pth")}
+            "onnx_check_detail": onnx_reason[:1000], "int8_check": int8_state,
+            "int8_check_detail": int8_reason[:1000], DIGEST_TAG: file_sha256(work / "model" / "model.pth")}
     version = models.register(run_id, tags)
     promote, reason = should_promote(ev["bbox_mAP"], champion_map, float(cfg.registry.promotion_margin))
     if promote and onnx_state == "failed":

@@ -21,10 +21,16 @@ def test_fp32_is_always_allowed():
     ort_session.check_precision("fp32", "cuda:0")
 
 
-@pytest.mark.parametrize("precision", ["fp16", "int8", "BF16", ""])
+@pytest.mark.parametrize("precision", ["fp16", "INT8", "BF16", ""])
 def test_unknown_precision_names_the_choices(precision):
-    with pytest.raises(LoopError, match="use fp32 or bf16"):
+    with pytest.raises(LoopError, match="use fp32 or bf16 or int8"):
         ort_session.check_precision(precision)
+
+
+def test_int8_runs_on_any_cpu_and_only_there():
+    ort_session.check_precision("int8", "cpu")  # ONNX Runtime's own kernels: no probe, no refusal
+    with pytest.raises(LoopError, match="int8 runs on the CPU"):
+        ort_session.check_precision("int8", "cuda:0")
 
 
 def test_bf16_is_for_the_cpu():

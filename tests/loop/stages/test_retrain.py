@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 TAGS = {"heldout_bbox_mAP", "heldout_bbox_mAP_50", "train_images", "heldout_images", "snapshot_tasks",
         "snapshot_max_updated_at", "snapshot_task_ids", "resolved_config", "code_revision", "parent_version",
-        "classes", "onnx_check"}
+        "classes", "onnx_check", "int8_check", "model_sha256"}
 
 
 def make_cfg(ls_server, token, project_id, mlflow_store, tmp_path, *extra):

@@ -1,0 +1,77 @@
+"""int8 networks for ONNX Runtime on any CPU: static quantization in QDQ form (uint8 activations, int8
+per-channel weights: the pairing x86 VNNI and ARM dot-product instructions multiply natively, and that AVX2
+runs too), calibrated with min/max ranges on images of the model's own task.
+
+A version's int8 network is made and checked at retrain time, on its held-out images (see
+loop.stages.int8_check); the server only loads it, and only when the check passed. What the check
+decided lives next to the network in `int8_check.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+INT8_FILE, INT8_CHECK = "model.int8.onnx", "int8_check.json"
+
+
+def quantize_int8(fp32: Path, out: Path, inputs: Iterable[np.ndarray]) -> Path:
+    """Write the int8 network of `fp32` to `out`, calibrated on `inputs` (the N x 3 x H x W tensors the
+    detector feeds its network)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(inputs)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"input": batch}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # the tool suggests optional pre-processing on every call
+    try:
+        quantize_static(str(fp32), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    finally:
+        logging.getLogger().setLevel(quiet)
+    os.replace(tmp, out)
+    return out
+
+
+def int8_verdict(fp32_map: float, int8_map: float, fp32_detections: int, tolerance: float) -> tuple[str, str]:
+    """(passed | failed | inconclusive, why): int8 may serve when its held-out mAP is within `tolerance` of
+    fp32's. With no fp32 detection on the held-out images there is nothing to compare (pure)."""
+    if fp32_detections == 0:
+        return "inconclusive", "the fp32 model finds nothing on the held-out images: no mAP to compare"
+    drop = fp32_map - int8_map
+    figures = f"held-out mAP int8 {int8_map:.4f} vs fp32 {fp32_map:.4f} ({-drop:+.4f})"
+    if drop <= tolerance:
+        return "passed", f"{figures}, within {tolerance:.4f}"
+    return "failed", f"{figures}, more than {tolerance:.4f} lower"
+
+
+def read_check(model_dir: Path) -> tuple[Path | None, str]:
+    """(the int8 network, "") when its check passed; (None, why not) otherwise."""
+    check, network = Path(model_dir) / INT8_CHECK, Path(model_dir) / INT8_FILE
+    if not check.exists() or not network.exists():
+        return None, ("no int8 network: it is made and checked when a version is registered (stage=retrain); "
+                      "serve backend.serve_alias=champion")
+    state = json.loads(check.read_text())
+    if state.get("state") != "passed":
+        return None, f"its int8 check {state.get('state')}: {state.get('detail')}"
+    return network, ""
