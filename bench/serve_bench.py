@@ -3,14 +3,19 @@ a real Label Studio; plus single-task latency and backend cold start.
 
     .venv/bin/python bench/serve_bench.py [--images 32] [--img-size 640] [--checkpoint PATH]
 
-(a) download each image from Label Studio, then mmdet's `inference_detector` on it, one by one;
+(a) download each image from Label Studio, then mmdet's `inference_detector` on it, one by one, with the
+    model config's own test settings (what users run); (a') the same with our score threshold applied
+    before NMS, to show how much of the gain is post-processing. Both get the same warm-up as the served
+    paths (one pass over every image size first) and the same subnormal flushing;
 (b) one POST /predict with the 32 tasks to `python -m loop.run stage=serve` (a separate process) with
     backend.runtime=torch, (c) the same with backend.runtime=onnx (ONNX Runtime); (c') as (c), with the
     backend reading Label Studio's upload folder (backend.image_dir) instead of downloading over HTTP;
-(d) as (c) with backend.precision=bf16 (OpenVINO; only where OpenVINO offers BF16 on this CPU).
-The floor is the network's floating-point work on these images, at the sizes the backend letterboxes them
-to, over the cores' nominal FP32 FMA peak. Label Studio runs on the same cores, so every row also says how
-much CPU it spent serving the images.
+(d) as (c) with backend.precision=bf16 (OpenVINO; only where OpenVINO offers BF16 on this CPU);
+(e) as (c) with backend.precision=int8 (the network quantized and checked as retrain does it).
+Every row prints how many boxes it returned. The floor is measured, not assumed: the network's work on
+these images, at the sizes the backend letterboxes them to, over the multiply throughput measured on the
+same cores in the same run (a large fp32 matrix product in torch; for int8, ONNX Runtime's MatMulInteger).
+Label Studio runs on the same cores, so every row also says how much CPU it spent serving the images.
 Without --checkpoint a randomly initialised RTMDet-tiny (our config at --img-size, mmdet's initialisation,
 seed 0) is used: the network's speed does not depend on the weights, and like any untrained model it finds
 nothing above the score threshold, as a trained one finds a few boxes; the bench prints how many.
@@ -41,6 +46,7 @@ from loop.common.paths import REPO_ROOT  # noqa: E402
 
 CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
 CLASSES = ["circle", "square", "triangle", "star"]
+SCORE_THRESHOLD = 0.3  # the backend's default
 
 
 def random_checkpoint(img_size: int, out: Path) -> Path:
@@ -99,36 +105,55 @@ def main() -> None:
         from train.slim import load_slim
 
         slim = load_slim(ckpt)  # mmdet's own model as a user builds it: init_detector, default test settings
-        naive_model = init_detector(Config.fromstring(slim["meta"]["config"], ".py"), checkpoint=None, device="cpu")
-        naive_model.load_state_dict(slim["state_dict"])
-        naive_model.dataset_meta = {"classes": slim["meta"]["classes"]}
-        inference_detector(naive_model, mmcv.imfrombytes(fetcher.fetch(tasks[0]["data"]["image"])))  # warm
-        t, ls_cpu = time.perf_counter(), group_cpu_s(ls.proc.pid)
-        for task in tasks:
-            inference_detector(naive_model, mmcv.imfrombytes(fetcher.fetch(task["data"]["image"])))
-        naive_s = time.perf_counter() - t
-        naive_ls = group_cpu_s(ls.proc.pid) - ls_cpu
-        del naive_model
+        torch.set_flush_denormal(True)  # as the backend does (backend.loading.configure_threads)
+        naive = {}
+        for label, threshold in (("(a)", None), ("(a')", SCORE_THRESHOLD)):
+            naive_model = init_detector(Config.fromstring(slim["meta"]["config"], ".py"), checkpoint=None,
+                                        device="cpu")
+            naive_model.load_state_dict(slim["state_dict"])
+            naive_model.dataset_meta = {"classes": slim["meta"]["classes"]}
+            if threshold is not None:
+                naive_model.test_cfg.score_thr = naive_model.bbox_head.test_cfg.score_thr = threshold
+            for task in tasks:  # warm-up: every image size once, as the served paths get
+                inference_detector(naive_model, mmcv.imfrombytes(fetcher.fetch(task["data"]["image"])))
+            t, ls_cpu, boxes = time.perf_counter(), group_cpu_s(ls.proc.pid), 0
+            for task in tasks:
+                result = inference_detector(naive_model, mmcv.imfrombytes(fetcher.fetch(task["data"]["image"])))
+                boxes += len(result.pred_instances)
+            naive[label] = {"s": time.perf_counter() - t, "ls": group_cpu_s(ls.proc.pid) - ls_cpu,
+                            "boxes": boxes / len(tasks)}
+            del naive_model
+        naive_s = naive["(a)"]["s"]
 
         # (b), (c), (c') and (d): the backend as its own process, with torch/mmdet and with ONNX Runtime
         upload = tmp / "ls" / "media" / "upload"
-        rows = [("(a)", "naive", None), ("(b)", "torch", ["backend.runtime=torch"]),
+        int8_dir = int8_version(ckpt, demo, tmp)
+        rows = [("(a)", "naive, the config's test settings", None),
+                ("(a')", f"naive, score >= {SCORE_THRESHOLD} before NMS", None),
+                ("(b)", "torch", ["backend.runtime=torch"]),
                 ("(c)", "onnx", ["backend.runtime=onnx"]),
                 ("(c')", "onnx, images from disk", ["backend.runtime=onnx", f"backend.image_dir={upload}"])]
         bf16 = bf16_refusal_here()
         if bf16 is None:
             rows.append(("(d)", "onnx bf16 (OpenVINO)", ["backend.runtime=onnx", "backend.precision=bf16"]))
-        served = {label: serve(ckpt, ls, token, tmp, tasks, project.id, args.latency_requests, *overrides)
-                  for label, _, overrides in rows[1:]}
+        rows.append(("(e)", "onnx int8", ["backend.runtime=onnx", "backend.precision=int8"]))
+        served = {label: serve(int8_dir / "model.pth" if label == "(e)" else ckpt, ls, token, tmp, tasks,
+                               project.id, args.latency_requests, *overrides)
+                  for label, _, overrides in rows[2:]}
     n = len(tasks)
     print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, input {args.img_size}, "
           f"{n} images ({files[0].name}...), torch threads {torch.get_num_threads()}")
-    print(f"(a) naive download + inference_detector loop: {n / naive_s:6.2f} images/s ({naive_s:.2f} s)")
-    for label, what, _ in rows[1:]:
+    thresholded_s = naive["(a')"]["s"]
+    for label, what, _ in rows[:2]:
+        r = naive[label]
+        print(f"{label} download + inference_detector loop, {what}: {n / r['s']:6.2f} images/s ({r['s']:.2f} s); "
+              f"{r['boxes']:.1f} boxes per image")
+    for label, what, _ in rows[2:]:
         r = served[label]
         print(f"{label} one /predict with {n} tasks, {what}: {n / r['batch_s']:6.2f} images/s "
               f"({r['batch_s']:.2f} s; first pass over these image sizes {r['first_s']:.2f} s), "
-              f"ratio to (a) {naive_s / r['batch_s']:.2f}x; {r['regions']:.1f} regions per image")
+              f"ratio to (a) {naive_s / r['batch_s']:.2f}x, to (a') {thresholded_s / r['batch_s']:.2f}x; "
+              f"{r['regions']:.1f} regions per image")
         print(f"    single-task /predict latency: p50 {r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms; "
               f"cold start (process start -> /health OK): {r['cold_s']:.1f} s; peak RSS {r['peak_mb']:.0f} MB")
     if bf16 is not None:
@@ -138,26 +163,33 @@ def main() -> None:
     predictor = Predictor.load(str(ckpt))
     fp32, inputs = prepared(predictor, files, tmp)
     shapes = [tuple(x.shape[2:]) for x in inputs]
-    peak, how = fma_peak(torch.get_num_threads())
+    threads = torch.get_num_threads()
+    fp32_rate, int8_rate = sgemm_gflops(threads), matmul_integer_gops(threads)
     square = gflop(predictor.model, (args.img_size, args.img_size))
     per_shape = {s: gflop(predictor.model, s) for s in set(shapes)}
     mean_gflop = sum(per_shape[s] for s in shapes) / len(shapes)
-    floor_ms = mean_gflop / peak * 1000
-    print(f"FMA peak: {how}")
-    print(f"floating-point floor: {square:.1f} GFLOP per {args.img_size}^2 image = {square / peak * 1000:.0f} ms; "
+    floor_ms = mean_gflop / fp32_rate * 1000
+    print(f"measured on {threads} threads: fp32 matrix product {fp32_rate:.0f} GFLOP/s (torch, 2048^3), int8 "
+          f"MatMulInteger {int8_rate:.0f} GOP/s (ONNX Runtime, 2048^3)")
+    print(f"floor: {square:.1f} GFLOP per {args.img_size}^2 image = {square / fp32_rate * 1000:.0f} ms in fp32; "
           f"these images as the backend letterboxes them ({', '.join(f'{w}x{h}' for h, w in sorted(per_shape))}) "
-          f"average {mean_gflop:.1f} GFLOP = {floor_ms:.0f} ms per image: the floor used below")
-    from backend.onnx_runtime import load_onnx
+          f"average {mean_gflop:.1f} GFLOP = {floor_ms:.0f} ms per image in fp32 (the floor used below), "
+          f"{mean_gflop / int8_rate * 1000:.0f} ms in int8")
+    from backend.onnx_runtime import OnnxDetector, load_onnx
 
-    for precision in ("fp32",) + (("bf16",) if bf16 is None else ()):
-        det = fp32 if precision == "fp32" else load_onnx(predictor, tmp / "onnx-cache", precision=precision)
+    int8_det = OnnxDetector(int8_dir / "model.int8.onnx", predictor.model.cfg, predictor.classes, "int8",
+                            fp32.input_size, precision="int8")
+    for precision, key in [("fp32", "(c)"), ("int8", "(e)")] + ([("bf16", "(d)")] if bf16 is None else []):
+        det = {"fp32": fp32, "int8": int8_det}.get(precision) or load_onnx(predictor, tmp / "onnx-cache",
+                                                                           precision=precision)
         net_ms = network_only(det, inputs)
-        key = "(c)" if precision == "fp32" else "(d)"
+        own_floor = mean_gflop / (int8_rate if precision == "int8" else fp32_rate) * 1000
         print(f"(n) the network alone in ONNX Runtime, {precision}, same images, in this process: {net_ms:.0f} ms "
-              f"per image = {net_ms / floor_ms:.2f}x the floor; {key} spends "
-              f"{net_ms / (served[key]['batch_s'] / n * 1000):.0%} of its time there")
+              f"per image = {net_ms / floor_ms:.2f}x the fp32 floor, {net_ms / own_floor:.2f}x its own; {key} "
+              f"spends {net_ms / (served[key]['batch_s'] / n * 1000):.0%} of its time there")
     for label, what, _ in rows:
-        total_s, ls_s = (naive_s, naive_ls) if label == "(a)" else (served[label]["batch_s"], served[label]["ls_cpu_s"])
+        total_s, ls_s = (naive[label]["s"], naive[label]["ls"]) if label in naive else \
+            (served[label]["batch_s"], served[label]["ls_cpu_s"])
         per_image = total_s / n * 1000
         print(f"{label:<4} {per_image:6.0f} ms per image end to end = {per_image / floor_ms:.2f}x the floor, "
               f"{naive_s / total_s:.2f}x faster than (a); Label Studio CPU serving the images "
@@ -167,9 +199,9 @@ def main() -> None:
 def serve(ckpt, ls, token, tmp, tasks, project_id, latency_requests, *overrides) -> dict:
     port = free_port()
     cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={ckpt}", f"backend.port={port}",
-           f"labelstudio.url={ls.url}", f"work_dir={tmp}", *overrides]
+           f"labelstudio.url={ls.url}", f"work_dir={tmp}", f"backend.score_threshold={SCORE_THRESHOLD}", *overrides]
     runtime = "torch" if "backend.runtime=torch" in overrides else "onnxruntime"
-    precision = "bf16" if "backend.precision=bf16" in overrides else "fp32"
+    precision = next((o.split("=")[1] for o in overrides if o.startswith("backend.precision=")), "fp32")
     started = time.perf_counter()
     proc = spawn(cmd, env={"LABEL_STUDIO_API_KEY": token})  # never on the command line
     url = f"http://127.0.0.1:{port}"
@@ -189,7 +221,10 @@ def serve(ckpt, ls, token, tmp, tasks, project_id, latency_requests, *overrides)
         assert r.status_code == 200 and len(r.json()["results"]) == len(tasks), r.text[:300]
         regions = sum(len(result["result"]) for result in r.json()["results"]) / len(tasks)
         health = httpx.get(f"{url}/health").json()
-        assert (health["runtime"], health["precision"]) == (runtime, precision), health
+        assert health["runtime"] == runtime and (health["precision"] == precision or health.get("precision_refused")), \
+            health
+        if health.get("precision_refused"):
+            print(f"note: {' '.join(overrides)} served {health['precision']}: {health['precision_refused']}")
         failures = httpx.get(f"{url}/metrics").json()["task_failures"]
         assert failures == 0, f"{failures} tasks failed with {overrides}"
         peak_mb = _peak_rss_mb(proc.pid)
@@ -257,13 +292,68 @@ def gflop(net, shape: tuple[int, int]) -> float:
     return 2 * info["flops"] / 1e9
 
 
-def fma_peak(cores: int) -> tuple[float, str]:
-    """(GFLOP/s, how): the cores' nominal FP32 FMA peak from the CPU flags and clock in /proc/cpuinfo."""
-    flags = Path("/proc/cpuinfo").read_text()
-    mhz = max(float(line.split(":")[1]) for line in flags.splitlines() if line.startswith("cpu MHz"))
-    lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
-    peak = cores * mhz / 1000 * lanes * 2 * 2  # GFLOP/s: 2 FMA units, 2 flops per FMA
-    return peak, f"{cores} cores x {mhz / 1000:.2f} GHz x {lanes} fp32 lanes x 2 FMA units x 2 = {peak:.0f} GFLOP/s"
+def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """fp32 multiply-add throughput measured here: the best of `repeats` n x n x n matrix products in torch."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def matmul_integer_gops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """int8 multiply-add throughput measured here: ONNX Runtime's MatMulInteger (uint8 x int8 -> int32), the
+    kernel its quantized convolutions run on, best of `repeats` n x n x n products."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+                               helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+    session.run(None, feed)
+    best = min(_timed(lambda: session.run(None, feed)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def int8_version(ckpt: Path, demo: Path, tmp: Path) -> Path:
+    """A version folder for (e), made as retrain makes one: the fp32 network exported and checked, then
+    quantized on held-out images (16 demo test images) and checked against fp32 by their mAP."""
+    import json
+    import shutil
+
+    from backend.onnx_check import onnx_check
+    from loop.stages.int8_check import int8_check
+
+    model, exported = tmp / "int8-version" / "model", tmp / "int8-version" / "export"
+    model.mkdir(parents=True)
+    exported.mkdir()
+    shutil.copy(ckpt, model / "model.pth")
+    (exported / "images").symlink_to(demo / "images")
+    coco = json.loads((demo / "test.json").read_text())
+    coco["images"] = coco["images"][:16]
+    keep = {im["id"] for im in coco["images"]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
+    (exported / "val.json").write_text(json.dumps(coco))
+    onnx_state = onnx_check(model, [exported / im["file_name"] for im in coco["images"][:8]], SCORE_THRESHOLD)
+    state, detail = int8_check(model, exported, SCORE_THRESHOLD, 0.01)
+    print(f"(e) the version's checks: fp32 ONNX {onnx_state[0]}; int8 {state}: {detail}")
+    return model
 
 
 if __name__ == "__main__":

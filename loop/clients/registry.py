@@ -83,6 +83,26 @@ class Registry:
             raise
         self.client.set_terminated(run.run_id, status="FINISHED")
 
+    def fail_abandoned(self, project_id: str, still_running) -> list[str]:
+        """Mark FAILED this project's runs left RUNNING by a retrain that was killed (`still_running(tags)`
+        says whether the process that owns a run is alive); returns their ids. Such runs never registered
+        anything; this only keeps the tracking UI honest."""
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            return []
+        runs = self.client.search_runs([exp.experiment_id],
+                                       f"tags.project_id = '{project_id}' and attributes.status = 'RUNNING'")
+        gone = []
+        for run in runs:
+            if not still_running(run.data.tags):
+                self.client.set_tag(run.info.run_id, "abandoned", "its process ended before the run finished")
+                self.client.set_terminated(run.info.run_id, status="FAILED")
+                gone.append(run.info.run_id)
+        if gone:
+            log.warning("runs %s of project %s were left running by a stopped retrain; marked FAILED",
+                        ", ".join(gone), project_id)
+        return gone
+
     # -- versions and aliases --------------------------------------------------------------------------
     def _unless_missing(self, call, what: str):
         """call(), or None when MLflow says it does not exist; any other registry error stops here with one

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from backend.jobs import retrain_lock, update_current_job
+from backend.jobs import retrain_is_running, retrain_lock, update_current_job
 from backend.onnx_check import onnx_check
 from loop.al.gate import should_promote
 from loop.clients.checkpoints import file_sha256
@@ -69,6 +70,10 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     timings["export_s"] = time.perf_counter() - t
 
     models = open_registry(cfg)
+    host = socket.gethostname()
+    # under this project's retrain lock: a RUNNING run of it from this host whose process is gone was killed
+    models.fail_abandoned(str(cfg.labelstudio.project_id),
+                          lambda tags: tags.get("host") != host or retrain_is_running(int(tags.get("pid") or 0)))
     champion: Version | None = models.champion()
     champion_dir = None
     if champion is not None:
@@ -81,7 +86,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
 
     snapshot_ids = sorted(int(k) for k in manifest["tasks"])
     snapshot = {"task_ids": snapshot_ids, "max_updated_at": manifest["max_updated_at"]}
-    with models.run(f"retrain-{stamp}", tags={"project_id": str(cfg.labelstudio.project_id)}) as run:
+    with models.run(f"retrain-{stamp}", tags={"project_id": str(cfg.labelstudio.project_id), "host": host,
+                                               "pid": str(os.getpid())}) as run:
         run.log_params({"epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
                         "model_config": cfg.model.config, "device": cfg.device,
                         "val_fraction": cfg.export.val_fraction, "parent_version": parent,

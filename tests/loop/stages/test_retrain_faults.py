@@ -109,6 +109,8 @@ def test_kill_9_while_uploading_artifacts_leaves_the_registry_as_it_was(ls_serve
     assert again.wait(600) == 0, (tmp_path / "again.log").read_text()[-2000:]  # the lock died with the process
     latest = line.by_alias(CHALLENGER)
     assert latest.version == first + 1 and line.download(latest, tmp_path / "dl").joinpath("model.pth").is_file()
+    killed = line.client.get_run(runs[0].info.run_id)  # the rerun closed the run the killed process left open
+    assert killed.info.status == "FAILED" and "abandoned" in killed.data.tags
 
 
 def test_a_disk_that_refuses_the_checkpoint_fails_the_retrain_in_one_line(ls_server, ls_token, labeled, demo_model,
