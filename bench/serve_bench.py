@@ -40,7 +40,7 @@ from loop.clients import labelstudio  # noqa: E402
 from loop.clients.ls_server import LabelStudioServer, free_port  # noqa: E402
 from loop.clients.media import MediaConfig, MediaFetcher  # noqa: E402
 from loop.clients.services import spawn, stop, wait_http  # noqa: E402
-from loop.common.demo_data import ensure  # noqa: E402
+from loop.common.demo_data import ensure, heldout_export  # noqa: E402
 from loop.common.label_configs import rectangle_labels_config  # noqa: E402
 from loop.common.paths import REPO_ROOT  # noqa: E402
 
@@ -334,7 +334,6 @@ def _timed(call) -> float:
 def int8_version(ckpt: Path, demo: Path, tmp: Path) -> Path:
     """A version folder for (e), made as retrain makes one: the fp32 network exported and checked, then
     quantized on held-out images (16 demo test images) and checked against fp32 by their mAP."""
-    import json
     import shutil
 
     from backend.onnx_check import onnx_check
@@ -342,14 +341,8 @@ def int8_version(ckpt: Path, demo: Path, tmp: Path) -> Path:
 
     model, exported = tmp / "int8-version" / "model", tmp / "int8-version" / "export"
     model.mkdir(parents=True)
-    exported.mkdir()
     shutil.copy(ckpt, model / "model.pth")
-    (exported / "images").symlink_to(demo / "images")
-    coco = json.loads((demo / "test.json").read_text())
-    coco["images"] = coco["images"][:16]
-    keep = {im["id"] for im in coco["images"]}
-    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
-    (exported / "val.json").write_text(json.dumps(coco))
+    coco = heldout_export(demo, exported, 16)
     onnx_state = onnx_check(model, [exported / im["file_name"] for im in coco["images"][:8]], SCORE_THRESHOLD)
     state, detail = int8_check(model, exported, SCORE_THRESHOLD, 0.01)
     print(f"(e) the version's checks: fp32 ONNX {onnx_state[0]}; int8 {state}: {detail}")

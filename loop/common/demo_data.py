@@ -157,6 +157,21 @@ def ensure(out: Path = DEFAULT_ROOT) -> Path:
     return out
 
 
+def heldout_export(demo: Path, out: Path, images: int, split: str = "test") -> dict:
+    """An export folder as retrain's export writes one (`val.json` + `images/`), holding the first `images`
+    of a demo split as the held-out set: for checks that run on a version's held-out images. Returns its
+    COCO dict."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "images").exists():
+        (out / "images").symlink_to(Path(demo) / "images")
+    coco = json.loads((Path(demo) / f"{split}.json").read_text())
+    coco["images"] = coco["images"][:images]
+    keep = {im["id"] for im in coco["images"]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
+    (out / "val.json").write_text(json.dumps(coco))
+    return coco
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_ROOT)

@@ -15,6 +15,7 @@ from backend.onnx_check import onnx_check
 from backend.onnx_runtime import detection_agreement
 from backend.predictor import Detections
 from backend.quantize import INT8_CHECK, INT8_FILE, int8_verdict, read_check
+from loop.common.demo_data import heldout_export
 from loop.stages.int8_check import int8_check
 
 
@@ -42,13 +43,7 @@ def checked_version(demo_model, demo_data, tmp_path_factory):
     model.mkdir()
     shutil.copy(demo_model["checkpoint"], model / "model.pth")
     exported = root / "export"
-    exported.mkdir()
-    (exported / "images").symlink_to(demo_data / "images")
-    coco = json.loads((demo_data / "test.json").read_text())
-    coco["images"] = coco["images"][:24]
-    keep = {im["id"] for im in coco["images"]}
-    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
-    (exported / "val.json").write_text(json.dumps(coco))
+    coco = heldout_export(demo_data, exported, 24)
     images = [exported / im["file_name"] for im in coco["images"][:8]]
     assert onnx_check(model, images, 0.3)[0] == "passed"
     return model, exported
