@@ -141,7 +141,8 @@ def main() -> None:
                                project.id, args.latency_requests, *overrides)
                   for label, _, overrides in rows[2:]}
     n = len(tasks)
-    print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, input {args.img_size}, "
+    size = f"input {args.img_size}" if not args.checkpoint else "input size of its config"
+    print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, {size}, "
           f"{n} images ({files[0].name}...), torch threads {torch.get_num_threads()}")
     thresholded_s = naive["(a')"]["s"]
     for label, what, _ in rows[:2]:
