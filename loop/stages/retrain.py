@@ -24,10 +24,9 @@ from loop.al.gate import should_promote
 from loop.clients.checkpoints import file_sha256
 from loop.clients.registry import DIGEST_TAG, Version
 from loop.common.errors import LoopError
-from loop.common.model_zoo import resolve_config
 from loop.common.paths import code_revision, resolve
 from loop.common.secrets import redact
-from loop.stages.adapters import local, open_registry, train_spec, zoo_or_local
+from loop.stages.adapters import local, open_registry, train_spec
 from loop.stages.export import export
 from loop.stages.int8_check import int8_check
 from train.evaluate import coco_eval
@@ -51,10 +50,12 @@ def _export(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def _spec(cfg: DictConfig, exported: Path, work: Path, config: Path, load_from: str | None):
-    """Training (or evaluation) on an export: train.json to learn from, val.json held out."""
-    return train_spec(cfg, work, config=config, data_root=exported, train_ann="train.json", val_ann="val.json",
-                      img_prefix="", load_from=load_from)
+def _spec(cfg: DictConfig, exported: Path, work: Path, load_from: str | None, config: Path | None = None):
+    """Training (or evaluation) on an export: train.json to learn from, val.json held out; `config` replaces
+    model.config (the champion's own, to evaluate it)."""
+    changes = {"config": config} if config is not None else {}
+    return train_spec(cfg, work, data_root=exported, train_ann="train.json", val_ann="val.json", img_prefix="",
+                      load_from=load_from, **changes)
 
 
 def retrain(cfg: DictConfig) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
                         "val_fraction": cfg.export.val_fraction, "parent_version": parent,
                         "train_images": exp["train"], "heldout_images": exp["val"], "start_weights": load_from})
         t = time.perf_counter()
-        result = train(_spec(cfg, exported, work / "train", resolve_config(zoo_or_local(cfg.model.config)), load_from))
+        result = train(_spec(cfg, exported, work / "train", load_from))
         timings["train_s"] = time.perf_counter() - t
         if result.get("start_weights"):  # e.g. a COCO checkpoint onto this project's classes
             run.log_params({"start_weights_loaded": result["start_weights"]["loaded"],
@@ -105,8 +106,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
         ev = coco_eval(exported / "val.json", Path(result["detections"]))
         champion_map = champion_map50 = None
         if champion is not None:
-            old = evaluate_weights(_spec(cfg, exported, work / "champion_eval", champion_dir / "config.py",
-                                         str(champion_dir / "model.pth")))
+            old = evaluate_weights(_spec(cfg, exported, work / "champion_eval", str(champion_dir / "model.pth"),
+                                         config=champion_dir / "config.py"))
             old_ev = coco_eval(exported / "val.json", Path(old["detections"]))
             champion_map, champion_map50 = old_ev["bbox_mAP"], old_ev["bbox_mAP_50"]
         timings["evaluate_s"] = time.perf_counter() - t

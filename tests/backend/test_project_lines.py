@@ -4,13 +4,13 @@ backend is not configured for is refused by name."""
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import pytest
 
 from loop.clients import labelstudio
 from loop.clients.registry import Registry
+from loop.clients.services import wait_http
 from loop.common.label_configs import rectangle_labels_config
 from tests.backend.conftest import COCO_NAMED, publish
 from tests.helpers import make_demo_project
@@ -63,11 +63,9 @@ def test_two_projects_each_get_their_own_champion(ls_server, ls_token, ls_client
     fresh_line.promote(publish(fresh_line, demo_model, tmp_path, "fresh"))
     body = {"tasks": [{"id": 1, "data": {"image": "/data/upload/x.jpg"}}], "project": f"{fresh.id}.1700000000",
             "label_config": rectangle_labels_config(SHAPES)}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if httpx.post(f"{url}/predict", json=body).json()["model_version"] == f"labelloop-project-{fresh.id}:v1":
-            break
-        time.sleep(0.5)
+    fresh_v1 = f"labelloop-project-{fresh.id}:v1"  # its watcher swaps it in: /health lists each line's version
+    wait_http(f"{url}/health", what="the fresh project's first champion", timeout_s=60,
+              ready=lambda reply: reply.json()["model_lines"].get(f"labelloop-project-{fresh.id}") == fresh_v1)
     assert httpx.post(f"{url}/predict", json=body).json()["model_version"] == f"labelloop-project-{fresh.id}:v1"
     body["project"] = f"{shapes.id}.1700000000"
     assert httpx.post(f"{url}/predict", json=body).json()["model_version"] == f"labelloop-project-{shapes.id}:v1"
