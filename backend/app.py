@@ -143,8 +143,9 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                       "precision": predictor.precision, "execution_provider": predictor.execution_provider,
                       "model_version": predictor.version, "input_size": predictor.input_size,
                       "classes": len(predictor.classes)})
-        if getattr(predictor, "precision_refused", None):
-            reply["precision_refused"] = predictor.precision_refused
+        for key in ("precision_refused", "precision_note"):  # why int8 was not served (asked for / auto)
+            if getattr(predictor, key, None):
+                reply[key] = getattr(predictor, key)
         if holder.error:
             reply["reload_error"] = holder.error
         if holder.registry_unreachable:

@@ -43,8 +43,9 @@ class ServeSettings:
     trust_checkpoint: bool = False
     # torch, onnx (ONNX Runtime; RTMDet models) or auto (onnx where the model exports, else torch)
     runtime: str = "auto"
-    # fp32, or bf16 (ONNX Runtime with OpenVINO on a CPU with bfloat16 units; faster, scores move ~1e-2)
-    precision: str = "fp32"
+    # auto (int8 where the version's int8 check passed and the network runs on the CPU in ONNX Runtime, else
+    # fp32), fp32, int8 (asked for: refused at start off the CPU), or bf16 (OpenVINO on a CPU with bfloat16 units)
+    precision: str = "auto"
     # Serve a registry alias instead of a fixed checkpoint, and follow it.
     serve_alias: str | None = None
     tracking_uri: str | None = None
@@ -86,17 +87,26 @@ def configure_threads(threads: int | None) -> None:
     cv2.setNumThreads(1)
 
 
+def wanted_precision(precision: str, runtime: str, device: str) -> str:
+    """The precision to try: `auto` means int8 where ONNX Runtime runs the network on the CPU (served only if
+    the version's int8 check passed, else fp32), fp32 elsewhere; anything else is taken as asked."""
+    if precision != "auto":
+        return precision
+    return "int8" if runtime != "torch" and device == "cpu" else "fp32"
+
+
 def model_loader(settings: ServeSettings):
     """load(checkpoint, version) -> a predictor for the configured runtime, precision, device and threads: the
     server and bulk pre-annotation load models the same way."""
 
     if settings.runtime not in ("auto", "onnx", "torch"):
         raise LoopError(f"backend.runtime={settings.runtime!r}: use auto, onnx or torch")
-    if settings.precision != "fp32":
-        if settings.runtime == "torch" and settings.precision in PRECISIONS:
-            raise LoopError(f"backend.precision={settings.precision} runs in ONNX Runtime: use backend.runtime=onnx")
+    asked = wanted_precision(settings.precision, settings.runtime, select_device(settings.device))
+    if settings.precision not in ("auto", "fp32"):
+        if settings.runtime == "torch" and asked in PRECISIONS:
+            raise LoopError(f"backend.precision={asked} runs in ONNX Runtime: use backend.runtime=onnx")
         # asked for explicitly: refuse at start rather than fall back to torch in fp32 without saying so
-        check_precision(settings.precision, select_device(settings.device))
+        check_precision(asked, select_device(settings.device))
 
     configure_threads(settings.threads)
 
@@ -108,19 +118,22 @@ def model_loader(settings: ServeSettings):
             return predictor
 
         cache = Path(settings.cache_dir or Path.home() / ".cache" / "labelloop") / "onnx"
-        onnx_file, precision, refused = Path(checkpoint).with_name("model.onnx"), settings.precision, ""
+        onnx_file, precision, refused = Path(checkpoint).with_name("model.onnx"), asked, ""
         if precision == "int8":  # the version's checked int8 network, else fp32 and /health says why
             int8, refused = read_check(Path(checkpoint).parent)
             onnx_file, precision = (int8, "int8") if int8 else (onnx_file, "fp32")
             if refused:
-                log.warning("serving %s in fp32, not int8: %s", predictor.version, refused)
+                (log.info if settings.precision == "auto" else log.warning)(
+                    "serving %s in fp32, not int8: %s", predictor.version, refused)
         try:
             detector = load_onnx(predictor, cache, score_threshold=settings.score_threshold, onnx_file=onnx_file,
                                  threads=settings.threads, precision=precision)
-            detector.precision_refused = refused or None
+            # asked for int8 and not given it is a refusal; auto serving fp32 is the normal case, noted
+            detector.precision_refused = (refused or None) if settings.precision == "int8" else None
+            detector.precision_note = (refused or None) if settings.precision == "auto" else None
             return detector
         except LoopError as exc:
-            if settings.runtime == "onnx" or settings.precision != "fp32":
+            if settings.runtime == "onnx" or settings.precision not in ("auto", "fp32"):
                 raise
             log.info("serving %s with torch: %s", predictor.version, exc)
             return predictor

@@ -114,7 +114,7 @@ def bf16_refusal_here() -> str | None:
 def check_precision(precision: str, device: str = "cpu") -> None:
     """Refuse a precision this machine cannot run, before any model is loaded, saying how to fix it."""
     if precision not in PRECISIONS:
-        raise LoopError(f"backend.precision={precision!r}: use {' or '.join(PRECISIONS)}")
+        raise LoopError(f"backend.precision={precision!r}: use auto, {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return
     if precision == "int8":  # ONNX Runtime's own CPU kernels: any x86-64 with AVX2, faster with VNNI; ARM

@@ -11,7 +11,7 @@ a real Label Studio; plus single-task latency and backend cold start.
     backend.runtime=torch, (c) the same with backend.runtime=onnx (ONNX Runtime); (c') as (c), with the
     backend reading Label Studio's upload folder (backend.image_dir) instead of downloading over HTTP;
 (d) as (c) with backend.precision=bf16 (OpenVINO; only where OpenVINO offers BF16 on this CPU);
-(e) as (c) with backend.precision=int8 (the network quantized and checked as retrain does it).
+(e) as (c) with backend.precision=int8 (the network quantized and checked as retrain does it); (e') as (c').
 Every row prints how many boxes it returned. The floor is measured, not assumed: the network's work on
 these images, at the sizes the backend letterboxes them to, over the multiply throughput measured on the
 same cores in the same run (a large fp32 matrix product in torch; for int8, ONNX Runtime's MatMulInteger).
@@ -131,13 +131,16 @@ def main() -> None:
         rows = [("(a)", "naive, the config's test settings", None),
                 ("(a')", f"naive, score >= {SCORE_THRESHOLD} before NMS", None),
                 ("(b)", "torch", ["backend.runtime=torch"]),
-                ("(c)", "onnx", ["backend.runtime=onnx"]),
-                ("(c')", "onnx, images from disk", ["backend.runtime=onnx", f"backend.image_dir={upload}"])]
+                ("(c)", "onnx", ["backend.runtime=onnx", "backend.precision=fp32"]),
+                ("(c')", "onnx, images from disk", ["backend.runtime=onnx", "backend.precision=fp32",
+                                                   f"backend.image_dir={upload}"])]
         bf16 = bf16_refusal_here()
         if bf16 is None:
             rows.append(("(d)", "onnx bf16 (OpenVINO)", ["backend.runtime=onnx", "backend.precision=bf16"]))
         rows.append(("(e)", "onnx int8", ["backend.runtime=onnx", "backend.precision=int8"]))
-        served = {label: serve(int8_dir / "model.pth" if label == "(e)" else ckpt, ls, token, tmp, tasks,
+        rows.append(("(e')", "onnx int8, images from disk", ["backend.runtime=onnx", "backend.precision=int8",
+                                                            f"backend.image_dir={upload}"]))
+        served = {label: serve(int8_dir / "model.pth" if label.startswith("(e") else ckpt, ls, token, tmp, tasks,
                                project.id, args.latency_requests, *overrides)
                   for label, _, overrides in rows[2:]}
     n = len(tasks)

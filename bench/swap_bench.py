@@ -49,7 +49,7 @@ def publish(registry: Registry, ckpt: Path, onnx: Path, tmp: Path, name: str) ->
     return registry.register(run.run_id, {}).version
 
 
-RUNTIMES = {"torch": ["backend.runtime=torch"], "onnx": ["backend.runtime=onnx"],
+RUNTIMES = {"torch": ["backend.runtime=torch"], "onnx": ["backend.runtime=onnx", "backend.precision=fp32"],
             "onnx-bf16": ["backend.runtime=onnx", "backend.precision=bf16"]}
 
 

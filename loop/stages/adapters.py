@@ -149,7 +149,7 @@ def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSetti
         local_files_root=str(media.local_files_root) if media.local_files_root else None,
         allow_hosts=media.allow_hosts, max_body_mb=float(backend.max_body_mb),
         trust_checkpoint=bool(backend.trust_checkpoint), runtime=str(backend.get("runtime", "auto")),
-        precision=str(backend.get("precision", "fp32")), serve_alias=backend.get("serve_alias") or None,
+        precision=str(backend.get("precision", "auto")), serve_alias=backend.get("serve_alias") or None,
         tracking_uri=str(cfg.registry.tracking_uri), model_name=cfg.registry.get("model_name") or None,
         model_prefix=str(cfg.registry.model_prefix), projects=served_projects(cfg),
         max_models=int(backend.get("max_models") or 4),

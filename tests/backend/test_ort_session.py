@@ -23,7 +23,7 @@ def test_fp32_is_always_allowed():
 
 @pytest.mark.parametrize("precision", ["fp16", "INT8", "BF16", ""])
 def test_unknown_precision_names_the_choices(precision):
-    with pytest.raises(LoopError, match="use fp32 or bf16 or int8"):
+    with pytest.raises(LoopError, match="use auto, fp32, bf16, int8"):
         ort_session.check_precision(precision)
 
 

@@ -4,7 +4,6 @@ backend is not configured for is refused by name."""
 
 from __future__ import annotations
 
-
 import httpx
 import pytest
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from backend.loading import ServeSettings, model_loader
+from backend.loading import ServeSettings, model_loader, wanted_precision
 from backend.onnx_check import onnx_check
 from backend.onnx_runtime import detection_agreement
 from backend.predictor import Detections
@@ -71,8 +71,22 @@ def test_a_version_serves_int8_only_when_its_check_passed(checked_version, demo_
         assert served.precision == "fp32" and "int8 check failed" in served.precision_refused
     image = [cv2.imread(str(demo_data / "images" / "test_0001.jpg"))]
     assert len(served.predict(image)[0].scores) > 0
+    # the default, auto: the checked int8 network on the CPU, fp32 (noted, not refused) otherwise
+    auto = model_loader(ServeSettings(checkpoint="", cache_dir=str(tmp_path), score_threshold=0.3))
+    served = auto(str(model / "model.pth"))
+    assert served.precision == ("int8" if expected == "passed" else "fp32") and served.precision_refused is None
+    assert (served.precision_note is None) == (expected == "passed")
+    torch_auto = model_loader(ServeSettings(checkpoint="", runtime="torch", score_threshold=0.3))
+    assert torch_auto(str(model / "model.pth")).precision == "fp32"
 
 
 def test_a_checkpoint_without_a_checked_int8_network_serves_fp32_and_says_why(demo_model, tmp_path):
     network, why = read_check(demo_model["checkpoint"].parent)
     assert network is None and "stage=retrain" in why
+
+
+@pytest.mark.parametrize("runtime, device, expected", [("auto", "cpu", "int8"), ("onnx", "cpu", "int8"),
+                                                       ("torch", "cpu", "fp32"), ("auto", "cuda:0", "fp32")])
+def test_auto_tries_int8_only_where_onnx_runtime_runs_on_the_cpu(runtime, device, expected):
+    assert wanted_precision("auto", runtime, device) == expected
+    assert wanted_precision("bf16", runtime, device) == "bf16"  # asked for: taken as asked (and checked)
