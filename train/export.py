@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +63,16 @@ def _image_size(data: bytes) -> tuple[int, int]:
 
 def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetcher | None = None,
                    val_fraction: float = 0.2, control: str | None = None, progress: bool = True,
-                   skip_unreadable: bool = False) -> dict[str, Any]:
+                   skip_unreadable: bool = False,
+                   on_tasks: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, Any]:
     """Export the project's submitted annotations to `out_dir`; returns counts and timings.
 
     Images come through `fetcher`, the same guarded fetcher the backend serves with (SSRF guard, size cap,
     token only to Label Studio, cloud presign). Without one nothing is downloaded: sizes come from the
     annotations, for fast checks of a big project. A submitted task whose image cannot be read is never
     dropped quietly: the export stops, naming the tasks and the cause, before it writes anything, unless
-    `skip_unreadable` (then they are left out and listed in the log)."""
+    `skip_unreadable` (then they are left out and listed in the log). `on_tasks` sees the submitted tasks as
+    listed (annotations and predictions), for figures drawn from the same listing (labeling effort)."""
     download = fetcher is not None
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -94,6 +97,8 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     cache: dict[str, dict] = state.get("images", {})
 
     tasks = labelstudio.list_tasks(client, project_id, only_annotated=True)
+    if on_tasks is not None:
+        on_tasks(tasks)
     fetched_s = time.perf_counter() - started
     items, snapshot = [], {}
     unreadable: list[tuple[int, str]] = []

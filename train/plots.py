@@ -1,4 +1,5 @@
-"""Pictures a person looks at in the MLflow UI: training curves, PR curves, held-out examples."""
+"""Pictures a person looks at in the MLflow UI: training curves, PR curves, held-out examples, labeling effort
+per model version."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
+def _save(fig, out: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def plot_history(history: list[dict[str, Any]], out: Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [h["epoch"] for h in history]
@@ -27,10 +35,7 @@ def plot_history(history: list[dict[str, Any]], out: Path) -> Path:
             ax2.plot(*zip(*pts), marker="o", label=key[4:])
     ax2.set(xlabel="epoch", ylabel="COCO metric", title="held-out mAP", ylim=(0, 1))
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_pr(precision: np.ndarray | None, classes: list[str], out: Path) -> Path:
@@ -44,10 +49,7 @@ def plot_pr(precision: np.ndarray | None, classes: list[str], out: Path) -> Path
                 ax.plot(recall, np.where(p > -1, p, np.nan), label=name)
     ax.set(xlabel="recall", ylabel="precision", title="PR curve, IoU 0.5", xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_examples(gt_file: Path, det_file: Path, image_root: Path, out: Path, n: int = 6,
@@ -76,10 +78,7 @@ def plot_examples(gt_file: Path, det_file: Path, image_root: Path, out: Path, n:
                 ax.text(x, y, f"{names.get(d['category_id'], '?')} {d['score']:.2f}", color="red", fontsize=7)
         ax.set_title(f"task {im['id']}", fontsize=8)
     fig.suptitle("held-out: truth (green) vs prediction (red)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_learning_curves(curves: dict[str, dict[int, tuple[float, float, int]]], out: Path) -> Path:
@@ -96,7 +95,22 @@ def plot_learning_curves(curves: dict[str, dict[int, tuple[float, float, int]]],
     ax.set(xlabel="labeled images", ylabel="test bbox mAP", title="active learning: mAP vs labeling budget")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
+
+
+def plot_effort(rows: list[dict[str, Any]], baseline_name: str, out: Path) -> Path:
+    """Per model version: the share of predicted boxes people accepted unchanged, and seconds per task, with
+    the tasks labeled without any prediction as the baseline."""
+    versions = [r for r in rows if r["model_version"] != baseline_name]
+    baseline = next((r for r in rows if r["model_version"] == baseline_name), None)
+    names = [r["model_version"].rsplit(":", 1)[-1] for r in versions]
+    fig, (share, seconds) = plt.subplots(1, 2, figsize=(10, 3.6))
+    share.plot(names, [100 * (r["accepted_share"] or 0) for r in versions], "o-")
+    share.set(title="predicted boxes accepted unchanged", xlabel="model version", ylabel="%", ylim=(0, 100))
+    seconds.plot(names, [r["seconds_per_task"] or 0 for r in versions], "o-", label="prediction shown")
+    if baseline and baseline["seconds_per_task"] is not None:
+        seconds.axhline(baseline["seconds_per_task"], color="grey", ls="--", label="no prediction shown")
+    seconds.set(title="seconds per task (lead_time)", xlabel="model version", ylabel="s")
+    seconds.set_ylim(bottom=0)
+    seconds.legend(fontsize=8)
+    return _save(fig, out)

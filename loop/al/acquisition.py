@@ -81,8 +81,29 @@ def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None =
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse")
 
 
+# Strategies Label Studio's queue can follow: a per-image score written to each task. coreset and
+# entropy_diverse choose a batch jointly from image embeddings, which the served model does not report.
+QUEUE_STRATEGIES = ("entropy", "least_confidence")
+
+
+def queue_strategy_error(strategy: str | None) -> str | None:
+    """Why `strategy` cannot order Label Studio's queue (None where it can, or when the queue is off)."""
+    if strategy is None or strategy in QUEUE_STRATEGIES:
+        return None
+    if strategy == "random":
+        return ("preannotate.queue_strategy=random: set it to null (no queue) and choose Uniform sampling in "
+                "the project's settings; use " + " or ".join(QUEUE_STRATEGIES) + " for an ordered queue")
+    if strategy in STRATEGIES:
+        return (f"preannotate.queue_strategy={strategy} picks a batch jointly from image embeddings, which the "
+                f"served model does not report, so it cannot order Label Studio's queue; use "
+                f"{' or '.join(QUEUE_STRATEGIES)} (or null for no queue), or compare {strategy} with stage=simulate")
+    return (f"preannotate.queue_strategy={strategy!r} is no strategy; use {' or '.join(QUEUE_STRATEGIES)} "
+            "(or null for no queue)")
+
+
 def image_score(strategy: str, scores: Sequence[float]) -> float:
-    """The per-image uncertainty a strategy ranks by (the value written to the Label Studio queue field)."""
+    """The per-image uncertainty a strategy ranks by (the value written to the Label Studio queue field; the
+    shortlist of entropy_diverse)."""
     if strategy == "least_confidence":
         return least_confidence(scores)
     if strategy in ("entropy", "entropy_diverse"):

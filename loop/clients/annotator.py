@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loop.al.oracle import coco_ground_truth, regions
+from loop.al.effort import Effort, shown_prediction
+from loop.al.oracle import coco_ground_truth, corrected, regions
 from loop.clients import labelstudio
 from loop.common.label_configs import rectangle_labels_config
 
@@ -31,3 +32,16 @@ def submit_ground_truth(client, gt, file_of, task_ids=None) -> None:
     for tid in task_ids if task_ids is not None else file_of:
         im, boxes = gt[file_of[tid]]
         labelstudio.submit_annotation(client, tid, regions(im, boxes))
+
+
+def submit_corrected(client, task: dict, gt, file_of) -> Effort:
+    """Label one task as a person would with the model's boxes on screen: correct the prediction shown
+    (loop.al.oracle.corrected) and submit it with its lead time and the prediction it started from."""
+    im, truth = gt[file_of[task["id"]]]
+    if "predictions" not in task:  # /next answers without them on some Label Studio versions
+        task = labelstudio.get_task(client, task["id"])
+    shown = shown_prediction(task, {})
+    result, effort, seconds = corrected((shown or {}).get("result") or [], regions(im, truth))
+    labelstudio.submit_annotation(client, task["id"], result, lead_time=seconds,
+                                  parent_prediction=shown.get("id") if shown else None)
+    return effort

@@ -84,6 +84,12 @@ def list_tasks(client, project_id: int, *, only_annotated: bool = False, page_si
     return [t.model_dump() if hasattr(t, "model_dump") else dict(t) for t in pager]
 
 
+def get_task(client, task_id: int) -> dict[str, Any]:
+    """One task with its data, annotations and predictions, as a plain dict."""
+    task = client.tasks.get(str(task_id))
+    return task.model_dump() if hasattr(task, "model_dump") else dict(task)
+
+
 def get_project(client, project_id: int) -> dict[str, Any]:
     """A project's settings and counters as a plain dict; a missing project is a clear error."""
     try:
@@ -96,10 +102,14 @@ def get_project(client, project_id: int) -> dict[str, Any]:
 
 
 def submit_annotation(client, task_id: int, result: list[dict[str, Any]], *, was_cancelled: bool = False,
-                      ground_truth: bool = False) -> dict[str, Any]:
-    """Submit an annotation for a task, as an annotator pressing Submit (or Skip with was_cancelled)."""
+                      ground_truth: bool = False, lead_time: float | None = None,
+                      parent_prediction: int | None = None) -> dict[str, Any]:
+    """Submit an annotation for a task, as an annotator pressing Submit (or Skip with was_cancelled);
+    `lead_time` (seconds spent) and `parent_prediction` (the prediction it started from) as the labeling
+    screen records them."""
+    extra = {k: v for k, v in (("lead_time", lead_time), ("parent_prediction", parent_prediction)) if v is not None}
     ann = client.annotations.create(id=task_id, result=result, was_cancelled=was_cancelled,
-                                    ground_truth=ground_truth)
+                                    ground_truth=ground_truth, **extra)
     return ann.model_dump() if hasattr(ann, "model_dump") else dict(ann)
 
 
@@ -125,10 +135,11 @@ def retrieve_predictions(client, project_id: int, task_ids: list[int] | None = N
     client.actions.create(id="retrieve_tasks_predictions", project=project_id, selected_items=selected)
 
 
-def create_prediction(client, task_id: int, prediction: dict[str, Any]) -> None:
-    """Store a prediction ({"result", "score", "model_version"}) on a task."""
-    client.predictions.create(task=task_id, result=prediction["result"], score=prediction["score"],
-                              model_version=prediction["model_version"])
+def create_prediction(client, task_id: int, prediction: dict[str, Any]) -> int:
+    """Store a prediction ({"result", "score", "model_version"}) on a task; returns its id."""
+    stored = client.predictions.create(task=task_id, result=prediction["result"], score=prediction["score"],
+                                       model_version=prediction["model_version"])
+    return int(stored.id)
 
 
 QUEUE_FIELD = "al_score"  # task data field the labeling queue is ordered by (higher: label sooner)

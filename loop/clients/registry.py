@@ -137,6 +137,10 @@ class Registry:
             raise LoopError(f"model '{self.model_name}' has no version {version} in {self.tracking_uri}")
         return Version(int(mv.version), mv.run_id, dict(mv.tags))
 
+    def run_of(self, version: int) -> "Run":
+        """The tracking run a registered version came from (to add figures measured later, e.g. effort)."""
+        return Run(self.client, self.get(version).run_id)
+
     def by_alias(self, alias: str) -> Version | None:
         mv = self._unless_missing(lambda: self.client.get_model_version_by_alias(self.model_name, alias),
                                   f"the alias '{alias}'")

@@ -26,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig, open_dict
 
 from loop.clients import labelstudio
-from loop.clients.annotator import project_from_coco, submit_ground_truth
+from loop.clients.annotator import project_from_coco, submit_corrected
 from loop.clients.ls_server import TOKEN_FILE, free_port, port_is_free
 from loop.clients.services import spawn, stop, wait_http
 from loop.common.demo_data import ensure
@@ -34,7 +34,8 @@ from loop.common.errors import LoopError
 from loop.common.paths import resolve
 from loop.common.secrets import API_KEY_ENV
 from loop.stages.adapters import artifact_location, labelstudio_server, model_name, open_registry, train_spec
-from loop.stages.preannotate import preannotate
+from loop.stages.effort import effort
+from loop.stages.preannotate import check_queue_strategy, preannotate
 from loop.stages.retrain import run_stage as retrain
 from train.trainer import evaluate
 
@@ -106,29 +107,32 @@ def label_batch(client, project_id: int, view_id: int | None, gt, file_of, n: in
     """The simulated annotator labels n tasks: in queue order, or at random when strategy=random."""
 
     if strategy == "random" or view_id is None:
-        todo = [t["id"] for t in labelstudio.list_tasks(client, project_id) if not t.get("annotations")]
-        picked = [int(i) for i in rng.permutation(todo)[:n]]
-        submit_ground_truth(client, gt, file_of, picked)
+        todo = {t["id"]: t for t in labelstudio.list_tasks(client, project_id) if not t.get("annotations")}
+        picked = [int(i) for i in rng.permutation(sorted(todo))[:n]]
+        for task_id in picked:
+            submit_corrected(client, todo[task_id], gt, file_of)
         return picked
     picked = []
     for _ in range(n):
         task = labelstudio.next_task(client, project_id, view_id)
         if task is None:
             break
-        submit_ground_truth(client, gt, file_of, [task["id"]])
+        submit_corrected(client, task, gt, file_of)
         picked.append(task["id"])
     return picked
 
 
 def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     stage = cfg.stage
+    queue = None if stage.strategy == "random" else str(stage.strategy)
+    check_queue_strategy(queue)  # before any folder or service
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     work = resolve(cfg.work_dir) / "demo" / stamp
     work.mkdir(parents=True, exist_ok=True)
     data_root = ensure(resolve(cfg.data.root)) if cfg.data.name == "demo" else resolve(cfg.data.root)
     with open_dict(cfg):
         cfg.work_dir = str(work)  # Label Studio data, MLflow store, exports and runs all go here
-        cfg.preannotate.queue_strategy = None if stage.strategy == "random" else str(stage.strategy)
+        cfg.preannotate.queue_strategy = queue
         cfg.labelstudio.server.port = _port(str(cfg.labelstudio.server.host), int(cfg.labelstudio.server.port),
                                             "Label Studio")
     log.info("demo folder: %s", work)
@@ -174,11 +178,15 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     for h in history:
         print(f"iteration {h['iteration']}: {h['labeled']:4d} labeled  champion v{h['champion']}  "
               f"test mAP {h['test_mAP']:.3f}  mAP@50 {h['test_mAP_50']:.3f}", flush=True)
+    spent = effort(cfg)  # what the simulated annotator did with each version's predictions
+    print(f"labeling effort per model version (simulated annotator, {Path(spent['folder']) / 'effort.png'}):\n"
+          f"{spent['table']}", flush=True)
     urls = {"labelstudio": f"{server.url}/projects/{project.id}/data?tab={view_id}" if view_id else server.url,
             "mlflow": mlflow_url, "backend": backend_url}
     print(f"Label Studio: {urls['labelstudio']}  (log in as {server.username}, password {server.password})\n"
           f"MLflow UI:    {mlflow_url}\nML backend:   {backend_url}", flush=True)
-    result = {"history": history, "urls": urls, "project_id": project.id, "view_id": view_id,
+    result = {"history": history, "effort": spent["versions"], "urls": urls, "project_id": project.id,
+              "view_id": view_id,
               "work_dir": str(work), "token_file": str(Path(server.data_dir) / TOKEN_FILE),
               "labelstudio_url": server.url, "username": server.username}
     # For tools that look at a running demo (scripts/screenshot.py); the password stays in the config.

@@ -16,7 +16,7 @@ from backend.batch import predict_tasks
 from backend.labels import build_label_map
 from backend.loading import model_loader
 from backend.reload import load_registered
-from loop.al.acquisition import image_score
+from loop.al.acquisition import image_score, queue_strategy_error
 from loop.al.tasks import labeled, stale
 from loop.clients import labelstudio
 from loop.common.errors import LoopError
@@ -32,7 +32,16 @@ from loop.stages.adapters import (
 log = logging.getLogger(__name__)
 
 
+def check_queue_strategy(strategy: str | None) -> None:
+    """Refuse a queue strategy before anything is predicted or written."""
+    why = queue_strategy_error(strategy)
+    if why:
+        raise LoopError(why)
+
+
 def preannotate(cfg: DictConfig) -> dict[str, Any]:
+    strategy = cfg.preannotate.get("queue_strategy")
+    check_queue_strategy(strategy)
     project = project_id(cfg)
     models = open_registry(cfg)
     champion = models.champion()
@@ -50,7 +59,6 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
     threshold = float(cfg.backend.score_threshold)
     report = {"version": predictor.version, "runtime": predictor.runtime, "precision": predictor.precision,
               "stale_tasks": len(tasks), "predicted": 0, "failed": 0}
-    strategy = settings.get("queue_strategy")
     queue: dict[int, float] = {}
     step = int(settings.batch_size)
     with media_fetcher(cfg) as fetcher, ThreadPoolExecutor(max_workers=8) as pool, \

@@ -27,6 +27,7 @@ from loop.common.errors import LoopError
 from loop.common.paths import code_revision, resolve
 from loop.common.secrets import redact
 from loop.stages.adapters import local, open_registry, train_spec
+from loop.stages.effort import effort_of_tasks
 from loop.stages.export import export
 from loop.stages.int8_check import int8_check
 from train.evaluate import coco_eval
@@ -41,8 +42,8 @@ def redacted_config(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))))
 
 
-def _export(cfg: DictConfig) -> dict[str, Any]:
-    result = export(cfg, download=True)
+def _export(cfg: DictConfig, on_tasks=None) -> dict[str, Any]:
+    result = export(cfg, download=True, on_tasks=on_tasks)
     if result["train"] == 0 or result["val"] == 0:
         raise LoopError(f"{result['tasks']} submitted task(s) give {result['train']} for training and "
                         f"{result['val']} held out; submit more tasks (about {int(2 / cfg.export.val_fraction)} "
@@ -58,13 +59,23 @@ def _spec(cfg: DictConfig, exported: Path, work: Path, load_from: str | None, co
                       load_from=load_from, **changes)
 
 
+def _record_effort(cfg: DictConfig, tasks: list) -> None:
+    """The earlier versions' labeling effort, from the tasks the export just listed, onto their runs. It is
+    evidence next to held-out mAP, not a step a new version depends on: a failure here is a warning."""
+    try:
+        effort_of_tasks(cfg, tasks, int(cfg.labelstudio.project_id))
+    except Exception as exc:  # noqa: BLE001 - never fails the retrain; the warning says what went wrong
+        log.warning("labeling effort not recorded: %s", " ".join(str(exc).split())[:300])
+
+
 def retrain(cfg: DictConfig) -> dict[str, Any]:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     work = resolve(cfg.work_dir) / "retrain" / f"project-{cfg.labelstudio.project_id}" / stamp
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    exp = _export(cfg)
+    listed: list = []
+    exp = _export(cfg, on_tasks=listed.append)
     exported = Path(exp["out_dir"])
     manifest = json.loads((exported / "manifest.json").read_text())
     classes = read_classes(exported / "train.json")
@@ -75,6 +86,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     # under this project's retrain lock: a RUNNING run of it from this host whose process is gone was killed
     models.fail_abandoned(str(cfg.labelstudio.project_id),
                           lambda tags: tags.get("host") != host or retrain_is_running(int(tags.get("pid") or 0)))
+    _record_effort(cfg, listed[0] if listed else [])
     champion: Version | None = models.champion()
     champion_dir = None
     if champion is not None:

@@ -16,7 +16,7 @@ from loop.clients import labelstudio
 from loop.clients.registry import CHALLENGER
 from loop.common.errors import LoopError
 from loop.stages.adapters import connect_labelstudio, open_registry, project_id
-from loop.stages.preannotate import preannotate
+from loop.stages.preannotate import check_queue_strategy, preannotate
 from loop.stages.retrain import run_stage as retrain_once
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     interval_s = stage.get("interval_s")
     if min_new is None and interval_s is None:
         raise LoopError("stage=loop needs stage.min_new_annotations=N and/or stage.interval_s=SECONDS")
+    if stage.get("preannotate_after_promotion"):
+        check_queue_strategy(cfg.preannotate.get("queue_strategy"))  # before the first retrain, not after it
     client = connect_labelstudio(cfg)
     registry = open_registry(cfg)
     report = {"iterations": 0, "failures": 0, "promotions": 0}

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf, open_dict
 from tqdm import tqdm
 
 from backend.predictor import Predictor
-from loop.al.acquisition import STRATEGIES, select
+from loop.al.acquisition import QUEUE_STRATEGIES, STRATEGIES, queue_strategy_error, select
 from loop.al.curves import mean_curves, summarise
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
@@ -250,10 +250,10 @@ def simulate_full(cfg) -> dict[str, Any]:
     trains with this stage's recipe (train=simulate, full_epochs per retrain) at its input size."""
     stage = cfg.stage
     strategies = _strategies(stage)
-    wrong = [x for x in strategies if x not in ("random", "entropy", "least_confidence")]
+    wrong = [x for x in strategies if x != "random" and queue_strategy_error(x)]
     if wrong:
         raise LoopError(f"the Label Studio queue orders by a per-image score; {wrong} need the fast mode. "
-                        "Full mode strategies: random, entropy, least_confidence")
+                        f"Full mode strategies: random, {', '.join(QUEUE_STRATEGIES)}")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / f"{stamp}-full"
     out.mkdir(parents=True, exist_ok=True)

@@ -92,3 +92,17 @@ def test_mlflow_telemetry_is_off_in_the_stages_and_their_children():
                        env={k: v for k, v in os.environ.items()
                             if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")})
     assert r.stdout.split() == ["true", "true"], r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("stage, override", [("preannotate", "preannotate.queue_strategy=coreset"),
+                                             ("loop", "preannotate.queue_strategy=entropy_diverse"),
+                                             ("demo", "stage.strategy=coreset")])
+def test_a_queue_strategy_the_queue_cannot_follow_is_refused_before_anything_runs(stage, override, tmp_path):
+    # Label Studio and the registry point nowhere: the refusal must come before either is touched
+    extra = ["stage.min_new_annotations=1"] if stage == "loop" else []
+    r = cli(f"stage={stage}", override, "labelstudio.url=http://127.0.0.1:9", "labelstudio.project_id=1",
+            "registry.tracking_uri=http://127.0.0.1:9", f"work_dir={tmp_path}", *extra)
+    assert r.returncode != 0
+    said = r.stdout + r.stderr
+    assert "cannot order Label Studio's queue; use entropy or least_confidence" in said, said
+    assert [p.name for p in tmp_path.iterdir()] == ["hydra"]  # its own run log only: no store, no demo folder

@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 
 from loop.al.acquisition import (
+    QUEUE_STRATEGIES,
     STRATEGIES,
     entropy_score,
     k_center_greedy,
     least_confidence,
+    queue_strategy_error,
     random_score,
     rank,
     select,
@@ -70,3 +72,11 @@ def test_entropy_diverse_skips_near_duplicate_uncertain_images():
     # Images like what is already labeled come last.
     assert select("coreset", 1, rng, scores, emb, labeled_embeddings=np.array([[9.0, 9.0], [5.0, 5.0]])) == [0]
     assert set(STRATEGIES) >= {"random", "least_confidence", "entropy", "coreset", "entropy_diverse"}
+
+
+def test_only_per_image_scores_can_order_the_queue():
+    assert all(queue_strategy_error(s) is None for s in (None, *QUEUE_STRATEGIES))
+    for s in set(STRATEGIES) - set(QUEUE_STRATEGIES) - {"random"}:
+        assert "image embeddings" in queue_strategy_error(s)
+    assert "Uniform sampling" in queue_strategy_error("random")
+    assert "is no strategy" in queue_strategy_error("entrop")

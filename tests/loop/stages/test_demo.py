@@ -10,6 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
+from loop.al.effort import NO_PREDICTION
+from loop.al.oracle import SECONDS
 from loop.clients import labelstudio
 from loop.common.paths import CONF_DIR
 from loop.stages.demo import demo
@@ -44,6 +46,16 @@ def test_demo_runs_the_loop_and_serves_until_stopped(small_demo, tmp_path):
         assert len(tasks) == 24 and len(unlabeled) == 4
         assert all(t["predictions"] and labelstudio.QUEUE_FIELD in t["data"] for t in unlabeled)
         assert "tab=" in urls["labelstudio"]
+        # The simulated annotator corrected v1's predictions (sent with lead time and parent prediction):
+        # the effort table has the first 14 tasks drawn by hand and the 6 labeled with v1's boxes on screen.
+        line = health["model_version"].rsplit(":", 1)[0]
+        effort = result["effort"]
+        assert (effort[NO_PREDICTION]["tasks"], effort[f"{line}:v1"]["tasks"]) == (14, 6)
+        assert effort[NO_PREDICTION]["added"] > 0 and effort[NO_PREDICTION]["seconds_per_task"] > 0
+        v1 = effort[f"{line}:v1"]
+        edits = sum(v1[k] for k in ("accepted", "adjusted", "relabeled", "deleted", "added"))
+        assert edits > 0 and v1["seconds_per_task"] == pytest.approx(
+            (6 * SECONDS["task"] + sum(SECONDS[k] * v1[k] for k in SECONDS if k != "task")) / 6)
         # The token reached the backend through its environment: on no command line (ps) and in no file the
         # demo wrote, Label Studio's own data folder apart.
         token = Path(result["token_file"]).read_text().strip().encode()
