@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from backend.labels import LabelMap, build_label_map
 from backend.loading import ServeSettings, model_loader
 from backend.metrics import Metrics
 from backend.projects import NoModel, ProjectModels, UnknownProject
+from loop.al.acquisition import image_score
 from loop.clients.media import MediaFetcher
 from loop.common.label_configs import LabelConfigError, rectangle_controls
 
@@ -175,9 +177,13 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
             await run_in_threadpool(models.expected_version, project)
         return {"model_version": version}
 
+    # predictions carry the labeling queue's score, like bulk pre-annotation's (see backend.queue_strategy)
+    queue_score = partial(image_score, settings.queue_strategy) if settings.queue_strategy else None
+
     def predict_tasks(tasks: list[dict], lmap: LabelMap, predictor) -> list[dict]:
         started = time.perf_counter()
-        outcomes = batch.predict_tasks(tasks, lmap, predictor, fetcher, pool, settings.score_threshold)
+        outcomes = batch.predict_tasks(tasks, lmap, predictor, fetcher, pool, settings.score_threshold,
+                                       queue_score)
         elapsed = time.perf_counter() - started
         with metrics.lock:
             metrics.latencies.append(elapsed)

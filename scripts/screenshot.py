@@ -21,6 +21,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from loop.al.tasks import latest_prediction  # noqa: E402
 from loop.clients import labelstudio  # noqa: E402
 
 log = logging.getLogger("screenshot")
@@ -33,17 +34,13 @@ def latest_demo(work_dir: Path) -> Path:
     return states[-1]
 
 
-def latest(task: dict) -> dict:
-    return max(task["predictions"], key=lambda p: (p["created_at"], p["id"]))
-
-
 def pick_task(client, project_id: int) -> dict:
     """The highest task of the queue among unlabeled tasks whose latest prediction has boxes."""
     tasks = [t for t in labelstudio.list_tasks(client, project_id)
-             if not t["annotations"] and t["predictions"] and latest(t)["result"]]
+             if not t["annotations"] and latest_prediction(t) and latest_prediction(t)["result"]]
     if not tasks:
         sys.exit("no unlabeled task with predicted boxes in the demo project")
-    return max(tasks, key=lambda t: t["data"].get(labelstudio.QUEUE_FIELD, 0.0))
+    return max(tasks, key=lambda t: latest_prediction(t)["score"] or 0.0)
 
 
 def main() -> None:
@@ -82,7 +79,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out))
         browser.close()
-    log.info("task %d (%d predicted boxes) -> %s", task["id"], len(latest(task)["result"]), args.out)
+    log.info("task %d (%d predicted boxes) -> %s", task["id"], len(latest_prediction(task)["result"]), args.out)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ def _image_size(data: bytes) -> tuple[int, int]:
 def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetcher | None = None,
                    val_fraction: float = 0.2, control: str | None = None, progress: bool = True,
                    skip_unreadable: bool = False,
-                   on_tasks: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, Any]:
+                   on_tasks: Callable[[list[dict[str, Any]]], None] | None = None,
+                   page_size: int = 1000) -> dict[str, Any]:
     """Export the project's submitted annotations to `out_dir`; returns counts and timings.
 
     Images come through `fetcher`, the same guarded fetcher the backend serves with (SSRF guard, size cap,
@@ -96,7 +97,7 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     categories = stable_categories(chosen["labels"], state.get("categories"))
     cache: dict[str, dict] = state.get("images", {})
 
-    tasks = labelstudio.list_tasks(client, project_id, only_annotated=True)
+    tasks = labelstudio.list_tasks(client, project_id, only_annotated=True, page_size=page_size)
     if on_tasks is not None:
         on_tasks(tasks)
     fetched_s = time.perf_counter() - started

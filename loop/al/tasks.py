@@ -15,8 +15,12 @@ def stale(task: dict[str, Any], version: str, include_labeled: bool) -> bool:
     """Does this task need a prediction from `version`?"""
     if not include_labeled and labeled(task):
         return False
+    latest = latest_prediction(task)
+    return latest is None or latest.get("model_version") != version
+
+
+def latest_prediction(task: dict[str, Any]) -> dict[str, Any] | None:
+    """The task's newest prediction (its score is the task's place in the labeling queue), or None."""
     predictions = task.get("predictions") or []
-    if not predictions:
-        return True
-    latest = max(predictions, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0))
-    return latest.get("model_version") != version
+    return max(predictions, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0)) if predictions \
+        else None

@@ -6,13 +6,14 @@ authenticated media downloads) we reuse its own auth headers rather than handlin
 
 from __future__ import annotations
 
+import json
 import logging
 import mimetypes
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import httpx
-from label_studio_sdk import LabelStudio
+from label_studio_sdk import LabelStudio, PredictionRequest
 from label_studio_sdk.core.api_error import ApiError
 
 from loop.common.errors import LoopError
@@ -76,12 +77,38 @@ def upload_images(client, project_id: int, paths: Iterable[Path], chunk: int = 5
     return task_ids
 
 
-def list_tasks(client, project_id: int, *, only_annotated: bool = False, page_size: int = 500
+def import_tasks(client, project_id: int, tasks: list[dict[str, Any]], chunk: int = 5000) -> int:
+    """Create tasks in bulk from JSON ({"data": ..., optionally "annotations"/"predictions"}), as the Import
+    dialog does with a JSON file; returns how many were created."""
+    created = 0
+    for start in range(0, len(tasks), chunk):
+        reply = client.projects.import_tasks(id=project_id, request=tasks[start:start + chunk])
+        created += int(reply.task_count or 0)
+    return created
+
+
+def _annotations_filter(operator: str) -> str:
+    return json.dumps({"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:total_annotations", "operator": operator, "type": "Number", "value": 0}]}})
+
+
+def iter_tasks(client, project_id: int, *, only_annotated: bool = False, only_unlabeled: bool = False,
+               page_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """A project's tasks with their data, annotations and predictions, as plain dicts (raw URLs), one page
+    in memory at a time. `only_annotated` / `only_unlabeled` filter in Label Studio (a Data Manager filter on
+    submitted annotations), so the tasks left out are never serialized or sent."""
+    query = _annotations_filter("greater") if only_annotated else _annotations_filter("equal") \
+        if only_unlabeled else None
+    pager = client.tasks.list(project=project_id, fields="all", page_size=page_size, resolve_uri=False,
+                              query=query)
+    for t in pager:
+        yield t.model_dump() if hasattr(t, "model_dump") else dict(t)
+
+
+def list_tasks(client, project_id: int, *, only_annotated: bool = False, page_size: int = 1000
                ) -> list[dict[str, Any]]:
-    """All tasks of a project with their data, annotations and predictions, as plain dicts (raw URLs)."""
-    pager = client.tasks.list(project=project_id, fields="all", only_annotated=only_annotated or None,
-                              page_size=page_size, resolve_uri=False)
-    return [t.model_dump() if hasattr(t, "model_dump") else dict(t) for t in pager]
+    """All tasks of a project (see iter_tasks), in one list."""
+    return list(iter_tasks(client, project_id, only_annotated=only_annotated, page_size=page_size))
 
 
 def get_task(client, task_id: int) -> dict[str, Any]:
@@ -142,23 +169,24 @@ def create_prediction(client, task_id: int, prediction: dict[str, Any]) -> int:
     return int(stored.id)
 
 
-QUEUE_FIELD = "al_score"  # task data field the labeling queue is ordered by (higher: label sooner)
 QUEUE_VIEW = "Most informative first"
 
 
-def set_queue_scores(client, tasks: list[dict[str, Any]], scores: dict[int, float]) -> None:
-    """Write each task's acquisition score into its data (`data.al_score`), which the queue view sorts by.
-    The whole data dict is sent back, so the media URL and any user fields stay as they were."""
-    for task in tasks:
-        if task["id"] in scores:
-            data = dict(task.get("data") or {}, **{QUEUE_FIELD: round(float(scores[task["id"]]), 6)})
-            client.tasks.update(id=str(task["id"]), data=data)
+def import_predictions(client, project_id: int, predictions: list[tuple[int, dict[str, Any]]]) -> None:
+    """Store many predictions ({"result", "score", "model_version"} per task id) in one request (Label
+    Studio's predictions import), instead of one request per task."""
+    if predictions:
+        client.projects.import_predictions(id=project_id, request=[
+            PredictionRequest(task=task_id, result=p["result"], score=p["score"], model_version=p["model_version"])
+            for task_id, p in predictions])
 
 
 def ensure_queue_view(client, project_id: int) -> int:
-    """A Data Manager tab that lists unlabeled tasks by `data.al_score`, highest first; "Label All Tasks"
-    from that tab (or /next?view=ID) hands them out in that order under Sequential sampling. Returns its id."""
-    data = {"title": QUEUE_VIEW, "ordering": [f"-tasks:data.{QUEUE_FIELD}"],
+    """A Data Manager tab that lists unlabeled tasks by their prediction score, highest first; "Label All
+    Tasks" from that tab (or /next?view=ID) hands them out in that order under Sequential sampling. Label
+    Studio averages the scores of the predictions of the project's model version (`prefill_from`), so a task
+    is ranked by the current model's prediction only. Returns the tab's id."""
+    data = {"title": QUEUE_VIEW, "ordering": ["-tasks:predictions_score"],
             "filters": {"conjunction": "and", "items": [
                 {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}}
     for view in client.views.list(project=project_id):

@@ -80,6 +80,9 @@ class LabelStudioServer:
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true" if self.enable_legacy_tokens else "false",
+            # Label Studio's own batched predictions import: without it, every import request recounts the
+            # annotations of every task in the project, so bulk pre-annotation would grow with N^2
+            "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short": "true",
         })
         if self.allow_local_backends:
             env.update({"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"})

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from backend.loading import ServeSettings
+from loop.al.acquisition import queue_strategy_error
 from loop.clients import labelstudio
 from loop.clients.ls_server import LabelStudioServer
 from loop.clients.media import MediaConfig, MediaFetcher
@@ -137,6 +138,9 @@ def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSetti
     """The backend's model settings (runtime, precision, device, threads, caches) from `backend.*`."""
     backend = cfg.backend
     media = media_config(cfg)
+    queue = cfg.preannotate.get("queue_strategy") or None
+    if queue_strategy_error(queue):  # predictions carry the queue's score: refuse before any model loads
+        raise LoopError(queue_strategy_error(queue))
     return ServeSettings(
         checkpoint=checkpoint if checkpoint is not None else local(backend.checkpoint),
         config=zoo_or_local(backend.config), device=str(backend.device),
@@ -149,7 +153,8 @@ def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSetti
         local_files_root=str(media.local_files_root) if media.local_files_root else None,
         allow_hosts=media.allow_hosts, max_body_mb=float(backend.max_body_mb),
         trust_checkpoint=bool(backend.trust_checkpoint), runtime=str(backend.get("runtime", "auto")),
-        precision=str(backend.get("precision", "auto")), serve_alias=backend.get("serve_alias") or None,
+        precision=str(backend.get("precision", "auto")), queue_strategy=queue,
+        serve_alias=backend.get("serve_alias") or None,
         tracking_uri=str(cfg.registry.tracking_uri), model_name=cfg.registry.get("model_name") or None,
         model_prefix=str(cfg.registry.model_prefix), projects=served_projects(cfg),
         max_models=int(backend.get("max_models") or 4),

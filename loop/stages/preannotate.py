@@ -6,7 +6,9 @@ selected tasks in one /predict with a 100 s limit; this works on any number of t
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from omegaconf import DictConfig
@@ -17,10 +19,11 @@ from backend.labels import build_label_map
 from backend.loading import model_loader
 from backend.reload import load_registered
 from loop.al.acquisition import image_score, queue_strategy_error
-from loop.al.tasks import labeled, stale
+from loop.al.tasks import stale
 from loop.clients import labelstudio
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
+from loop.common.streams import read_ahead
 from loop.stages.adapters import (
     connect_labelstudio,
     media_fetcher,
@@ -53,40 +56,74 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
     load = model_loader(serve_settings(cfg, checkpoint=""))
     predictor = load_registered(models, champion, cache / models.model_name, load)
     client = connect_labelstudio(cfg)
-    label_map = build_label_map(labelstudio.get_project(client, project)["label_config"], predictor.classes)
-    tasks = [t for t in labelstudio.list_tasks(client, project)
-             if stale(t, predictor.version, bool(settings.include_labeled))]
+    info = labelstudio.get_project(client, project)
+    label_map = build_label_map(info["label_config"], predictor.classes)
     threshold = float(cfg.backend.score_threshold)
     report = {"version": predictor.version, "runtime": predictor.runtime, "precision": predictor.precision,
-              "stale_tasks": len(tasks), "predicted": 0, "failed": 0}
-    queue: dict[int, float] = {}
-    step = int(settings.batch_size)
+              "stale_tasks": 0, "predicted": 0, "failed": 0}
+    # with a queue strategy, each prediction's score is the task's acquisition score: the queue tab sorts
+    # by it, so nothing is written per task
+    task_score = partial(image_score, strategy) if strategy else None
+    # time the stage spends waiting on Label Studio (list_s, store_s) and on the model (predict_s)
+    timings = {"list_s": 0.0, "predict_s": 0.0, "store_s": 0.0}
+    include_labeled = bool(settings.include_labeled)
+    # Label Studio I/O overlaps with inference: the next page of tasks is read ahead, and predictions are
+    # stored in large requests (each has a fixed cost in Label Studio) while the model works on the next ones
+    tasks = read_ahead(labelstudio.iter_tasks(client, project, only_unlabeled=not include_labeled))
+    pending: list = []
+    storing: list[Future] = []
+
+    def store(at_least: int, wait: bool = False) -> None:
+        t = time.perf_counter()
+        if storing and (wait or (pending and len(pending) >= at_least)):
+            storing.pop().result()  # one import in flight at a time; its error surfaces here
+        if pending and len(pending) >= at_least:
+            storing.append(storer.submit(labelstudio.import_predictions, client, project, list(pending)))
+            pending.clear()
+        if wait and storing:
+            storing.pop().result()
+        timings["store_s"] += time.perf_counter() - t
+
+    total = (info.get("task_number") or 0) - (0 if include_labeled else info.get("num_tasks_with_annotations") or 0)
     with media_fetcher(cfg) as fetcher, ThreadPoolExecutor(max_workers=8) as pool, \
-            tqdm(total=len(tasks), desc="preannotate", unit="task") as bar:
-        for start in range(0, len(tasks), step):
-            batch = tasks[start:start + step]
-            outcomes = predict_tasks(batch, label_map, predictor, fetcher, pool, threshold)
+            ThreadPoolExecutor(max_workers=1) as storer, \
+            tqdm(total=max(total, 0), desc="preannotate", unit="task") as bar:
+        while True:
+            t = time.perf_counter()
+            batch, seen = [], 0
+            for task in tasks:  # stream: one page of tasks in memory, never the whole project
+                seen += 1
+                if stale(task, predictor.version, include_labeled):
+                    batch.append(task)
+                    if len(batch) == int(settings.batch_size):
+                        break
+            timings["list_s"] += time.perf_counter() - t
+            if not batch:
+                bar.update(seen)
+                store(1, wait=True)
+                break
+            report["stale_tasks"] += len(batch)
+            t = time.perf_counter()
+            outcomes = predict_tasks(batch, label_map, predictor, fetcher, pool, threshold, task_score)
+            timings["predict_s"] += time.perf_counter() - t
             if any(o.model_failed for o in outcomes):
+                store(1, wait=True)  # what was predicted before the failure is kept
                 raise LoopError(f"{predictor.version} failed on a batch of images (its traceback is in the log above); "
                                 f"{report['predicted']} tasks were pre-annotated before it. Check the registered "
                                 "model, or roll back with stage=rollback")
-            for task, outcome in zip(batch, outcomes):
-                if not outcome.ok:
-                    report["failed"] += 1
-                    continue
-                labelstudio.create_prediction(client, task["id"], outcome.prediction)
-                report["predicted"] += 1
-                if strategy:
-                    queue[task["id"]] = image_score(strategy, outcome.scores[outcome.scores >= threshold])
-            bar.update(len(batch))
+            ready = [(task["id"], o.prediction) for task, o in zip(batch, outcomes) if o.ok]
+            pending.extend(ready)
+            store(int(settings.store_batch))
+            report["predicted"] += len(ready)
+            report["failed"] += len(batch) - len(ready)
+            bar.update(seen)
+    t = time.perf_counter()
     if report["predicted"]:
-        labelstudio.prefill_from(client, project, predictor.version)
+        labelstudio.prefill_from(client, project, predictor.version)  # also what the queue tab averages
     if strategy:
-        # Only tasks nobody labeled yet are queued; after a promotion all of them are re-predicted and re-scored.
-        unlabeled = [t for t in tasks if not labeled(t)]
-        labelstudio.set_queue_scores(client, unlabeled, queue)
         report["queue_view"] = labelstudio.ensure_queue_view(client, project)
-        report["queued"] = sum(t["id"] in queue for t in unlabeled)
+    timings["store_s"] += time.perf_counter() - t
+    report.update({k: round(v, 3) for k, v in timings.items()})
     log.info("pre-annotated %d of %d stale tasks with %s (%d failed)", report["predicted"], report["stale_tasks"],
              predictor.version, report["failed"])
     return report

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 from loop.al.effort import NO_PREDICTION
 from loop.al.oracle import SECONDS
+from loop.al.tasks import latest_prediction
 from loop.clients import labelstudio
 from loop.common.paths import CONF_DIR
 from loop.stages.demo import demo
@@ -44,7 +45,8 @@ def test_demo_runs_the_loop_and_serves_until_stopped(small_demo, tmp_path):
         tasks = labelstudio.list_tasks(client, result["project_id"])
         unlabeled = [t for t in tasks if not t["annotations"]]
         assert len(tasks) == 24 and len(unlabeled) == 4
-        assert all(t["predictions"] and labelstudio.QUEUE_FIELD in t["data"] for t in unlabeled)
+        version = health["model_version"]
+        assert all(latest_prediction(t)["model_version"] == version for t in unlabeled)  # the queue's scores
         assert "tab=" in urls["labelstudio"]
         # The simulated annotator corrected v1's predictions (sent with lead time and parent prediction):
         # the effort table has the first 14 tasks drawn by hand and the 6 labeled with v1's boxes on screen.

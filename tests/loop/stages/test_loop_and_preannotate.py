@@ -6,6 +6,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401
+from loop.al.acquisition import entropy_score
+from loop.al.tasks import latest_prediction
 from loop.clients import labelstudio
 from loop.clients.registry import Registry
 from loop.common.paths import CONF_DIR
@@ -62,11 +64,15 @@ def test_preannotate_then_loop(ls_server, ls_token, ls_client, demo_data, demo_m
 
 
 def assert_queue_ordered(client, project_id, view_id, unlabeled):
-    """Every unlabeled task carries its score, and Label Studio's labeling stream opened from the queue tab
-    hands out the highest-scored task first; returns the task ids in queue order."""
+    """Every unlabeled task's newest prediction carries its acquisition score, and Label Studio's labeling
+    stream opened from the queue tab hands out the highest-scored task first; returns the task ids in queue
+    order."""
     tasks = {t["id"]: t for t in labelstudio.list_tasks(client, project_id) if t["id"] in unlabeled}
-    scores = {tid: t["data"][labelstudio.QUEUE_FIELD] for tid, t in tasks.items()}
+    scores = {tid: latest_prediction(t)["score"] for tid, t in tasks.items()}
     assert len(scores) == len(unlabeled) and len(set(scores.values())) > 1
+    for t in tasks.values():  # the acquisition score (entropy of the boxes shown), not their mean confidence
+        shown = [r["score"] for r in latest_prediction(t)["result"]]
+        assert scores[t["id"]] == pytest.approx(entropy_score(shown), abs=1e-3)
     by_score = sorted(scores, key=lambda tid: -scores[tid])
     assert labelstudio.next_task(client, project_id, view_id)["id"] == by_score[0]
     assert all(t["data"]["image"].startswith("/data/upload/") for t in tasks.values())  # other fields kept
