@@ -16,7 +16,7 @@ from typing import Any
 
 from loop.common.device import select_device
 from loop.common.errors import LoopError
-from loop.common.model_config import set_input_size
+from loop.common.model_config import set_input_size, without_sync_bn
 from train.start_weights import fitted_start
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,15 @@ def build_config(spec: TrainSpec):
     cfg.resume = False
     cfg.randomness = dict(seed=spec.seed)
     cfg.launcher = spec.launcher
-    if spec.launcher != "none":
-        cfg.sync_bn = "torch"  # our configs use BN; several processes need SyncBN
+    if spec.launcher != "none" and select_device(spec.device) == "cpu":
+        # processes on CPU cores: gloo, and DDP without device ids (BN stays per process: SyncBN is GPU-only)
+        cfg.env_cfg = dict(cfg.get("env_cfg", {}), dist_cfg=dict(backend="gloo"))
+        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
+        cfg.model = without_sync_bn(cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model))
+        if cfg.model.get("type") in ("RTMDet", "YOLODetector"):  # these convert to SyncBN themselves
+            cfg.model.use_syncbn = False
+    elif spec.launcher != "none":
+        cfg.sync_bn = "torch"  # our configs use BN; several GPUs need SyncBN
     if spec.cfg_options:
         cfg.merge_from_dict(dict(spec.cfg_options))
     return cfg
@@ -128,6 +135,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     """Train, then evaluate on the validation annotations; returns figures and the checkpoint path."""
     # Under torchrun, mmengine binds each process to its LOCAL_RANK GPU itself.
     device = select_device(spec.device) if spec.launcher == "none" else f"{spec.launcher} launcher"
+    from mmengine.dist import get_rank, get_world_size
     from mmengine.runner import Runner
 
     from train.hooks import (
@@ -136,6 +144,8 @@ def train(spec: TrainSpec) -> dict[str, Any]:
 
     cfg = build_config(spec)
     spec.work_dir.mkdir(parents=True, exist_ok=True)
+    if spec.launcher != "none" and select_device(spec.device) == "cpu":
+        join_cpu_process_group()
     start = None
     if spec.load_from:  # e.g. a COCO checkpoint for a project with other classes: fit it to this model
         cfg.load_from, start = fitted_start(spec.load_from, cfg.model, spec.work_dir)
@@ -161,9 +171,21 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         "work_dir": str(spec.work_dir),
         "history": history.history,
         "start_weights": start and {k: start[k] for k in ("checkpoint", "loaded", "fresh")},
+        "processes": get_world_size(),
     }
-    (spec.work_dir / "result.json").write_text(json.dumps(result, indent=1))
+    if get_rank() == 0:  # under torchrun every rank gets here; one writes
+        (spec.work_dir / "result.json").write_text(json.dumps(result, indent=1))
+    log.info("trained with world size %d", get_world_size())
     return result
+
+
+def join_cpu_process_group() -> None:
+    """Under torchrun on CPU cores: join the gloo process group before mmengine's Runner would, since its
+    own initialisation binds each rank to a CUDA device."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
 
 
 def evaluate(spec: TrainSpec) -> dict[str, Any]:

@@ -41,6 +41,20 @@ def stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
             proc.wait()
 
 
+def run_to_end(cmd: list[str], log_file: Path, what: str) -> None:
+    """Run `cmd` to its end, its output in `log_file`; a non-zero exit is a LoopError with the log's tail.
+    Ctrl-C stops it too."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    proc = spawn(cmd, log_file)
+    try:
+        code = proc.wait()
+    except BaseException:
+        stop(proc)
+        raise
+    if code != 0:
+        raise LoopError(f"{what} exited with code {code}; see {log_file}{_tail(log_file)}")
+
+
 def _tail(log_file: Path | None, lines: int = 15) -> str:
     if log_file is None or not Path(log_file).exists():
         return ""

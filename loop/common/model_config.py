@@ -42,3 +42,13 @@ def num_classes(model_cfg: Any) -> int | None:
             if found is not None:
                 return found
     return None
+
+
+def without_sync_bn(node: Any) -> Any:
+    """The config with every SyncBN norm layer as plain BN (mmdet's RTMDet configs ask for SyncBN, which
+    runs on GPUs only; processes on CPU cores keep per-process BN statistics)."""
+    if isinstance(node, dict):
+        return {k: ("BN" if k == "type" and v == "SyncBN" else without_sync_bn(v)) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(without_sync_bn(v) for v in node)
+    return node

@@ -23,6 +23,7 @@ from backend.onnx_check import onnx_check
 from loop.al.gate import should_promote
 from loop.clients.checkpoints import file_sha256
 from loop.clients.registry import DIGEST_TAG, Version
+from loop.clients.services import run_to_end
 from loop.common.errors import LoopError
 from loop.common.paths import code_revision, resolve
 from loop.common.secrets import redact
@@ -31,6 +32,7 @@ from loop.stages.effort import effort_of_tasks
 from loop.stages.export import export
 from loop.stages.int8_check import int8_check
 from train.evaluate import coco_eval
+from train.launch import RESULT, spec_command, write_spec
 from train.package import package_model
 from train.trainer import evaluate as evaluate_weights
 from train.trainer import read_classes, train
@@ -57,6 +59,26 @@ def _spec(cfg: DictConfig, exported: Path, work: Path, load_from: str | None, co
     changes = {"config": config} if config is not None else {}
     return train_spec(cfg, work, data_root=exported, train_ann="train.json", val_ann="val.json", img_prefix="",
                       load_from=load_from, **changes)
+
+
+def _train(cfg: DictConfig, spec) -> dict[str, Any]:
+    """Train in this process, or, with train.gpus > 1 or train.nodes > 1, as this node's ranks under
+    torchrun (mmengine's pytorch launcher; gloo on CPU cores). Either way the result comes back here, and
+    only this process evaluates, packages, registers and gates."""
+    processes, nodes = int(cfg.train.get("gpus") or 1), int(cfg.train.get("nodes") or 1)
+    if processes <= 1 and nodes <= 1:
+        return train(spec)
+    spec_file = write_spec(spec, spec.work_dir / "spec.json")
+    address, port = str(cfg.train.master_addr), int(cfg.train.master_port)
+    command = spec_command(spec_file, processes, nodes, 0, address, port)
+    if nodes > 1:
+        log.info("on each other node R (1..%d), with this export and spec on a shared path, run: %s", nodes - 1,
+                 " ".join(spec_command(spec_file, processes, nodes, 0, address, port)).replace(
+                     "--node_rank=0", "--node_rank=R"))
+    log_file = spec.work_dir / "torchrun.log"
+    log.info("training in %d process(es) on %d node(s) under torchrun; log %s", processes, nodes, log_file)
+    run_to_end(command, log_file, "torchrun")
+    return json.loads((spec.work_dir / RESULT).read_text())
 
 
 def _record_effort(cfg: DictConfig, tasks: list) -> None:
@@ -106,7 +128,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
                         "val_fraction": cfg.export.val_fraction, "parent_version": parent,
                         "train_images": exp["train"], "heldout_images": exp["val"], "start_weights": load_from})
         t = time.perf_counter()
-        result = train(_spec(cfg, exported, work / "train", load_from))
+        result = _train(cfg, _spec(cfg, exported, work / "train", load_from))
+        run.log_params({"train_processes": result["processes"]})
         timings["train_s"] = time.perf_counter() - t
         if result.get("start_weights"):  # e.g. a COCO checkpoint onto this project's classes
             run.log_params({"start_weights_loaded": result["start_weights"]["loaded"],
@@ -168,7 +191,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
                "champion_before": champion.version if champion else None,
                "champion_heldout_bbox_mAP": None if champion_map is None else round(champion_map, 4),
                "train_images": exp["train"], "heldout_images": exp["val"], "run_id": run_id,
-               **{k: round(v, 1) for k, v in timings.items()}}
+               "train_processes": result["processes"], **{k: round(v, 1) for k, v in timings.items()}}
     log.info("retrain: %s", summary)
     return summary
 

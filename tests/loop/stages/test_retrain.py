@@ -6,6 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
+from loop.clients.ls_server import free_port
 from loop.clients.registry import CHALLENGER
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR
@@ -103,3 +104,23 @@ def test_failures_register_nothing(ls_server, ls_token, ls_client, labeled_proje
     reg = open_registry(cfg)
     runs = reg.client.search_runs([reg.client.get_experiment_by_name(reg.experiment).experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_retrain_trains_under_torchrun_in_two_processes_and_registers_once(ls_server, ls_token, labeled_project,
+                                                                            demo_model, mlflow_store, tmp_path):
+    """train.gpus=2 on this CPU: two gloo processes through mmengine's pytorch launcher; the stage alone
+    evaluates, registers and gates, with what a one-process retrain registers."""
+    cfg = make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path,
+                   f"model.checkpoint={demo_model['checkpoint']}", "train.gpus=2",
+                   f"train.master_port={free_port()}")
+    result = retrain(cfg)
+    registry = open_registry(cfg)
+    version = registry.get(result["version"])
+    assert result["promoted"] and result["train_processes"] == 2
+    assert [v.version for v in registry.client.search_model_versions(f"name='{registry.model_name}'")] == \
+        [version.version]  # registered once
+    assert TAGS <= set(version.tags) and version.tags["onnx_check"] == "passed"
+    assert registry.client.get_run(version.run_id).data.params["train_processes"] == "2"
+    assert result["heldout_bbox_mAP_50"] > 0.1  # both ranks fine-tuned the same model from the demo weights
+    log = (tmp_path / "retrain").rglob("torchrun.log")
+    assert "world size 2" in next(log).read_text()
