@@ -26,6 +26,18 @@ inputs_hash() {
     cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" "$ROOT/scripts/setup.sh" | sha256sum | cut -d' ' -f1
 }
 
+# PostgreSQL (Debian's package): the team profile runs Label Studio and MLflow on it, and its test starts one.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing PostgreSQL (apt-get install postgresql)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q postgresql >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }
+    else
+        log "PostgreSQL is missing: run \`sudo apt-get install postgresql\` (the team profile and its test need it)"
+    fi
+fi
+
 if [ ! -x "$PY" ]; then
     log "creating $VENV with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$VENV"

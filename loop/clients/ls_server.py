@@ -15,6 +15,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -55,6 +56,9 @@ class LabelStudioServer:
     local_files_root: Path | None = None
     startup_timeout_s: float = 300.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # None: SQLite in data_dir (Label Studio's default); else PostgreSQL {host, port, name, user}, the password
+    # in the environment as POSTGRE_PASSWORD (Label Studio's own variable)
+    database: dict[str, Any] | None = None
     proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
@@ -73,6 +77,8 @@ class LabelStudioServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "VIRTUAL_ENV", "PYTHON"))}
         env.update({
             "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+            "LABEL_STUDIO_USERNAME": self.username,
+            "LABEL_STUDIO_PASSWORD": self.password,
             "DJANGO_DB": "sqlite",
             # quiet offline: no version check, no analytics, no error reports to Sentry (backend and browser)
             "LATEST_VERSION_CHECK": "false",
@@ -84,6 +90,10 @@ class LabelStudioServer:
             # annotations of every task in the project, so bulk pre-annotation would grow with N^2
             "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short": "true",
         })
+        if self.database:  # PostgreSQL; its password from POSTGRE_PASSWORD in this process's environment
+            env.update({"DJANGO_DB": "default", "POSTGRE_HOST": str(self.database["host"]),
+                        "POSTGRE_PORT": str(self.database.get("port", 5432)),
+                        "POSTGRE_NAME": str(self.database["name"]), "POSTGRE_USER": str(self.database["user"])})
         if self.allow_local_backends:
             env.update({"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"})
         if self.local_files_root:
@@ -101,8 +111,9 @@ class LabelStudioServer:
             raise LoopError(f"port {self.port} on {self.host} is taken (Label Studio would silently move to "
                             f"another one); stop what uses it or set labelstudio.server.port=OTHER")
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        # the admin's name and password through the environment, never on the command line (ps shows it)
         cmd = [str(self.executable), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port),
-               "--host", self.url, "--username", self.username, "--password", self.password]
+               "--host", self.url]
         if self.legacy_token:
             cmd += ["--user-token", self.legacy_token]
         log.info("starting Label Studio at %s (data in %s, log %s)", self.url, self.data_dir, self.log_file)

@@ -117,7 +117,8 @@ def labelstudio_server(cfg: DictConfig) -> LabelStudioServer:
                              port=int(server.port), username=server.username, password=server.password,
                              allow_local_backends=bool(server.allow_local_backends),
                              enable_legacy_tokens=bool(server.enable_legacy_tokens),
-                             startup_timeout_s=float(server.startup_timeout_s))
+                             startup_timeout_s=float(server.startup_timeout_s),
+                             database=plain(server.get("database")) or None)
 
 
 def media_config(cfg: DictConfig) -> MediaConfig:

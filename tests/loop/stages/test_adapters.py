@@ -10,6 +10,7 @@ from loop.common.errors import LoopError
 from loop.common.paths import REPO_ROOT
 from loop.stages.adapters import (
     labelstudio_api_key,
+    labelstudio_server,
     media_config,
     serve_settings,
     train_spec,
@@ -56,3 +57,18 @@ def test_the_token_comes_from_the_key_file_when_one_is_given(tmp_path):
     assert media_config(compose_cfg(f"labelstudio.api_key_file={key}")).api_key == "token-from-file"
     with pytest.raises(LoopError, match="api_key_file=.* cannot be read"):
         labelstudio_api_key(compose_cfg(f"labelstudio.api_key_file={tmp_path / 'missing'}"))
+
+
+def test_the_team_profile_is_configuration_only(monkeypatch):
+    monkeypatch.setenv("POSTGRE_HOST", "db.internal")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    team = compose_cfg("stage=labelstudio", "labelstudio=team", "registry=team")
+    local = compose_cfg("stage=labelstudio")
+    assert labelstudio_server(team).database == {"host": "db.internal", "port": "5432", "name": "labelstudio",
+                                                 "user": "labelstudio"}
+    assert labelstudio_server(local).database is None  # SQLite, Label Studio's default
+    assert team.registry.tracking_uri == "http://mlflow.internal:5000"
+    # everything else as the embedded default; no password anywhere in the config
+    assert {k: v for k, v in team.labelstudio.server.items() if k != "database"} == \
+        {k: v for k, v in local.labelstudio.server.items() if k != "database"}
+    assert "password" not in str(team.labelstudio.server.database).lower()
