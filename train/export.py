@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,27 @@ def _image_size(data: bytes) -> tuple[int, int]:
         return (h, w) if img.getexif().get(0x0112) in (5, 6, 7, 8) else (w, h)
 
 
+class _timed:
+    """An iterator that adds up the time spent waiting for its items (the listing's share of the export)."""
+
+    def __init__(self, items: Iterator):
+        self.items, self.seconds = items, 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        started = time.perf_counter()
+        try:
+            return next(self.items)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
 def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetcher | None = None,
                    val_fraction: float = 0.2, control: str | None = None, progress: bool = True,
                    skip_unreadable: bool = False,
-                   on_tasks: Callable[[list[dict[str, Any]]], None] | None = None,
+                   on_task: Callable[[dict[str, Any]], None] | None = None,
                    page_size: int = 1000) -> dict[str, Any]:
     """Export the project's submitted annotations to `out_dir`; returns counts and timings.
 
@@ -72,8 +89,9 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     token only to Label Studio, cloud presign). Without one nothing is downloaded: sizes come from the
     annotations, for fast checks of a big project. A submitted task whose image cannot be read is never
     dropped quietly: the export stops, naming the tasks and the cause, before it writes anything, unless
-    `skip_unreadable` (then they are left out and listed in the log). `on_tasks` sees the submitted tasks as
-    listed (annotations and predictions), for figures drawn from the same listing (labeling effort)."""
+    `skip_unreadable` (then they are left out and listed in the log). `on_task` sees the submitted tasks as
+    listed (annotations and predictions), one at a time, for figures drawn from the same listing (labeling
+    effort). Tasks are streamed page by page: only their annotations are kept, never the whole listing."""
     download = fetcher is not None
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -97,13 +115,13 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     categories = stable_categories(chosen["labels"], state.get("categories"))
     cache: dict[str, dict] = state.get("images", {})
 
-    tasks = labelstudio.list_tasks(client, project_id, only_annotated=True, page_size=page_size)
-    if on_tasks is not None:
-        on_tasks(tasks)
-    fetched_s = time.perf_counter() - started
+    listing = _timed(labelstudio.iter_tasks(client, project_id, only_annotated=True, page_size=page_size))
     items, snapshot = [], {}
     unreadable: list[tuple[int, str]] = []
-    for task in tqdm(tasks, desc="export", unit="task", disable=not progress):
+    for task in tqdm(listing, desc="export", unit="task", disable=not progress,
+                     total=project.get("num_tasks_with_annotations")):
+        if on_task is not None:
+            on_task(task)
         annotation = pick_annotation(task.get("annotations") or [])
         if annotation is None:
             continue  # only skipped/cancelled annotations: not labeled
@@ -157,7 +175,7 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     changed |= _write_if_changed(out_dir / "manifest.json", manifest)
     result = {"project_id": project_id, "tasks": len(items), "train": manifest["counts"]["train"],
               "val": manifest["counts"]["val"], "categories": len(categories), "changed": changed,
-              "unreadable": [tid for tid, _ in unreadable], "fetch_s": round(fetched_s, 3),
+              "unreadable": [tid for tid, _ in unreadable], "fetch_s": round(listing.seconds, 3),
               "total_s": round(time.perf_counter() - started, 3), "out_dir": str(out_dir)}
     log.info("exported %d tasks (%d train, %d val) to %s%s", result["tasks"], result["train"], result["val"],
              out_dir, "" if changed else " (nothing changed)")

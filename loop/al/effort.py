@@ -147,17 +147,8 @@ class EffortTable:
     def rows(self) -> list[tuple[str, Effort]]:
         return list(self.by_version.items())
 
-    def records(self) -> list[dict[str, Any]]:
-        """One flat dict per version (CSV, JSON, the stage's result)."""
-        return [{"model_version": v, **{c: getattr(e, c) for c in CATEGORIES}, "tasks": e.tasks,
-                 "accepted_share": e.accepted_share, "seconds_per_task": e.seconds_per_task}
-                for v, e in self.rows()]
-
-
-def effort_by_version(tasks: Iterable[dict[str, Any]]) -> EffortTable:
-    """Effort per model version over every submitted (not skipped) annotation of these tasks."""
-    table = EffortTable()
-    for task in tasks:
+    def add_task(self, task: dict[str, Any]) -> None:
+        """Count one task's submitted (not skipped) annotations; tasks can be streamed through this."""
         for annotation in task.get("annotations") or []:
             if annotation.get("was_cancelled"):
                 continue
@@ -171,7 +162,20 @@ def effort_by_version(tasks: Iterable[dict[str, Any]]) -> EffortTable:
             lead = annotation.get("lead_time")
             if lead is not None:
                 counts.seconds, counts.timed_tasks = float(lead), 1
-            table.by_version.setdefault(version, Effort()).add(counts)
+            self.by_version.setdefault(version, Effort()).add(counts)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One flat dict per version (CSV, JSON, the stage's result)."""
+        return [{"model_version": v, **{c: getattr(e, c) for c in CATEGORIES}, "tasks": e.tasks,
+                 "accepted_share": e.accepted_share, "seconds_per_task": e.seconds_per_task}
+                for v, e in self.rows()]
+
+
+def effort_by_version(tasks: Iterable[dict[str, Any]]) -> EffortTable:
+    """Effort per model version over every submitted (not skipped) annotation of these tasks."""
+    table = EffortTable()
+    for task in tasks:
+        table.add_task(task)
     return table
 
 

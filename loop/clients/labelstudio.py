@@ -99,10 +99,23 @@ def iter_tasks(client, project_id: int, *, only_annotated: bool = False, only_un
     submitted annotations), so the tasks left out are never serialized or sent."""
     query = _annotations_filter("greater") if only_annotated else _annotations_filter("equal") \
         if only_unlabeled else None
-    pager = client.tasks.list(project=project_id, fields="all", page_size=page_size, resolve_uri=False,
-                              query=query)
-    for t in pager:
-        yield t.model_dump() if hasattr(t, "model_dump") else dict(t)
+    page = 1
+    while True:  # page by page; a short page is the last (no request past the end)
+        try:
+            items = list(client.tasks.list(project=project_id, fields="all", page=page, page_size=page_size,
+                                           resolve_uri=False, query=query).items or [])
+        except ApiError as exc:
+            if exc.status_code == 404 and page > 1:  # the previous page was full and the last
+                return
+            raise
+        except httpx.HTTPError as exc:
+            raise LoopError(f"Label Studio stopped answering while listing project {project_id}'s tasks (page "
+                            f"{page} of {page_size}): {exc}; run it again when Label Studio is back") from None
+        for t in items:
+            yield t.model_dump() if hasattr(t, "model_dump") else dict(t)
+        if len(items) < page_size:
+            return
+        page += 1
 
 
 def list_tasks(client, project_id: int, *, only_annotated: bool = False, page_size: int = 1000

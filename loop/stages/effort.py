@@ -63,8 +63,8 @@ def record(cfg: DictConfig, table: EffortTable, project: int) -> dict[str, Any]:
     return {"folder": str(folder), "logged_versions": list(versions.values()), "line": line}
 
 
-def effort_of_tasks(cfg: DictConfig, tasks: list[dict[str, Any]], project: int) -> dict[str, Any]:
-    table = effort_by_version(tasks)
+def record_table(cfg: DictConfig, table: EffortTable, project: int) -> dict[str, Any]:
+    """Log, write and record a table (see `record`); the stage's result."""
     for row in format_table(table).splitlines():
         log.info("%s", row)
     written = record(cfg, table, project)
@@ -74,8 +74,8 @@ def effort_of_tasks(cfg: DictConfig, tasks: list[dict[str, Any]], project: int) 
 
 def effort(cfg: DictConfig) -> dict[str, Any]:
     project = project_id(cfg)
-    tasks = labelstudio.list_tasks(connect_labelstudio(cfg), project, only_annotated=True)
-    return effort_of_tasks(cfg, tasks, project)
+    tasks = labelstudio.iter_tasks(connect_labelstudio(cfg), project, only_annotated=True)
+    return record_table(cfg, effort_by_version(tasks), project)
 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from loop.stages.adapters import connect_labelstudio, media_fetcher, project_id
 from train.export import export_project
 
 
-def export(cfg: DictConfig, download: bool | None = None, on_tasks=None) -> dict[str, Any]:
+def export(cfg: DictConfig, download: bool | None = None, on_task=None) -> dict[str, Any]:
     """Export labelstudio.project_id as the config says; a project with nothing submitted is an error."""
     project = project_id(cfg)
     client = connect_labelstudio(cfg)
@@ -25,7 +25,7 @@ def export(cfg: DictConfig, download: bool | None = None, on_tasks=None) -> dict
         fetcher = stack.enter_context(media_fetcher(cfg)) if download else None
         result = export_project(client, project, out, fetcher=fetcher, val_fraction=float(settings.val_fraction),
                                 control=settings.control, skip_unreadable=bool(settings.skip_unreadable),
-                                on_tasks=on_tasks)
+                                on_task=on_task)
     if result["tasks"] == 0:
         raise LoopError(f"project {project} has no submitted annotations yet; label and submit some tasks in "
                         "Label Studio first")

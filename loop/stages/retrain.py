@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from backend.jobs import retrain_is_running, retrain_lock, update_current_job
 from backend.onnx_check import onnx_check
+from loop.al.effort import EffortTable
 from loop.al.gate import should_promote
 from loop.clients.checkpoints import file_sha256
 from loop.clients.registry import DIGEST_TAG, Version
@@ -28,7 +29,7 @@ from loop.common.errors import LoopError
 from loop.common.paths import code_revision, resolve
 from loop.common.secrets import redact
 from loop.stages.adapters import local, open_registry, train_spec
-from loop.stages.effort import effort_of_tasks
+from loop.stages.effort import record_table
 from loop.stages.export import export
 from loop.stages.int8_check import int8_check
 from train.evaluate import coco_eval
@@ -44,8 +45,8 @@ def redacted_config(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))))
 
 
-def _export(cfg: DictConfig, on_tasks=None) -> dict[str, Any]:
-    result = export(cfg, download=True, on_tasks=on_tasks)
+def _export(cfg: DictConfig, on_task=None) -> dict[str, Any]:
+    result = export(cfg, download=True, on_task=on_task)
     if result["train"] == 0 or result["val"] == 0:
         raise LoopError(f"{result['tasks']} submitted task(s) give {result['train']} for training and "
                         f"{result['val']} held out; submit more tasks (about {int(2 / cfg.export.val_fraction)} "
@@ -81,11 +82,11 @@ def _train(cfg: DictConfig, spec) -> dict[str, Any]:
     return json.loads((spec.work_dir / RESULT).read_text())
 
 
-def _record_effort(cfg: DictConfig, tasks: list) -> None:
+def _record_effort(cfg: DictConfig, table: EffortTable) -> None:
     """The earlier versions' labeling effort, from the tasks the export just listed, onto their runs. It is
     evidence next to held-out mAP, not a step a new version depends on: a failure here is a warning."""
     try:
-        effort_of_tasks(cfg, tasks, int(cfg.labelstudio.project_id))
+        record_table(cfg, table, int(cfg.labelstudio.project_id))
     except Exception as exc:  # noqa: BLE001 - never fails the retrain; the warning says what went wrong
         log.warning("labeling effort not recorded: %s", " ".join(str(exc).split())[:300])
 
@@ -96,8 +97,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    listed: list = []
-    exp = _export(cfg, on_tasks=listed.append)
+    effort = EffortTable()  # counted from the tasks the export streams past, no second listing
+    exp = _export(cfg, on_task=effort.add_task)
     exported = Path(exp["out_dir"])
     manifest = json.loads((exported / "manifest.json").read_text())
     classes = read_classes(exported / "train.json")
@@ -108,7 +109,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     # under this project's retrain lock: a RUNNING run of it from this host whose process is gone was killed
     models.fail_abandoned(str(cfg.labelstudio.project_id),
                           lambda tags: tags.get("host") != host or retrain_is_running(int(tags.get("pid") or 0)))
-    _record_effort(cfg, listed[0] if listed else [])
+    _record_effort(cfg, effort)
     champion: Version | None = models.champion()
     champion_dir = None
     if champion is not None:

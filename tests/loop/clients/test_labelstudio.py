@@ -58,3 +58,18 @@ def test_a_local_label_studio_phones_nobody(tmp_path, monkeypatch):
     assert (env["LATEST_VERSION_CHECK"], env["COLLECT_ANALYTICS"]) == ("false", "false")
     assert env["SENTRY_DSN"] == env["FRONTEND_SENTRY_DSN"] == ""
     assert "LABEL_STUDIO_API_KEY" not in env
+
+
+@pytest.mark.parametrize("n", [7, 6])  # a short last page, and a full one (Label Studio answers 404 after it)
+def test_tasks_stream_page_by_page_filtered_in_label_studio(ls_client, n):
+    project = labelstudio.create_project(ls_client, f"paging-{n}", rectangle_labels_config(["cat"]))
+    tasks = [{"data": {"image": f"/data/upload/{i}.jpg"}} for i in range(n)]
+    for task in tasks[::2]:
+        task["annotations"] = [{"result": []}]
+    assert labelstudio.import_tasks(ls_client, project.id, tasks) == n
+    every = list(labelstudio.iter_tasks(ls_client, project.id, page_size=3))
+    assert [t["data"]["image"] for t in every] == [t["data"]["image"] for t in tasks]
+    annotated = list(labelstudio.iter_tasks(ls_client, project.id, only_annotated=True, page_size=3))
+    unlabeled = list(labelstudio.iter_tasks(ls_client, project.id, only_unlabeled=True, page_size=3))
+    assert len(annotated) == (n + 1) // 2 and all(t["annotations"] for t in annotated)
+    assert len(unlabeled) == n // 2 and not any(t["annotations"] for t in unlabeled)
