@@ -127,6 +127,8 @@ def run_size(n: int, server, client, token_file: Path, images: list[Path], root:
                 "preannotate_s": seconds, "list_s": report["list_s"], "predict_s": report["predict_s"],
                 "store_s": report["store_s"], "ls_io_share": io_s / work_s, "preannotate_peak_mb": peak,
                 "runtime": f"{report['runtime']} {report['precision']}"})
+    # a fresh client: the long stages above can outlive the access token this one holds
+    client = labelstudio.connect(server.url, token_file.read_text())
     unlabeled = [t for t in labelstudio.iter_tasks(client, project.id) if not t["annotations"]][:300]
     row["old_store_ms_per_task"] = 1000 * old_store(client, unlabeled, "old-way")
     row["new_store_ms_per_task"] = 1000 * report["store_s"] / max(1, report["predicted"])
