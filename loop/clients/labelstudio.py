@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -19,6 +20,7 @@ from label_studio_sdk.core.api_error import ApiError
 from loop.common.errors import LoopError
 
 log = logging.getLogger(__name__)
+ACCESS_MARGIN_S = 60.0  # renew an access token this long before it expires
 
 
 def connect(url: str, api_key: str | None, timeout: float = 60.0):
@@ -27,6 +29,7 @@ def connect(url: str, api_key: str | None, timeout: float = 60.0):
         raise LoopError("no Label Studio API key: set LABEL_STUDIO_API_KEY (or labelstudio.api_key_file=PATH) to a "
                         "personal access token (Account & Settings in Label Studio) or a legacy token")
     client = LabelStudio(base_url=url.rstrip("/"), api_key=api_key, timeout=timeout)
+    renew_access_early(client)
     try:
         client.users.whoami()
     except ApiError as exc:
@@ -39,6 +42,24 @@ def connect(url: str, api_key: str | None, timeout: float = 60.0):
         raise LoopError(f"cannot reach Label Studio at {url} ({exc}); is it running? (python -m loop.run "
                         "stage=labelstudio starts a local one)") from None
     return client
+
+
+def renew_access_early(client, margin_s: float = ACCESS_MARGIN_S) -> None:
+    """With a personal access token, the SDK trades it for short-lived access tokens and renews one only once
+    its clock says it has expired; a request sent in its last seconds reaches Label Studio expired (a 401 in
+    the middle of a long export or pre-annotation). Renew access tokens `margin_s` before they expire."""
+    tokens = getattr(client._client_wrapper, "_tokens_client", None)  # SDK 2.x internals (pinned version)
+    if tokens is None:
+        return
+    still_valid = tokens._is_valid_jwt_token
+
+    def valid(token: str, raise_if_expired: bool = False) -> bool:
+        payload = tokens._decode_jwt_payload(token) or {}
+        if payload.get("token_type") == "access" and float(payload.get("exp") or 0) - margin_s < time.time():
+            return False
+        return still_valid(token, raise_if_expired)
+
+    tokens._is_valid_jwt_token = valid
 
 
 def auth_headers(client) -> dict[str, str]:
