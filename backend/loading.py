@@ -104,12 +104,13 @@ def model_loader(settings: ServeSettings):
 
     if settings.runtime not in ("auto", "onnx", "torch"):
         raise LoopError(f"backend.runtime={settings.runtime!r}: use auto, onnx or torch")
-    asked = wanted_precision(settings.precision, settings.runtime, select_device(settings.device))
+    device = select_device(settings.device)
+    asked = wanted_precision(settings.precision, settings.runtime, device)
     if settings.precision not in ("auto", "fp32"):
         if settings.runtime == "torch" and asked in PRECISIONS:
             raise LoopError(f"backend.precision={asked} runs in ONNX Runtime: use backend.runtime=onnx")
         # asked for explicitly: refuse at start rather than fall back to torch in fp32 without saying so
-        check_precision(asked, select_device(settings.device))
+        check_precision(asked, device)
 
     configure_threads(settings.threads)
 

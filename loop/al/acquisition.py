@@ -102,8 +102,8 @@ def queue_strategy_error(strategy: str | None) -> str | None:
 
 
 def image_score(strategy: str, scores: Sequence[float]) -> float:
-    """The per-image uncertainty a strategy ranks by (the value written to the Label Studio queue field; the
-    shortlist of entropy_diverse)."""
+    """The per-image uncertainty a strategy ranks by (the score a prediction carries for Label Studio's
+    queue; the shortlist of entropy_diverse)."""
     if strategy == "least_confidence":
         return least_confidence(scores)
     if strategy in ("entropy", "entropy_diverse"):

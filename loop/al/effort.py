@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from loop.al.tasks import newest
+
 ACCEPT_IOU = 0.95
 MATCH_IOU = 0.5
 CATEGORIES = ("accepted", "adjusted", "relabeled", "deleted", "added")
@@ -135,8 +137,7 @@ def shown_prediction(task: dict[str, Any], annotation: dict[str, Any]) -> dict[s
             if prediction.get("id") == parent:
                 return prediction
     made = str(annotation.get("created_at") or "")
-    before = [p for p in predictions if not made or str(p.get("created_at") or "") <= made]
-    return max(before, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0)) if before else None
+    return newest([p for p in predictions if not made or str(p.get("created_at") or "") <= made])
 
 
 @dataclass

@@ -21,6 +21,10 @@ def stale(task: dict[str, Any], version: str, include_labeled: bool) -> bool:
 
 def latest_prediction(task: dict[str, Any]) -> dict[str, Any] | None:
     """The task's newest prediction (its score is the task's place in the labeling queue), or None."""
-    predictions = task.get("predictions") or []
+    return newest(task.get("predictions") or [])
+
+
+def newest(predictions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The most recently created of these predictions (id breaks ties), or None."""
     return max(predictions, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0)) if predictions \
         else None

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loop.al.effort import Effort, shown_prediction
+from loop.al.effort import Effort
 from loop.al.oracle import coco_ground_truth, corrected, regions
+from loop.al.tasks import latest_prediction
 from loop.clients import labelstudio
 from loop.common.label_configs import rectangle_labels_config
 
@@ -40,7 +41,7 @@ def submit_corrected(client, task: dict, gt, file_of) -> Effort:
     im, truth = gt[file_of[task["id"]]]
     if "predictions" not in task:  # /next answers without them on some Label Studio versions
         task = labelstudio.get_task(client, task["id"])
-    shown = shown_prediction(task, {})
+    shown = latest_prediction(task)
     result, effort, seconds = corrected((shown or {}).get("result") or [], regions(im, truth))
     labelstudio.submit_annotation(client, task["id"], result, lead_time=seconds,
                                   parent_prediction=shown.get("id") if shown else None)

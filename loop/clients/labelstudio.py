@@ -108,9 +108,10 @@ def import_tasks(client, project_id: int, tasks: list[dict[str, Any]], chunk: in
     return created
 
 
-def _annotations_filter(operator: str) -> str:
-    return json.dumps({"filters": {"conjunction": "and", "items": [
-        {"filter": "filter:tasks:total_annotations", "operator": operator, "type": "Number", "value": 0}]}})
+def _annotations_filter(operator: str) -> dict[str, Any]:
+    """A Data Manager filter on a task's submitted annotations (`equal` 0: unlabeled; `greater`: annotated)."""
+    return {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:total_annotations", "operator": operator, "type": "Number", "value": 0}]}
 
 
 def iter_tasks(client, project_id: int, *, only_annotated: bool = False, only_unlabeled: bool = False,
@@ -118,8 +119,8 @@ def iter_tasks(client, project_id: int, *, only_annotated: bool = False, only_un
     """A project's tasks with their data, annotations and predictions, as plain dicts (raw URLs), one page
     in memory at a time. `only_annotated` / `only_unlabeled` filter in Label Studio (a Data Manager filter on
     submitted annotations), so the tasks left out are never serialized or sent."""
-    query = _annotations_filter("greater") if only_annotated else _annotations_filter("equal") \
-        if only_unlabeled else None
+    wanted = "greater" if only_annotated else "equal" if only_unlabeled else None
+    query = json.dumps({"filters": _annotations_filter(wanted)}) if wanted else None
     page = 1
     while True:  # page by page; a short page is the last (no request past the end)
         try:
@@ -220,9 +221,7 @@ def ensure_queue_view(client, project_id: int) -> int:
     Tasks" from that tab (or /next?view=ID) hands them out in that order under Sequential sampling. Label
     Studio averages the scores of the predictions of the project's model version (`prefill_from`), so a task
     is ranked by the current model's prediction only. Returns the tab's id."""
-    data = {"title": QUEUE_VIEW, "ordering": ["-tasks:predictions_score"],
-            "filters": {"conjunction": "and", "items": [
-                {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}}
+    data = {"title": QUEUE_VIEW, "ordering": ["-tasks:predictions_score"], "filters": _annotations_filter("equal")}
     for view in client.views.list(project=project_id):
         if (view.data or {}).get("title") == QUEUE_VIEW:
             client.views.update(id=str(view.id), data=data, project=project_id)

@@ -135,13 +135,19 @@ def media_fetcher(cfg: DictConfig) -> MediaFetcher:
     return MediaFetcher(media_config(cfg))
 
 
+def check_queue_strategy(strategy: str | None) -> None:
+    """Refuse a queue strategy Label Studio's queue cannot follow, before anything is predicted or written."""
+    why = queue_strategy_error(strategy)
+    if why:
+        raise LoopError(why)
+
+
 def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSettings:
     """The backend's model settings (runtime, precision, device, threads, caches) from `backend.*`."""
     backend = cfg.backend
     media = media_config(cfg)
     queue = cfg.preannotate.get("queue_strategy") or None
-    if queue_strategy_error(queue):  # predictions carry the queue's score: refuse before any model loads
-        raise LoopError(queue_strategy_error(queue))
+    check_queue_strategy(queue)  # predictions carry the queue's score: refuse before any model loads
     return ServeSettings(
         checkpoint=checkpoint if checkpoint is not None else local(backend.checkpoint),
         config=zoo_or_local(backend.config), device=str(backend.device),

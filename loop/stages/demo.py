@@ -33,9 +33,16 @@ from loop.common.demo_data import ensure
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
 from loop.common.secrets import API_KEY_ENV
-from loop.stages.adapters import artifact_location, labelstudio_server, model_name, open_registry, train_spec
+from loop.stages.adapters import (
+    artifact_location,
+    check_queue_strategy,
+    labelstudio_server,
+    model_name,
+    open_registry,
+    train_spec,
+)
 from loop.stages.effort import effort
-from loop.stages.preannotate import check_queue_strategy, preannotate
+from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain
 from train.trainer import evaluate
 

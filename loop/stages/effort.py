@@ -65,10 +65,11 @@ def record(cfg: DictConfig, table: EffortTable, project: int) -> dict[str, Any]:
 
 def record_table(cfg: DictConfig, table: EffortTable, project: int) -> dict[str, Any]:
     """Log, write and record a table (see `record`); the stage's result."""
-    for row in format_table(table).splitlines():
+    text = format_table(table)
+    for row in text.splitlines():
         log.info("%s", row)
     written = record(cfg, table, project)
-    return {"project_id": project, **written, "table": format_table(table),
+    return {"project_id": project, **written, "table": text,
             "versions": {r.pop("model_version"): r for r in table.records()}}
 
 

@@ -18,13 +18,14 @@ from backend.batch import predict_tasks
 from backend.labels import build_label_map
 from backend.loading import model_loader
 from backend.reload import load_registered
-from loop.al.acquisition import image_score, queue_strategy_error
+from loop.al.acquisition import image_score
 from loop.al.tasks import stale
 from loop.clients import labelstudio
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
 from loop.common.streams import read_ahead
 from loop.stages.adapters import (
+    check_queue_strategy,
     connect_labelstudio,
     media_fetcher,
     open_registry,
@@ -33,13 +34,6 @@ from loop.stages.adapters import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def check_queue_strategy(strategy: str | None) -> None:
-    """Refuse a queue strategy before anything is predicted or written."""
-    why = queue_strategy_error(strategy)
-    if why:
-        raise LoopError(why)
 
 
 def preannotate(cfg: DictConfig) -> dict[str, Any]:
@@ -71,17 +65,21 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
     # stored in large requests (each has a fixed cost in Label Studio) while the model works on the next ones
     tasks = read_ahead(labelstudio.iter_tasks(client, project, only_unlabeled=not include_labeled))
     pending: list = []
-    storing: list[Future] = []
+    in_flight: Future | None = None
 
     def store(at_least: int, wait: bool = False) -> None:
+        """Send the pending predictions once there are `at_least`, one import in flight at a time (its error
+        surfaces here); `wait`: until every import is done."""
+        nonlocal in_flight
         t = time.perf_counter()
-        if storing and (wait or (pending and len(pending) >= at_least)):
-            storing.pop().result()  # one import in flight at a time; its error surfaces here
         if pending and len(pending) >= at_least:
-            storing.append(storer.submit(labelstudio.import_predictions, client, project, list(pending)))
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = storer.submit(labelstudio.import_predictions, client, project, list(pending))
             pending.clear()
-        if wait and storing:
-            storing.pop().result()
+        if wait and in_flight is not None:
+            in_flight.result()
+            in_flight = None
         timings["store_s"] += time.perf_counter() - t
 
     total = (info.get("task_number") or 0) - (0 if include_labeled else info.get("num_tasks_with_annotations") or 0)

@@ -74,8 +74,7 @@ def _train(cfg: DictConfig, spec) -> dict[str, Any]:
     command = spec_command(spec_file, processes, nodes, 0, address, port)
     if nodes > 1:
         log.info("on each other node R (1..%d), with this export and spec on a shared path, run: %s", nodes - 1,
-                 " ".join(spec_command(spec_file, processes, nodes, 0, address, port)).replace(
-                     "--node_rank=0", "--node_rank=R"))
+                 " ".join(command).replace("--node_rank=0", "--node_rank=R"))
     log_file = spec.work_dir / "torchrun.log"
     log.info("training in %d process(es) on %d node(s) under torchrun; log %s", processes, nodes, log_file)
     run_to_end(command, log_file, "torchrun")

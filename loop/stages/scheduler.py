@@ -15,8 +15,8 @@ from loop.al.gate import due
 from loop.clients import labelstudio
 from loop.clients.registry import CHALLENGER
 from loop.common.errors import LoopError
-from loop.stages.adapters import connect_labelstudio, open_registry, project_id
-from loop.stages.preannotate import check_queue_strategy, preannotate
+from loop.stages.adapters import check_queue_strategy, connect_labelstudio, open_registry, project_id
+from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain_once
 
 log = logging.getLogger(__name__)
