@@ -27,18 +27,33 @@ def class_drop(n_classes: int, keep: list[int] | None) -> np.ndarray | None:
     return drop if len(drop) else None
 
 
+def mask_sigmoid_levels(levels, drop: list[int], n_classes: int) -> list:
+    """Per-level class logits (N x (anchors * classes) x H x W, anchor-major) with the `drop` classes set
+    below any threshold."""
+    masked = []
+    for scores in levels:
+        n, channels, h, w = scores.shape
+        scores = scores.reshape(n, channels // n_classes, n_classes, h, w).clone()
+        scores[:, :, drop] = _NEVER
+        masked.append(scores.reshape(n, channels, h, w))
+    return masked
+
+
+def sigmoid_classes(model) -> int | None:
+    """The class count of the model's dense sigmoid classifier, None when it has none (two-stage, or a head
+    whose class scores are not separate per-level outputs)."""
+    head = getattr(model, "bbox_head", None)
+    if head is not None and getattr(head, "use_sigmoid_cls", False) and getattr(head, "num_classes", None):
+        return int(head.num_classes)
+    return None
+
+
 def _sigmoid_hook(get_drop: Callable[[], list[int] | None], n_classes: int):
     def hook(module, args, output):
         drop = get_drop()
         if drop is None:
             return output
-        masked = []
-        for scores in output[0]:  # per level: N x (anchors * classes) x H x W, anchor-major
-            n, channels, h, w = scores.shape
-            scores = scores.reshape(n, channels // n_classes, n_classes, h, w).clone()
-            scores[:, :, drop] = _NEVER
-            masked.append(scores.reshape(n, channels, h, w))
-        return (type(output[0])(masked), *output[1:])
+        return (type(output[0])(mask_sigmoid_levels(output[0], drop, n_classes)), *output[1:])
     return hook
 
 
@@ -61,9 +76,8 @@ def install_class_mask(model, get_drop: Callable[[], list[int] | None]) -> str:
     """Hook the model's classifier so `get_drop()` classes are dropped while it returns a list; returns where
     ("head", "roi_head", or "after" when the model is of neither kind and classes are filtered from its
     detections afterwards)."""
-    head = getattr(model, "bbox_head", None)
-    if head is not None and getattr(head, "use_sigmoid_cls", False) and getattr(head, "num_classes", None):
-        head.register_forward_hook(_sigmoid_hook(get_drop, int(head.num_classes)))
+    if sigmoid_classes(model):
+        model.bbox_head.register_forward_hook(_sigmoid_hook(get_drop, sigmoid_classes(model)))
         return "head"
     roi = getattr(getattr(model, "roi_head", None), "bbox_head", None)
     if roi is not None and not getattr(roi, "custom_cls_channels", False) \

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from backend.images import decode
-from backend.onnx_runtime import OnnxDetector, agreement, export_onnx, network_module
+from backend.onnx_heads import HeadOnnxDetector, head_network
+from backend.onnx_runtime import OnnxDetector, agreement, export_onnx, open_onnx
 from backend.predictor import Predictor
 from loop.common.errors import LoopError
 from loop.common.model_config import input_size
@@ -24,8 +25,7 @@ def onnx_check(model_dir: Path, images: list[Path], score_threshold: float) -> t
         path = export_onnx(reference.model, size, model_dir / "model.onnx")
     except LoopError as exc:
         return "unsupported", str(exc)
-    candidate = OnnxDetector(path, reference.model.cfg, reference.classes, reference.version, size,
-                             score_threshold=score_threshold)
+    candidate = open_onnx(reference, path, size, score_threshold)
     arrays = [decode(Path(p).read_bytes()).bgr for p in images]
     expected = reference.predict(arrays)
     if sum(len(d.scores) for d in expected):
@@ -35,11 +35,12 @@ def onnx_check(model_dir: Path, images: list[Path], score_threshold: float) -> t
     return raw_outputs_agree(reference.model, candidate, arrays)
 
 
-def raw_outputs_agree(model, candidate: OnnxDetector, arrays, atol: float = 1e-3) -> tuple[str, str]:
+def raw_outputs_agree(model, candidate: OnnxDetector | HeadOnnxDetector, arrays, atol: float = 1e-3
+                      ) -> tuple[str, str]:
     """(passed | failed, why) for the networks' raw outputs on the same input tensors."""
     import torch
 
-    network = network_module(model).cpu().eval()
+    network = head_network(model).cpu().eval()
     worst = 0.0
     for array in arrays:
         batch = candidate.network_input([array])

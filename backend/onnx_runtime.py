@@ -2,7 +2,8 @@
 
 The graph holds only the network (backbone, neck, head: raw per-level class logits and box distances);
 letterboxing, normalisation, prior decoding, score filtering, top-k and class-aware NMS (mmcv's op) run
-outside it, following mmdet's RTMDet test path step for step so both runtimes give the same boxes.
+outside it, following mmdet's RTMDet test path step for step so both runtimes give the same boxes. Other
+single-stage models (MMYOLO, instance segmentation) run around their own code: backend.onnx_heads.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from backend.class_mask import class_drop
+from backend.onnx_heads import HeadOnnxDetector, export_head_onnx
 from backend.ort_session import create_session
 from backend.predictor import Detections
 from loop.common.errors import LoopError
@@ -24,42 +26,21 @@ from loop.common.model_config import input_size
 log = logging.getLogger(__name__)
 
 
-def network_module(detector):
-    """backbone -> neck -> head as one module returning (cls_0, cls_1, cls_2, box_0, box_1, box_2)."""
-    import torch
-
-    class Network(torch.nn.Module):
-        def __init__(self, det):
-            super().__init__()
-            self.det = det
-
-        def forward(self, x):
-            cls_scores, bbox_preds = self.det.bbox_head(self.det.neck(self.det.backbone(x)))
-            return (*cls_scores, *bbox_preds)
-
-    return Network(detector).eval()
+def vectorised(detector) -> bool:
+    """Does our vectorised RTMDet path fit the model (mmdet's RTMDet box heads; MMYOLO's RTMDet shares the name
+    but predicts boxes in stride units), or does it run around its own head (backend.onnx_heads)?"""
+    head = type(getattr(detector, "bbox_head", None))
+    return head.__name__ in ("RTMDetHead", "RTMDetSepBNHead") and head.__module__.startswith("mmdet.")
 
 
 def export_onnx(detector, img_size: int, out: Path) -> Path:
-    """Export the network (dynamic batch, height and width; traced at img_size); returns the file."""
-    import torch
-
-    head = type(getattr(detector, "bbox_head", None)).__name__
-    if head not in ("RTMDetHead", "RTMDetSepBNHead"):
-        what = head if head != "NoneType" else f"{type(detector).__name__} (a two-stage model)"
-        raise LoopError(f"ONNX export covers RTMDet heads only, not {what}; serve it with backend.runtime=torch")
-    net = network_module(detector).cpu()
+    """Export the network (dynamic batch, height and width; traced at img_size); returns the file. RTMDet's
+    outputs are named for our post-processing: cls_0, cls_1, cls_2, box_0, box_1, box_2."""
+    if not vectorised(detector):
+        return export_head_onnx(detector, img_size, out)
     levels = len(detector.bbox_head.prior_generator.strides)
-    names = [f"cls_{i}" for i in range(levels)] + [f"box_{i}" for i in range(levels)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".{os.getpid()}.tmp")  # several workers may export the same model at once
-    with torch.no_grad():
-        torch.onnx.export(net, torch.zeros(1, 3, img_size, img_size), str(tmp), opset_version=17, dynamo=False,
-                          input_names=["input"], output_names=names,
-                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
-                                        **{n: {0: "batch", 2: f"h_{n}", 3: f"w_{n}"} for n in names}})
-    os.replace(tmp, out)
-    return out
+    return export_head_onnx(detector, img_size, out, [f"cls_{i}" for i in range(levels)] +
+                            [f"box_{i}" for i in range(levels)])
 
 
 class OnnxDetector:
@@ -204,6 +185,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def same_box(a: np.ndarray, b: np.ndarray, min_iou: float) -> bool:
+    """IoU >= min_iou, or the same corners to 0.1 px (two runtimes agree on an empty box too) (pure)."""
+    return box_iou(a, b) >= min_iou or bool(np.all(np.abs(np.asarray(a) - np.asarray(b)) <= 0.1))
+
+
 def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score_diff: float = 1e-3
               ) -> tuple[bool, str]:
     """Do two runtimes give the same detections? Every reference box needs a candidate with the same label,
@@ -212,7 +198,7 @@ def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score
         if len(r.scores) != len(c.scores):
             return False, f"image {i}: {len(r.scores)} vs {len(c.scores)} detections"
         for box, score, label in zip(r.boxes, r.scores, r.labels):
-            if not any(label == cl and box_iou(box, cb) >= min_iou and abs(score - cs) <= max_score_diff
+            if not any(label == cl and same_box(box, cb, min_iou) and abs(score - cs) <= max_score_diff
                        for cb, cs, cl in zip(c.boxes, c.scores, c.labels)):
                 where = np.round(box, 1).tolist()
                 return False, f"image {i}: no match for a class-{label} box at {where} ({score:.3f})"
@@ -242,9 +228,9 @@ def detection_agreement(reference: list, candidate: list, score_threshold: float
 
 
 def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_threshold: float | None = None,
-              onnx_file: Path | None = None, threads: int | None = None, precision: str = "fp32") -> OnnxDetector:
-    """An OnnxDetector for a loaded torch Predictor: `onnx_file` if given and present (a registry version's
-    artifact), else its network exported once into cache_dir."""
+              onnx_file: Path | None = None, threads: int | None = None, precision: str = "fp32"):
+    """An OnnxDetector (or HeadOnnxDetector) for a loaded torch Predictor: `onnx_file` if given and present (a
+    registry version's artifact), else its network exported once into cache_dir."""
     started = time.perf_counter()
     size = img_size or input_size(predictor.model.cfg)
     path = Path(cache_dir) / f"{predictor.digest[:16]}-{size}.onnx"  # by content: never another model's network
@@ -257,7 +243,15 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
         prune(Path(cache_dir), keep=8)
     else:
         os.utime(path)
-    det = OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
-                       score_threshold=score_threshold, threads=threads, precision=precision)
+    det = open_onnx(predictor, path, size, score_threshold, threads, precision)
     det.load_s = getattr(predictor, "load_s", 0.0) + time.perf_counter() - started
     return det
+
+
+def open_onnx(predictor, path: Path, size: int, score_threshold: float | None = None, threads: int | None = None,
+              precision: str = "fp32"):
+    """The exported network of a loaded torch Predictor in ONNX Runtime, by the path that fits the model."""
+    if vectorised(predictor.model):
+        return OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
+                            score_threshold=score_threshold, threads=threads, precision=precision)
+    return HeadOnnxDetector(predictor, path, threads, precision)

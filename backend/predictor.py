@@ -116,20 +116,25 @@ class Predictor:
             batch = pseudo_collate([self.pipeline(dict(img=img, img_id=i)) for i, img in enumerate(chunk)])
             with self._lock, torch.no_grad(), self._masking(drop):
                 data = self.model.data_preprocessor(batch, False)
-                inputs = data["inputs"].contiguous(memory_format=torch.channels_last)
-                if embed:
-                    feats = self.model.extract_feat(inputs)
-                    results = self.model.bbox_head.predict(feats, data["data_samples"], rescale=True)
-                    vectors = torch.cat([f.float().mean(dim=(2, 3)) for f in feats], dim=1).cpu().numpy()
-                else:
-                    results = [s.pred_instances for s in self.model.predict(inputs, data["data_samples"], rescale=True)]
-                    vectors = [None] * len(results)
+                results, vectors = self._infer(data["inputs"], data["data_samples"], embed)
             for inst, vector in zip(results, vectors):
                 labels = inst.labels.cpu().numpy()
                 keep = np.ones(len(labels), bool) if drop is None else ~np.isin(labels, drop)
                 out.append(Detections(inst.bboxes.cpu().numpy()[keep], inst.scores.cpu().numpy()[keep], labels[keep],
                                       vector))
         return out
+
+    def _infer(self, inputs, data_samples, embed: bool) -> tuple[list, list]:
+        """(pred_instances, pooled neck features or None) per image of one normalised batch."""
+        import torch
+
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        if embed:
+            feats = self.model.extract_feat(inputs)
+            results = self.model.bbox_head.predict(feats, data_samples, rescale=True)
+            return results, torch.cat([f.float().mean(dim=(2, 3)) for f in feats], dim=1).cpu().numpy()
+        results = [s.pred_instances for s in self.model.predict(inputs, data_samples, rescale=True)]
+        return results, [None] * len(results)
 
     @contextmanager
     def _masking(self, drop: np.ndarray | None):

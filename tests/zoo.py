@@ -18,9 +18,11 @@ def build(config_name: str, seed: int = 0):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
+    from mmengine.registry import init_default_scope
 
     register_all_modules()
     cfg = Config.fromfile(str(resolve_config(config_name)))
+    init_default_scope(cfg.get("default_scope", "mmdet"))  # MMYOLO's configs build from its registry
     torch.manual_seed(seed)
     return cfg, MODELS.build(cfg.model)
 
@@ -30,7 +32,13 @@ def class_logits(model):
     head = getattr(model, "bbox_head", None)
     if head is not None and hasattr(head, "rtm_cls"):
         return [conv.bias for conv in head.rtm_cls]
-    return [model.roi_head.bbox_head.fc_cls.bias]
+    module = getattr(head, "head_module", None)  # MMYOLO's heads: RTMDet, then YOLOv8
+    if module is not None and hasattr(module, "rtm_cls"):
+        return [conv.bias for conv in module.rtm_cls]
+    if module is not None and hasattr(module, "cls_preds"):
+        return [branch[-1].bias for branch in module.cls_preds]
+    roi = getattr(model, "roi_head", None)
+    return [roi.bbox_head.fc_cls.bias] if roi is not None else []  # YOLOv5: classes share one output
 
 
 def runner_checkpoint(config_name: str, out: Path, biases: dict[int, float] | None = None,

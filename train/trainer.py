@@ -105,11 +105,12 @@ def build_config(spec: TrainSpec):
     cfg.train_cfg.max_epochs = spec.epochs
     cfg.train_cfg.val_interval = max(1, min(spec.val_interval, spec.epochs))
     cfg.optim_wrapper.optimizer.lr = spec.lr
-    cfg.param_scheduler = [
+    cfg.param_scheduler = [  # mmdet's (and MMYOLO's RTMDet) schedule; other MMYOLO configs: _fit_own_hooks
         dict(type="LinearLR", start_factor=1.0e-3, by_epoch=False, begin=0, end=spec.warmup_iters),
         dict(type="CosineAnnealingLR", eta_min=spec.lr * 0.05, begin=spec.epochs // 2, end=spec.epochs,
              T_max=max(1, spec.epochs - spec.epochs // 2), by_epoch=True, convert_to_iter_based=True),
     ]
+    _fit_own_hooks(cfg, spec)
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=spec.epochs, max_keep_ckpts=1,
                                         save_last=True)
     cfg.work_dir = str(spec.work_dir)
@@ -129,6 +130,22 @@ def build_config(spec: TrainSpec):
     if spec.cfg_options:
         cfg.merge_from_dict(dict(spec.cfg_options))
     return cfg
+
+
+def _fit_own_hooks(cfg, spec: TrainSpec) -> None:
+    """What MMYOLO configs keep outside the pipeline and the schedule: their learning rate hook follows the
+    recipe's schedule (no second scheduler), their pipeline switch the input size, and evaluation sees images
+    one by one as they are served (no batch shapes tuned for 640 px batches)."""
+    hook = cfg.default_hooks.get("param_scheduler") or {}
+    if hook.get("type") == "YOLOv5ParamSchedulerHook":
+        hook.update(max_epochs=spec.epochs, warmup_epochs=0, warmup_mim_iter=spec.warmup_iters)
+        cfg.param_scheduler = None
+    for custom in cfg.get("custom_hooks") or []:
+        if spec.img_size and custom.get("switch_pipeline"):
+            set_input_size(custom["switch_pipeline"], spec.img_size)
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        if loader.dataset.get("batch_shapes_cfg"):
+            loader.dataset.batch_shapes_cfg = None
 
 
 def train(spec: TrainSpec) -> dict[str, Any]:

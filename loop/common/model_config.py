@@ -7,14 +7,22 @@ from typing import Any
 
 from loop.common.errors import LoopError
 
+# Steps whose square size follows the input size (mmdet's, and MMYOLO's letterboxing and mosaic).
 _SCALE_KEYS = {"Resize": "scale", "RandomResize": "scale", "RandomCrop": "crop_size", "Pad": "size",
-               "CachedMosaic": "img_scale", "CachedMixUp": "img_scale", "Mosaic": "img_scale"}
+               "CachedMosaic": "img_scale", "CachedMixUp": "img_scale", "Mosaic": "img_scale",
+               "YOLOv5KeepRatioResize": "scale", "LetterResize": "scale", "YOLOv5MixUp": "img_scale"}
+_TEST_RESIZES = ("Resize", "YOLOv5KeepRatioResize", "LetterResize")
+
+
+def _kind(step) -> str:
+    """A pipeline step's type without its registry scope (`mmdet.Resize` -> `Resize`)."""
+    return str(step.get("type")).split(".")[-1]
 
 
 def input_size(cfg) -> int:
     """The square input size of the model's test pipeline: what it is served and exported at."""
     for step in cfg.test_dataloader.dataset.pipeline:
-        if step["type"] in ("Resize", "mmdet.Resize") and step.get("scale"):
+        if _kind(step) in _TEST_RESIZES and step.get("scale"):
             return int(max(step["scale"]))
     raise LoopError("cannot tell the model's input size from its test pipeline; set model.img_size")
 
@@ -22,9 +30,11 @@ def input_size(cfg) -> int:
 def set_input_size(pipeline: list, size: int) -> None:
     """Every resize, crop, pad and mosaic step of a data pipeline set to a square of `size`."""
     for step in pipeline:
-        key = _SCALE_KEYS.get(str(step.get("type")).split(".")[-1])
+        key = _SCALE_KEYS.get(_kind(step))
         if key and key in step:
             step[key] = (size, size)
+        if _kind(step) == "YOLOv5RandomAffine" and "border" in step:  # MMYOLO crops a mosaic back to size
+            step["border"] = (-size // 2, -size // 2)
 
 
 def num_classes(model_cfg: Any) -> int | None:

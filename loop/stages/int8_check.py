@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from backend.images import decode
-from backend.onnx_runtime import OnnxDetector, detection_agreement
+from backend.onnx_runtime import detection_agreement, open_onnx
 from backend.predictor import Predictor
 from backend.quantize import INT8_CHECK, INT8_FILE, int8_verdict, quantize_int8
 from train.evaluate import coco_eval
@@ -29,13 +29,13 @@ def int8_check(model_dir: Path, exported: Path, score_threshold: float, toleranc
     if not (model_dir / "model.onnx").exists():
         return "unsupported", "no ONNX network for this model"
     reference = Predictor.load(str(model_dir / "model.pth"))  # the config's own score_thr: mAP needs the tail
-    cfg, size = reference.model.cfg, reference.input_size
-    fp32 = OnnxDetector(model_dir / "model.onnx", cfg, reference.classes, reference.version, size)
+    size = reference.input_size
+    fp32 = open_onnx(reference, model_dir / "model.onnx", size)
     val = json.loads((exported / "val.json").read_text())
     arrays = [decode((exported / im["file_name"]).read_bytes()).bgr for im in val["images"]]
     quantize_int8(model_dir / "model.onnx", model_dir / INT8_FILE,
                   (fp32.network_input([a]) for a in arrays[:calibration_images]))
-    int8 = OnnxDetector(model_dir / INT8_FILE, cfg, reference.classes, reference.version, size, precision="int8")
+    int8 = open_onnx(reference, model_dir / INT8_FILE, size, precision="int8")
     ids = sorted(c["id"] for c in val["categories"])
     maps, outputs = {}, {}
     for name, detector in (("fp32", fp32), ("int8", int8)):

@@ -1,6 +1,6 @@
 """The MMDetection / Label Studio tutorials' path: a model-zoo checkpoint as OpenMMLab publishes it (80 COCO
-classes, random weights here: no downloads), served without backend.config to a real Label Studio project
-with the tutorials' 80-label config and to one that maps labels with predicted_values."""
+classes, random weights here: no downloads; mmdet's and MMYOLO's), served without backend.config to a real
+Label Studio project with the tutorials' 80-label config and to one that maps labels with predicted_values."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from tests.zoo import published, runner_checkpoint
 
 pytestmark = pytest.mark.integration
 
-# name -> (class biases that make the random model report people, the config's own input size and max_per_img)
-ZOO = {"rtmdet_m_8xb32-300e_coco": ({0: 2.0}, 640, 300),
-       "faster-rcnn_r50_fpn_1x_coco": ({0: 6.0}, 1333, 100)}
+# name -> (class biases that make the random model report people, the config's own input size and max_per_img,
+# the runtime backend.runtime=auto picks)
+ZOO = {"rtmdet_m_8xb32-300e_coco": ({0: 2.0}, 640, 300, "onnxruntime"),
+       "faster-rcnn_r50_fpn_1x_coco": ({0: 6.0}, 1333, 100, "torch"),
+       "yolov8_n_syncbn_fast_8xb16-500e_coco": ({0: 2.0}, 640, 300, "onnxruntime")}  # MMYOLO's
 
 
 @pytest.fixture(scope="module", params=sorted(ZOO))
@@ -35,9 +37,9 @@ def _stored(client, project_id) -> list[dict]:
 
 def test_a_model_zoo_checkpoint_serves_the_tutorials_coco_project(zoo_backend, ls_client, demo_data):
     name, backend = zoo_backend
-    _, size, max_per_img = ZOO[name]
+    _, size, max_per_img, runtime = ZOO[name]
     health = httpx.get(f"{backend['url']}/health").json()
-    assert (health["input_size"], health["classes"]) == (size, 80), health
+    assert (health["input_size"], health["classes"], health["runtime"]) == (size, 80, runtime), health
     project, _, _ = make_demo_project(ls_client, demo_data, 2, f"zoo-coco-{name}", split="test")
     ls_client.projects.update(project.id, label_config=rectangle_labels_config(COCO_LABELS))
     labelstudio.connect_ml_backend(ls_client, project.id, backend["url"])

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from loop.common.errors import LoopError
+from loop.common.model_zoo import resolve_config
 from loop.common.paths import REPO_ROOT
 from train.trainer import TrainSpec, build_config, read_classes, train
 
@@ -58,3 +59,21 @@ def test_short_training_run_produces_checkpoint_and_coco_metrics(small_demo, tmp
     assert result["iterations"] == 3  # 24 images / batch 8
     assert (tmp_path / "w" / "epoch_1.pth").is_file()
     assert 0.0 <= result["bbox_mAP"] <= 1.0 and not math.isnan(result["bbox_mAP_50"])
+
+
+def test_an_mmyolo_config_keeps_its_own_hooks_fitted_to_the_recipe(small_demo, tmp_path):
+    """MMYOLO's learning-rate hook takes the recipe's schedule (no second scheduler beside it); its mosaic,
+    affine crop, pipeline switch and letterbox follow the input size; evaluation has no 640 px batch shapes."""
+    spec = _spec(small_demo, tmp_path, config=resolve_config("yolov8_n_syncbn_fast_8xb16-500e_coco"), img_size=128,
+                 epochs=4, warmup_iters=9)
+    cfg = build_config(spec)
+    hook = cfg.default_hooks.param_scheduler
+    assert (hook.type, hook.max_epochs, hook.warmup_epochs, hook.warmup_mim_iter) == \
+        ("YOLOv5ParamSchedulerHook", 4, 0, 9)
+    assert cfg.param_scheduler is None and cfg.model.bbox_head.head_module.num_classes == 4
+    train_steps = {s["type"]: s for s in cfg.train_dataloader.dataset.pipeline}
+    assert train_steps["Mosaic"]["img_scale"] == (128, 128)
+    assert train_steps["YOLOv5RandomAffine"]["border"] == (-64, -64)
+    switch = next(h for h in cfg.custom_hooks if h.get("switch_pipeline"))["switch_pipeline"]
+    assert [s["scale"] for s in switch if "scale" in s] == [(128, 128), (128, 128)]
+    assert cfg.test_dataloader.dataset.batch_shapes_cfg is None

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
+from backend.loading import model_loader
 from loop.clients.ls_server import free_port
 from loop.clients.registry import CHALLENGER
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR
-from loop.stages.adapters import open_registry
+from loop.stages.adapters import open_registry, serve_settings
 from loop.stages.retrain import promote_stage, retrain, rollback_stage
 from tests.helpers import key_file, make_demo_project, submit_ground_truth
 from train.slim import load_slim
@@ -124,3 +126,23 @@ def test_retrain_trains_under_torchrun_in_two_processes_and_registers_once(ls_se
     assert result["heldout_bbox_mAP_50"] > 0.1  # both ranks fine-tuned the same model from the demo weights
     log = (tmp_path / "retrain").rglob("torchrun.log")
     assert "world size 2" in next(log).read_text()
+
+
+def test_retrain_with_an_mmyolo_config_registers_a_version_that_serves(ls_server, ls_token, labeled_project,
+                                                                       mlflow_store, tmp_path):
+    """model.config an MMYOLO model-zoo name: its own pipeline (mosaic, affine, albumentations) and hooks (EMA,
+    its learning-rate hook) train a few iterations; the version is registered, checked in ONNX Runtime and
+    loads where the backend loads versions."""
+    cfg = make_cfg(ls_server, ls_token, labeled_project.id, mlflow_store, tmp_path,
+                   "model.config=yolov8_n_syncbn_fast_8xb16-500e_coco", "model.checkpoint=null")
+    result = retrain(cfg)
+    registry = open_registry(cfg)
+    version = registry.get(result["version"])
+    assert result["promoted"] and TAGS <= set(version.tags)
+    assert version.tags["onnx_check"] == "passed", version.tags["onnx_check_detail"]
+    files = registry.download(version, tmp_path / "dl")
+    assert "default_scope = 'mmyolo'" in (files / "config.py").read_text()
+    served = model_loader(serve_settings(cfg))(str(files / "model.pth"), "v1")
+    assert served.runtime == "onnxruntime" and served.model_class == "YOLODetector"
+    assert served.classes == ["circle", "square", "triangle", "star"] and served.input_size == 160
+    assert len(served.predict([np.zeros((120, 200, 3), np.uint8)])) == 1
