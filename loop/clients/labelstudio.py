@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import httpx
+import numpy as np
 from label_studio_sdk import LabelStudio, PredictionRequest
+from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from label_studio_sdk.core.api_error import ApiError
 
 from loop.common.errors import LoopError
@@ -244,3 +246,17 @@ def prefill_from(client, project_id: int, model_version: str) -> None:
     """Settings > Annotation > "Use predictions to prefill annotations" with this model version: annotators
     open a task with the model's boxes already drawn, to correct rather than draw."""
     client.projects.update(id=project_id, show_collab_predictions=True, model_version=model_version)
+
+
+def mask_to_brush(mask: np.ndarray) -> list[int]:
+    """A binary H x W mask in Label Studio's brush RLE (the SDK's encoder): a BrushLabels region's value.rle."""
+    return [int(v) for v in mask2rle((np.asarray(mask) > 0).astype(np.uint8) * 255)]
+
+
+def brush_to_mask(rle: list[int], width: int, height: int) -> np.ndarray:
+    """A BrushLabels region's value.rle as a boolean H x W mask (the SDK's decoder: RGBA, alpha is the mask)."""
+    flat = decode_rle(rle)
+    if flat.size != width * height * 4:
+        raise LoopError(f"a brush mask holds {flat.size // 4} pixels, not {width}x{height}: it was drawn on an "
+                        "image of another size")
+    return flat.reshape(height, width, 4)[:, :, 3] > 127

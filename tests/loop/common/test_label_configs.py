@@ -15,8 +15,8 @@ from loop.common.label_configs import (
 def test_coco_template_round_trips_through_the_parser():
     controls = rectangle_controls(rectangle_labels_config(COCO_LABELS))
     assert len(COCO_LABELS) == 80 and "traffic_light" in COCO_LABELS
-    assert controls == [{"name": "label", "to_name": "image", "image_value": "$image", "labels": COCO_LABELS,
-                         "predicted_values": {}}]
+    assert controls == [{"kind": "RectangleLabels", "name": "label", "to_name": "image", "image_value": "$image",
+                         "labels": COCO_LABELS, "predicted_values": {}}]
 
 
 def test_predicted_values_are_kept_raw():
