@@ -35,7 +35,7 @@ from backend.metrics import Metrics
 from backend.projects import NoModel, ProjectModels, UnknownProject
 from loop.al.acquisition import image_score
 from loop.clients.media import MediaFetcher
-from loop.common.label_configs import LabelConfigError, rectangle_controls
+from loop.common.label_configs import LabelConfigError, region_controls
 
 log = logging.getLogger("backend")
 
@@ -168,7 +168,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                 label_map_for(schema, holder.current)
             else:  # check the config itself now; its labels are matched to classes on the first /predict
                 try:
-                    rectangle_controls(schema)
+                    region_controls(schema)
                 except LabelConfigError as exc:
                     raise BadRequest(str(exc)) from None
             project_configs[str(body.get("project", "")).split(".")[0]] = schema
@@ -183,7 +183,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
     def predict_tasks(tasks: list[dict], lmap: LabelMap, predictor) -> list[dict]:
         started = time.perf_counter()
         outcomes = batch.predict_tasks(tasks, lmap, predictor, fetcher, pool, settings.score_threshold,
-                                       queue_score)
+                                       queue_score, settings.polygon_tolerance)
         elapsed = time.perf_counter() - started
         with metrics.lock:
             metrics.latencies.append(elapsed)

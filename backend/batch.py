@@ -17,6 +17,7 @@ import numpy as np
 
 from backend.images import ImageError, decode
 from backend.labels import LabelMap
+from backend.masks import POLYGON_TOLERANCE
 from backend.results import empty_prediction, to_prediction
 from loop.clients.media import MediaError, MediaFetcher
 
@@ -37,11 +38,12 @@ class TaskOutcome:
 
 
 def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: MediaFetcher, pool: Executor,
-                  score_threshold: float, task_score: Callable[[np.ndarray], float] | None = None
-                  ) -> list[TaskOutcome]:
+                  score_threshold: float, task_score: Callable[[np.ndarray], float] | None = None,
+                  polygon_tolerance: float = POLYGON_TOLERANCE) -> list[TaskOutcome]:
     """One outcome per task, in order (see the module docstring). `task_score`, given the scores of the
     detections at or above the threshold, replaces the prediction's score (the mean region score): with an
-    acquisition score there, Label Studio's queue tab orders tasks by it without a write per task."""
+    acquisition score there, Label Studio's queue tab orders tasks by it without a write per task.
+    `polygon_tolerance`: how far polygons around masks are simplified (backend.masks)."""
 
     def load(task):
         url = (task.get("data") or {}).get(label_map.image_field)
@@ -75,7 +77,7 @@ def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: Me
             scores = np.asarray(det.scores)
             prediction = to_prediction(det.boxes, det.scores, det.labels, label_map,
                                        (image.bgr.shape[1], image.bgr.shape[0]), (image.width, image.height),
-                                       score_threshold, predictor.version)
+                                       score_threshold, predictor.version, det.masks, polygon_tolerance)
             if task_score is not None:
                 prediction["score"] = round(float(task_score(scores[scores >= score_threshold])), 6)
             outcomes[i] = TaskOutcome(prediction, scores=scores)

@@ -1,10 +1,10 @@
 """Which Label Studio label a model class becomes (pure).
 
-Rules, per RectangleLabels control: a `<Label predicted_values="car,truck">` takes the model classes it
-lists (several classes squash into one label); otherwise a label takes the model class with the same name
-ignoring case and spaces vs underscores vs hyphens (the Label Studio tutorial's COCO list writes `traffic_light`,
-MMDetection writes `traffic light`). Model classes no label takes are dropped; labels that no model class
-feeds are reported once.
+Rules, per region control (RectangleLabels for boxes; PolygonLabels and BrushLabels for instance masks): a
+`<Label predicted_values="car,truck">` takes the model classes it lists (several classes squash into one
+label); otherwise a label takes the model class with the same name ignoring case and spaces vs underscores vs
+hyphens (the Label Studio tutorial's COCO list writes `traffic_light`, MMDetection writes `traffic light`).
+Model classes no label takes are dropped; labels that no model class feeds are reported once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from loop.common.label_configs import rectangle_controls
+from loop.common.label_configs import region_controls
 
 
 def normalise(name: str) -> str:
@@ -24,6 +24,7 @@ class Target:
     from_name: str
     to_name: str
     label: str
+    kind: str = "RectangleLabels"  # the control's tag: what the region is drawn as
 
 
 @dataclass
@@ -36,6 +37,11 @@ class LabelMap:
     dropped_classes: list[str] = field(default_factory=list)
 
     @property
+    def wants_masks(self) -> bool:
+        """Does any control draw instance masks (polygons or brush)?"""
+        return any(t.kind != "RectangleLabels" for ts in self.targets.values() for t in ts)
+
+    @property
     def classes(self) -> list[int]:
         """The model classes some label takes: the only ones worth detecting."""
         return sorted(self.targets)
@@ -45,8 +51,8 @@ class LabelMap:
 
 
 def build_label_map(label_config: str, model_classes: list[str]) -> LabelMap:
-    """Raises loop.common.label_configs.LabelConfigError when the config has no RectangleLabels on an Image."""
-    controls = rectangle_controls(label_config)
+    """Raises loop.common.label_configs.LabelConfigError when the config has no region control on an Image."""
+    controls = region_controls(label_config)
     by_norm: dict[str, list[int]] = {}
     for i, name in enumerate(model_classes):
         by_norm.setdefault(normalise(name), []).append(i)
@@ -59,6 +65,7 @@ def build_label_map(label_config: str, model_classes: list[str]) -> LabelMap:
             if not indices:
                 result.unmatched_labels.append(f"{control['name']}:{label}")
             for i in indices:
-                result.targets.setdefault(i, []).append(Target(control["name"], control["to_name"], label))
+                result.targets.setdefault(i, []).append(Target(control["name"], control["to_name"], label,
+                                                               control["kind"]))
     result.dropped_classes = [n for i, n in enumerate(model_classes) if i not in result.targets]
     return result

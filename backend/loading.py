@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 
 from backend.auth import Credentials
+from backend.masks import POLYGON_TOLERANCE
 from backend.onnx_runtime import load_onnx
 from backend.ort_session import PRECISIONS, check_precision
 from backend.predictor import Predictor
@@ -29,6 +30,8 @@ class ServeSettings:
     img_size: int | None = None  # None: the model config's own input size
     device: str = "cpu"
     score_threshold: float = 0.3
+    # Polygons around instance masks are simplified to this many percent of the image's longer side.
+    polygon_tolerance: float = POLYGON_TOLERANCE
     batch_size: int | None = None  # None: 1 on CPU, 8 on CUDA
     fetch_workers: int = 8
     # Threads for the model (torch intra-op / ONNX Runtime intra-op); None: one per core. Several server

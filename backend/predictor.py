@@ -37,6 +37,7 @@ class Detections:
     scores: np.ndarray  # N
     labels: np.ndarray  # N, model class index
     embedding: np.ndarray | None = None  # pooled neck features, for diversity-aware active learning
+    masks: np.ndarray | None = None      # N x H x W bool in the input array's pixels (instance segmentation)
 
 
 class Predictor:
@@ -120,8 +121,9 @@ class Predictor:
             for inst, vector in zip(results, vectors):
                 labels = inst.labels.cpu().numpy()
                 keep = np.ones(len(labels), bool) if drop is None else ~np.isin(labels, drop)
+                masks = inst.masks.cpu().numpy()[keep].astype(bool) if "masks" in inst else None
                 out.append(Detections(inst.bboxes.cpu().numpy()[keep], inst.scores.cpu().numpy()[keep], labels[keep],
-                                      vector))
+                                      vector, masks))
         return out
 
     def _infer(self, inputs, data_samples, embed: bool) -> tuple[list, list]:

@@ -15,8 +15,8 @@ def demo_ground_truth(demo_data: Path, split: str = "pool"):
     return coco_ground_truth(demo_data / f"{split}.json")
 
 
-def make_demo_project(client, demo_data: Path, n: int, title: str, split: str = "pool"):
-    return project_from_coco(client, demo_data / f"{split}.json", demo_data, n, title)
+def make_demo_project(client, demo_data: Path, n: int, title: str, split: str = "pool", label_config=None):
+    return project_from_coco(client, demo_data / f"{split}.json", demo_data, n, title, label_config)
 
 
 class MachineCannotExercise(UserWarning):

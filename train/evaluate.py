@@ -18,16 +18,17 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 
-def coco_eval(gt_file: Path, det_file: Path | None) -> dict[str, Any]:
-    """bbox mAP, mAP@50, per-class AP and the precision array [T, R, K] (area all, 100 dets)."""
+def coco_eval(gt_file: Path, det_file: Path | None, iou_type: str = "bbox") -> dict[str, Any]:
+    """mAP, mAP@50 (keys `<iou_type>_mAP`, `<iou_type>_mAP_50`), per-class AP and the precision array
+    [T, R, K] (area all, 100 dets); `iou_type` bbox for boxes, segm for instance masks (COCO RLE dets)."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_file))
         dets = json.loads(Path(det_file).read_text()) if det_file and Path(det_file).exists() else []
         if not dets or not gt.getAnnIds():
-            return {"bbox_mAP": 0.0, "bbox_mAP_50": 0.0, "per_class_AP": {}, "precision": None,
+            return {f"{iou_type}_mAP": 0.0, f"{iou_type}_mAP_50": 0.0, "per_class_AP": {}, "precision": None,
                     "classes": [c["name"] for c in gt.loadCats(gt.getCatIds())]}
         dt = gt.loadRes(dets)
-        ev = COCOeval(gt, dt, "bbox")
+        ev = COCOeval(gt, dt, iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -37,5 +38,5 @@ def coco_eval(gt_file: Path, det_file: Path | None) -> dict[str, Any]:
     for k, cat in enumerate(cats):
         p = precision[:, :, k]
         per_class[cat["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else float("nan")
-    return {"bbox_mAP": float(max(ev.stats[0], 0.0)), "bbox_mAP_50": float(max(ev.stats[1], 0.0)),
+    return {f"{iou_type}_mAP": float(max(ev.stats[0], 0.0)), f"{iou_type}_mAP_50": float(max(ev.stats[1], 0.0)),
             "per_class_AP": per_class, "precision": precision, "classes": [c["name"] for c in cats]}

@@ -2,7 +2,8 @@
 
 Layout of the export directory (stable across runs, so re-exports only add what changed):
     images/<task_id>-<urlhash>.<ext>   each image downloaded once
-    train.json, val.json               COCO, image id = Label Studio task id
+    train.json, val.json               COCO, image id = Label Studio task id; boxes, or instance masks
+                                       (segmentation) from PolygonLabels / BrushLabels controls
     state.json                         category ids, split of every task ever seen, image cache index
     manifest.json                      task ids with their annotation's updated_at: the training snapshot
 """
@@ -25,10 +26,11 @@ from tqdm import tqdm
 from loop.clients import labelstudio
 from loop.clients.media import MediaError, MediaFetcher
 from loop.common.errors import LoopError
-from loop.common.label_configs import LabelConfigError, rectangle_controls
+from loop.common.label_configs import LabelConfigError
 from train.export_coco import (
     assign_splits,
     build_coco,
+    export_controls,
     image_size_hint,
     pick_annotation,
     stable_categories,
@@ -91,28 +93,28 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     dropped quietly: the export stops, naming the tasks and the cause, before it writes anything, unless
     `skip_unreadable` (then they are left out and listed in the log). `on_task` sees the submitted tasks as
     listed (annotations and predictions), one at a time, for figures drawn from the same listing (labeling
-    effort). Tasks are streamed page by page: only their annotations are kept, never the whole listing."""
+    effort). Tasks are streamed page by page: only their annotations are kept, never the whole listing.
+    `control` names the region control to export; by default the mask controls (PolygonLabels, BrushLabels)
+    win when the project has any, else its first RectangleLabels control exports boxes
+    (train.export_coco.export_controls)."""
     download = fetcher is not None
     started = time.perf_counter()
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     project = labelstudio.get_project(client, project_id)
     try:
-        controls = rectangle_controls(project.get("label_config") or "")
+        chosen = export_controls(project.get("label_config") or "", control)
     except LabelConfigError as exc:
         raise LoopError(f"project {project_id}: {exc}") from None
-    chosen = next((c for c in controls if control in (None, c["name"])), None)
-    if chosen is None:
-        raise LoopError(f"project {project_id} has no RectangleLabels control named {control!r}; it has "
-                        f"{[c['name'] for c in controls]}")
-    image_key = chosen["image_value"].lstrip("$")
+    image_key = chosen[0]["image_value"].lstrip("$")
 
     state_path = out_dir / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     if state and state.get("project_id") != project_id:
         raise LoopError(f"{out_dir} holds an export of project {state.get('project_id')}, not {project_id}; "
                         "use another export directory")
-    categories = stable_categories(chosen["labels"], state.get("categories"))
+    labels = list(dict.fromkeys(label for c in chosen for label in c["labels"]))  # config order, once each
+    categories = stable_categories(labels, state.get("categories"))
     cache: dict[str, dict] = state.get("images", {})
 
     listing = _timed(labelstudio.iter_tasks(client, project_id, only_annotated=True, page_size=page_size))
@@ -164,7 +166,8 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     merged_splits = {**state.get("splits", {}), **{str(k): v for k, v in splits.items()}}
     changed = False
     for split in ("train", "val"):
-        coco = build_coco([i for i in items if splits[i["task_id"]] == split], categories, chosen["name"])
+        coco = build_coco([i for i in items if splits[i["task_id"]] == split], categories,
+                          [c["name"] for c in chosen], decode_brush=labelstudio.brush_to_mask)
         coco["info"] = {"description": f"Label Studio project {project_id}, split {split}"}
         changed |= _write_if_changed(out_dir / f"{split}.json", coco)
     changed |= _write_if_changed(state_path, {"project_id": project_id, "categories": categories,

@@ -1,5 +1,5 @@
-"""Label Studio tasks -> COCO, as pure functions (no I/O): which annotation counts, where boxes are in
-pixels, which tasks are held out, and category ids that never change between exports.
+"""Label Studio tasks -> COCO, as pure functions (no I/O): which annotation counts, where boxes and masks are
+in pixels, which tasks are held out, and category ids that never change between exports.
 
 Label Studio's own COCO converter is not used: it numbers categories alphabetically from 0, writes one
 image per annotation (duplicating tasks with two annotations) and unreliable file names.
@@ -8,9 +8,13 @@ image per annotation (duplicating tasks with two annotations) and unreliable fil
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from loop.common.regions import region_to_bbox
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from loop.common.label_configs import LabelConfigError, region_controls
+from loop.common.regions import region_to_bbox, region_to_polygon
 
 SPLIT_SALT = "labelloop-heldout-v1"
 
@@ -52,10 +56,70 @@ def stable_categories(labels: Iterable[str], previous: list[dict[str, Any]] | No
     return cats
 
 
-def regions_of(annotation: dict[str, Any], control: str | None = None) -> list[dict[str, Any]]:
-    """The rectangle regions of an annotation (of one control, if named)."""
-    return [r for r in annotation.get("result") or []
-            if r.get("type") == "rectanglelabels" and (control is None or r.get("from_name") == control)]
+REGION_TYPES = ("rectanglelabels", "polygonlabels", "brushlabels")
+MASK_KINDS = ("PolygonLabels", "BrushLabels")
+
+
+def export_controls(label_config: str, control: str | None = None) -> list[dict[str, Any]]:
+    """The region controls whose regions export (loop.common.label_configs.region_controls): the one named
+    `control`; by default the mask controls (PolygonLabels, BrushLabels) when the config has any, so every
+    object is an instance with its segmentation and a box drawn from its mask (rectangles beside them are
+    not exported: mask controls win), else the first RectangleLabels control (boxes, as ever). Raises
+    LabelConfigError."""
+    controls = region_controls(label_config)
+    if control is not None:
+        named = [c for c in controls if c["name"] == control]
+        if not named:
+            raise LabelConfigError(f"no RectangleLabels, PolygonLabels or BrushLabels control named {control!r}; "
+                                   f"it has {[c['name'] for c in controls]}")
+        return named
+    masks = [c for c in controls if c["kind"] in MASK_KINDS]
+    return masks or [c for c in controls if c["kind"] == "RectangleLabels"][:1]
+
+
+def regions_of(annotation: dict[str, Any], control: str | Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The regions of an annotation of these controls (a name or names), rectangles, polygons or brush masks;
+    without a control, every rectangle region."""
+    result = annotation.get("result") or []
+    if control is None:
+        return [r for r in result if r.get("type") == "rectanglelabels"]
+    names = {control} if isinstance(control, str) else set(control)
+    return [r for r in result if r.get("from_name") in names and r.get("type") in REGION_TYPES]
+
+
+def _instance(segmentation, rle: dict[str, Any]) -> dict[str, Any] | None:
+    """A mask's COCO fields: its segmentation, with the box and area of its pixels (pycocotools, the way
+    COCO readers rasterise it); None if it covers no pixel."""
+    area = float(mask_utils.area(rle))
+    if area <= 0:
+        return None
+    return {"segmentation": segmentation, "bbox": [round(float(v), 2) for v in mask_utils.toBbox(rle)],
+            "area": area}
+
+
+def region_instance(region: dict[str, Any], width: int, height: int,
+                    decode_brush: Callable[[list[int], int, int], np.ndarray] | None = None
+                    ) -> dict[str, Any] | None:
+    """A region as COCO annotation fields in pixels: a rectangle's bbox and area; a polygon's segmentation
+    (one polygon) or a brush mask's (RLE, counts as text), each with the bbox and area of its pixels. None if
+    it is empty. `decode_brush(rle, width, height)` turns Label Studio's brush RLE into a bool mask (the SDK's
+    codec, loop.clients.labelstudio.brush_to_mask): this module stays pure."""
+    kind = region.get("type")
+    if kind == "rectanglelabels":
+        box = region_to_bbox(region, width, height)
+        return None if box is None else {"bbox": box, "area": round(box[2] * box[3], 2)}
+    w = int(region.get("original_width") or width)
+    h = int(region.get("original_height") or height)
+    if kind == "polygonlabels":
+        points = region_to_polygon(region, width, height)
+        if points is None:
+            return None
+        polygon = [round(v, 2) for point in points for v in point]
+        return _instance([polygon], mask_utils.merge(mask_utils.frPyObjects([polygon], h, w)))
+    if decode_brush is None:
+        raise ValueError("brush regions need decode_brush (loop.clients.labelstudio.brush_to_mask)")
+    rle = mask_utils.encode(np.asfortranarray(decode_brush(region["value"]["rle"], w, h).astype(np.uint8)))
+    return _instance({"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}, rle)
 
 
 def image_size_hint(annotation: dict[str, Any]) -> tuple[int, int] | None:
@@ -66,13 +130,16 @@ def image_size_hint(annotation: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-def build_coco(items: list[dict[str, Any]], categories: list[dict[str, Any]], control: str | None = None
-               ) -> dict[str, Any]:
+def build_coco(items: list[dict[str, Any]], categories: list[dict[str, Any]],
+               control: str | Iterable[str] | None = None,
+               decode_brush: Callable[[list[int], int, int], np.ndarray] | None = None) -> dict[str, Any]:
     """A COCO dict from exported items.
 
     Each item: {"task_id", "file_name", "width", "height", "annotation"} where annotation is the picked one.
-    Image ids are task ids, so a box can always be traced back to its Label Studio task. Regions whose label
-    is not a category are skipped; an annotation without boxes is a negative image and stays.
+    Image ids are task ids, so a box can always be traced back to its Label Studio task. The regions of
+    `control` (a name or names; default every rectangle) become annotations: rectangles as boxes, polygons
+    and brush masks as instances with a segmentation (see region_instance). Regions whose label is not a
+    category are skipped; an annotation without regions is a negative image and stays.
     """
     cat_id = {c["name"]: c["id"] for c in categories}
     images, anns = [], []
@@ -80,12 +147,12 @@ def build_coco(items: list[dict[str, Any]], categories: list[dict[str, Any]], co
         images.append({"id": item["task_id"], "file_name": item["file_name"], "width": item["width"],
                        "height": item["height"]})
         for region in regions_of(item["annotation"], control):
-            labels = region["value"].get("rectanglelabels") or []
+            labels = region["value"].get(region["type"]) or []
             if not labels or labels[0] not in cat_id:
                 continue
-            box = region_to_bbox(region, item["width"], item["height"])
-            if box is None:
+            fields = region_instance(region, item["width"], item["height"], decode_brush)
+            if fields is None:
                 continue
             anns.append({"id": len(anns) + 1, "image_id": item["task_id"], "category_id": cat_id[labels[0]],
-                         "bbox": box, "area": round(box[2] * box[3], 2), "iscrowd": 0})
+                         **fields, "iscrowd": 0})
     return {"images": images, "annotations": anns, "categories": categories}

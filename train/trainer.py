@@ -181,10 +181,8 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         "iterations": int(runner.iter),
         "train_s": round(train_s, 1),
         "total_s": round(total_s, 1),
-        "bbox_mAP": float(metrics.get("coco/bbox_mAP", float("nan"))),
-        "bbox_mAP_50": float(metrics.get("coco/bbox_mAP_50", float("nan"))),
+        **_figures(metrics, spec.work_dir, _segments(cfg)),
         "checkpoint": str(checkpoint),
-        "detections": str(spec.work_dir / "test_preds.bbox.json"),
         "work_dir": str(spec.work_dir),
         "history": history.history,
         "start_weights": start and {k: start[k] for k in ("checkpoint", "loaded", "fresh")},
@@ -211,7 +209,25 @@ def evaluate(spec: TrainSpec) -> dict[str, Any]:
     from mmengine.runner import Runner
 
     spec.work_dir.mkdir(parents=True, exist_ok=True)
-    metrics = Runner.from_cfg(build_config(spec)).test()
-    return {"bbox_mAP": float(metrics.get("coco/bbox_mAP", float("nan"))),
-            "bbox_mAP_50": float(metrics.get("coco/bbox_mAP_50", float("nan"))),
-            "detections": str(spec.work_dir / "test_preds.bbox.json")}
+    cfg = build_config(spec)
+    return _figures(Runner.from_cfg(cfg).test(), spec.work_dir, _segments(cfg))
+
+
+def _segments(cfg) -> bool:
+    """Is it an instance segmentation model: does its evaluation score masks (CocoMetric's `segm`)?"""
+    metric = cfg.test_evaluator.get("metric", "bbox")
+    return "segm" in ([metric] if isinstance(metric, str) else list(metric))
+
+
+def _figures(metrics: dict[str, Any], work_dir: Path, segments: bool) -> dict[str, Any]:
+    """COCO mAP and mAP@50 with the detections CocoMetric dumped; for instance segmentation models also
+    segm mAP and the masks (`segmentations`, COCO RLE; a model that found nothing has no file), next to the
+    boxes. NaN where CocoMetric had nothing to score."""
+    figures = {"bbox_mAP": float(metrics.get("coco/bbox_mAP", float("nan"))),
+               "bbox_mAP_50": float(metrics.get("coco/bbox_mAP_50", float("nan"))),
+               "detections": str(work_dir / "test_preds.bbox.json")}
+    if segments:
+        figures.update(segm_mAP=float(metrics.get("coco/segm_mAP", float("nan"))),
+                       segm_mAP_50=float(metrics.get("coco/segm_mAP_50", float("nan"))),
+                       segmentations=str(work_dir / "test_preds.segm.json"))
+    return figures

@@ -5,16 +5,32 @@ plus a margin."""
 from __future__ import annotations
 
 
-def should_promote(challenger_map: float, champion_map: float | None, margin: float = 0.0) -> tuple[bool, str]:
-    """(promote?, reason). No champion yet: the first version becomes champion."""
+def should_promote(challenger_map: float, champion_map: float | None, margin: float = 0.0, metric: str = "bbox"
+                   ) -> tuple[bool, str]:
+    """(promote?, reason). No champion yet: the first version becomes champion. `metric` names the mAP
+    compared (bbox, or segm for instance segmentation), for the reason."""
     if champion_map is None:
         return True, "first version"
     if challenger_map != challenger_map:  # NaN
-        return False, "challenger mAP is NaN"
+        return False, f"challenger {metric} mAP is NaN"
     needed = champion_map + margin
     if challenger_map >= needed:
-        return True, f"mAP {challenger_map:.4f} >= champion {champion_map:.4f} + margin {margin:.4f}"
-    return False, f"mAP {challenger_map:.4f} < champion {champion_map:.4f} + margin {margin:.4f}"
+        return True, f"{metric} mAP {challenger_map:.4f} >= champion {champion_map:.4f} + margin {margin:.4f}"
+    return False, f"{metric} mAP {challenger_map:.4f} < champion {champion_map:.4f} + margin {margin:.4f}"
+
+
+def gate_metric(asked: str, challenger_segments: bool, champion_segments: bool | None) -> str:
+    """Which held-out mAP decides a promotion: `asked` (bbox or segm), or with `auto` the task's own, segm
+    when the challenger segments and the champion (if any) does too, else bbox. Asking for segm of a
+    model that has no masks is an error that says so."""
+    if asked not in ("auto", "bbox", "segm"):
+        raise ValueError(f"registry.gate_metric={asked!r}: use auto, bbox or segm")
+    if asked == "segm" and not (challenger_segments and champion_segments is not False):
+        raise ValueError("registry.gate_metric=segm needs instance masks from the new version and the champion; "
+                         "use auto or bbox for box models")
+    if asked == "auto":
+        return "segm" if challenger_segments and champion_segments is not False else "bbox"
+    return asked
 
 
 def due(submitted: int, trained: int, min_new: int | None, interval_s: float | None, since_last_s: float

@@ -152,7 +152,7 @@ def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSetti
         checkpoint=checkpoint if checkpoint is not None else local(backend.checkpoint),
         config=zoo_or_local(backend.config), device=str(backend.device),
         img_size=int(backend.img_size) if backend.get("img_size") else None,
-        score_threshold=float(backend.score_threshold),
+        score_threshold=float(backend.score_threshold), polygon_tolerance=float(backend.polygon_tolerance),
         batch_size=int(backend.batch_size) if backend.batch_size else None, fetch_workers=int(backend.fetch_workers),
         threads=int(backend.threads) if backend.get("threads") else None,
         ls_url=media.ls_url, api_key=media.api_key,

@@ -102,7 +102,8 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
                 break
             report["stale_tasks"] += len(batch)
             t = time.perf_counter()
-            outcomes = predict_tasks(batch, label_map, predictor, fetcher, pool, threshold, task_score)
+            outcomes = predict_tasks(batch, label_map, predictor, fetcher, pool, threshold, task_score,
+                                     float(cfg.backend.polygon_tolerance))
             timings["predict_s"] += time.perf_counter() - t
             if any(o.model_failed for o in outcomes):
                 store(1, wait=True)  # what was predicted before the failure is kept

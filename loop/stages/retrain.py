@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from backend.jobs import retrain_is_running, retrain_lock, update_current_job
 from backend.onnx_check import onnx_check
 from loop.al.effort import EffortTable
-from loop.al.gate import should_promote
+from loop.al.gate import gate_metric, should_promote
 from loop.clients.checkpoints import file_sha256
 from loop.clients.registry import DIGEST_TAG, Version
 from loop.clients.services import run_to_end
@@ -90,6 +90,20 @@ def _record_effort(cfg: DictConfig, table: EffortTable) -> None:
         log.warning("labeling effort not recorded: %s", " ".join(str(exc).split())[:300])
 
 
+def _segm_eval(exported: Path, result: dict[str, Any]) -> dict[str, Any] | None:
+    """Held-out segm mAP of a model's dumped masks (0 when it found nothing); None for a box model."""
+    masks = result.get("segmentations")
+    return None if not masks else coco_eval(exported / "val.json", Path(masks), "segm")
+
+
+def _gate_metric(cfg: DictConfig, ev_segm, champion, old_segm) -> str:
+    try:
+        return gate_metric(str(cfg.registry.get("gate_metric") or "auto"), ev_segm is not None,
+                           None if champion is None else old_segm is not None)
+    except ValueError as exc:
+        raise LoopError(str(exc)) from None
+
+
 def retrain(cfg: DictConfig) -> dict[str, Any]:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     work = resolve(cfg.work_dir) / "retrain" / f"project-{cfg.labelstudio.project_id}" / stamp
@@ -139,16 +153,22 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
 
         t = time.perf_counter()
         ev = coco_eval(exported / "val.json", Path(result["detections"]))
-        champion_map = champion_map50 = None
+        ev_segm = _segm_eval(exported, result)
+        champion_map = champion_map50 = old_segm = None
         if champion is not None:
             old = evaluate_weights(_spec(cfg, exported, work / "champion_eval", str(champion_dir / "model.pth"),
                                          config=champion_dir / "config.py"))
             old_ev = coco_eval(exported / "val.json", Path(old["detections"]))
             champion_map, champion_map50 = old_ev["bbox_mAP"], old_ev["bbox_mAP_50"]
+            old_segm = _segm_eval(exported, old)
+        metric = _gate_metric(cfg, ev_segm, champion, old_segm)
         timings["evaluate_s"] = time.perf_counter() - t
         run.log_metrics({"heldout_bbox_mAP": ev["bbox_mAP"], "heldout_bbox_mAP_50": ev["bbox_mAP_50"],
                          "champion_heldout_bbox_mAP": champion_map, "champion_heldout_bbox_mAP_50": champion_map50,
-                         **{f"AP_{k}": v for k, v in ev["per_class_AP"].items() if v == v}})
+                         **{f"AP_{k}": v for k, v in ev["per_class_AP"].items() if v == v},
+                         **({"heldout_segm_mAP": ev_segm["segm_mAP"], "heldout_segm_mAP_50": ev_segm["segm_mAP_50"]}
+                            if ev_segm else {}),
+                         **({"champion_heldout_segm_mAP": old_segm["segm_mAP"]} if old_segm else {})})
 
         t = time.perf_counter()
         img_size = package_model(result, classes, cfg.model.img_size, work / "model", work / "plots", exported, ev)
@@ -176,9 +196,15 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
             "parent_version": parent, "classes": json.dumps(classes)[:5000],
             "project_id": str(cfg.labelstudio.project_id), "onnx_check": onnx_state,
             "onnx_check_detail": onnx_reason[:1000], "int8_check": int8_state,
-            "int8_check_detail": int8_reason[:1000], DIGEST_TAG: file_sha256(work / "model" / "model.pth")}
+            "int8_check_detail": int8_reason[:1000], DIGEST_TAG: file_sha256(work / "model" / "model.pth"),
+            "gate_metric": metric,
+            **({f"heldout_segm_{k}": f"{ev_segm[f'segm_{k}']:.6f}" for k in ("mAP", "mAP_50")} if ev_segm else {})}
     version = models.register(run_id, tags)
-    promote, reason = should_promote(ev["bbox_mAP"], champion_map, float(cfg.registry.promotion_margin))
+    if metric == "segm":
+        promote, reason = should_promote(ev_segm["segm_mAP"], old_segm and old_segm["segm_mAP"],
+                                         float(cfg.registry.promotion_margin), "segm")
+    else:
+        promote, reason = should_promote(ev["bbox_mAP"], champion_map, float(cfg.registry.promotion_margin))
     if promote and onnx_state == "failed":
         promote, reason = False, f"its ONNX export disagrees with torch ({onnx_reason})"
     if promote:
@@ -188,6 +214,7 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     timings["register_s"] = time.perf_counter() - t
     summary = {"version": version.version, "promoted": promote, "reason": reason,
                "heldout_bbox_mAP": round(ev["bbox_mAP"], 4), "heldout_bbox_mAP_50": round(ev["bbox_mAP_50"], 4),
+               **({"heldout_segm_mAP": round(ev_segm["segm_mAP"], 4)} if ev_segm else {}), "gate_metric": metric,
                "champion_before": champion.version if champion else None,
                "champion_heldout_bbox_mAP": None if champion_map is None else round(champion_map, 4),
                "train_images": exp["train"], "heldout_images": exp["val"], "run_id": run_id,

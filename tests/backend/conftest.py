@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,35 @@ def shifted_checkpoint(demo_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "shifted.pth"
     torch.save(ckpt, path)
     return path
+
+
+# RTMDet-Ins-tiny on the demo data's masks, started from the box model (backbone, neck and head fit).
+DEMO_SEG_MODEL = dict(img_size=160, epochs=8, batch_size=16, lr=0.004, warmup_iters=20, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_seg_model(demo_data, demo_model) -> dict:
+    """An instance segmentation model that really outlines shapes, as a slim checkpoint; cached under
+    runs/test-cache by its settings, the demo data and the box model it starts from (~3 min once)."""
+    import hashlib
+
+    from loop.common.paths import REPO_ROOT
+    from train.slim import make_slim
+    from train.trainer import TrainSpec, read_classes, train
+
+    key = hashlib.sha256(json.dumps(DEMO_SEG_MODEL, sort_keys=True).encode() + (demo_data / "pool.json").read_bytes()
+                         + file_sha256(demo_model["checkpoint"]).encode()).hexdigest()[:12]
+    cache = REPO_ROOT / "runs" / "test-cache" / f"demo-seg-model-{key}"
+    if not (cache / "result.json").exists():
+        s = DEMO_SEG_MODEL
+        result = train(TrainSpec(config=REPO_ROOT / "train" / "configs" / "rtmdet_ins_tiny_demo.py",
+                                 data_root=demo_data, train_ann="pool.json", val_ann="test.json",
+                                 work_dir=cache / "work",
+                                 img_size=s["img_size"], epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
+                                 warmup_iters=s["warmup_iters"], val_interval=s["epochs"], seed=s["seed"],
+                                 load_from=str(demo_model["checkpoint"])))
+        config = next((cache / "work").glob("*.py"))
+        make_slim(Path(result["checkpoint"]), cache / "model.pth", classes=read_classes(demo_data / "pool.json"),
+                  config_text=config.read_text(), img_size=s["img_size"])
+        (cache / "result.json").write_text(json.dumps({k: result[k] for k in ("bbox_mAP", "segm_mAP", "segm_mAP_50")}))
+    return {"checkpoint": cache / "model.pth", **json.loads((cache / "result.json").read_text())}

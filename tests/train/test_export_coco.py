@@ -1,13 +1,19 @@
-"""Pure export logic: annotation choice, percent->pixel boxes, sticky held-out split, stable category ids."""
+"""Pure export logic: annotation choice, percent->pixel boxes and masks, sticky held-out split, stable category
+ids, which controls export."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
-from loop.common.regions import bbox_to_region, region_to_bbox
+from loop.clients.labelstudio import brush_to_mask, mask_to_brush
+from loop.common.label_configs import LabelConfigError, rectangle_labels_config, segmentation_labels_config
+from loop.common.regions import bbox_to_region, brush_to_region, polygon_to_region, region_to_bbox
 from train.export_coco import (
     assign_splits,
     build_coco,
+    export_controls,
     pick_annotation,
     split_of,
     stable_categories,
@@ -86,3 +92,56 @@ def test_bbox_to_region_round_trips():
     r = bbox_to_region([12.5, 30, 40, 20.25], "star", 250, 120, score=0.5)
     assert r["original_width"] == 250 and r["value"]["rectanglelabels"] == ["star"] and r["score"] == 0.5
     assert region_to_bbox(r, 0, 0) == [12.5, 30.0, 40.0, 20.25]
+
+
+def _disk(width, height, cx, cy, r):
+    yy, xx = np.mgrid[0:height, 0:width]
+    return (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r
+
+
+def test_build_coco_exports_polygons_and_brush_masks_with_boxes_from_their_pixels():
+    """Polygon and brush regions become COCO instances: a polygon in pixels, a brush mask as RLE (counts as
+    text); bbox and area are those of the pixels, as pycocotools reads them; rectangles of another control
+    are not exported."""
+    W, H = 120, 80
+    cats = stable_categories(["circle", "triangle"])
+    triangle = [(10.0, 10.0), (50.0, 12.5), (20.0, 60.0)]
+    disk = _disk(W, H, 85, 40, 20)
+    result = [polygon_to_region(triangle, "triangle", W, H),
+              brush_to_region(mask_to_brush(disk), "circle", W, H),
+              region(0, 0, 10, 10, W=W, H=H),  # a rectangle on "label": not one of the exported controls
+              polygon_to_region([(1, 1), (2, 2), (3, 3)], "triangle", W, H),  # no pixel inside: skipped
+              polygon_to_region(triangle, "unknown", W, H)]
+    items = [{"task_id": 4, "file_name": "images/4.jpg", "width": W, "height": H, "annotation": {"result": result}}]
+    coco = build_coco(items, cats, ["polygon", "brush"], decode_brush=brush_to_mask)
+    poly, brush = coco["annotations"]
+    assert (poly["category_id"], brush["category_id"]) == (2, 1) and poly["iscrowd"] == brush["iscrowd"] == 0
+
+    assert poly["segmentation"] == [[v for p in triangle for v in p]]
+    truth = mask_utils.merge(mask_utils.frPyObjects(poly["segmentation"], H, W))
+    assert poly["bbox"] == list(mask_utils.toBbox(truth))
+    assert poly["bbox"] == pytest.approx([10.0, 10.0, 40.0, 50.0], abs=1.0)  # the polygon's extent, to a pixel
+    assert poly["area"] == float(mask_utils.area(truth))
+
+    assert isinstance(brush["segmentation"]["counts"], str) and brush["segmentation"]["size"] == [H, W]
+    assert np.array_equal(mask_utils.decode(brush["segmentation"]).astype(bool), disk)
+    ys, xs = np.nonzero(disk)
+    assert brush["bbox"] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+    assert brush["area"] == disk.sum()
+
+    # the boxes path is unchanged: the rectangle control alone, or every rectangle without a control
+    assert [a["bbox"] for a in build_coco(items, cats, "label")["annotations"]] == [[0.0, 0.0, 12.0, 8.0]]
+    assert build_coco(items, cats)["annotations"] == build_coco(items, cats, "label")["annotations"]
+    with pytest.raises(ValueError, match="decode_brush"):
+        build_coco(items, cats, "brush")
+
+
+def test_mask_controls_win_unless_a_control_is_named():
+    labels = ["circle", "square"]
+    assert [c["name"] for c in export_controls(rectangle_labels_config(labels))] == ["label"]
+    both = segmentation_labels_config(labels, "PolygonLabels", boxes=True)
+    assert [c["name"] for c in export_controls(both)] == ["polygon"]
+    assert [c["name"] for c in export_controls(both, "label")] == ["label"]
+    assert [c["kind"] for c in export_controls(segmentation_labels_config(labels, "BrushLabels"))] == ["BrushLabels"]
+    with pytest.raises(LabelConfigError, match="no RectangleLabels, PolygonLabels or BrushLabels control named 'x'"):
+        export_controls(both, "x")

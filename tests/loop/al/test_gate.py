@@ -1,4 +1,6 @@
-from loop.al.gate import due, should_promote
+import pytest
+
+from loop.al.gate import due, gate_metric, should_promote
 
 
 def test_first_version_is_promoted():
@@ -19,3 +21,16 @@ def test_retrain_is_due_on_enough_new_annotations_or_on_the_interval():
     assert due(11, 10, None, 60, 61) is not None
     assert due(10, 10, None, 60, 1e9) is None  # nothing new: no retrain on the interval either
     assert due(11, 10, 20, 60, 30) is None
+
+
+def test_the_gate_compares_segm_map_for_instance_segmentation_models_and_bbox_otherwise():
+    assert gate_metric("auto", True, None) == "segm"    # the first segmenting version
+    assert gate_metric("auto", True, True) == "segm"
+    assert gate_metric("auto", True, False) == "bbox"   # a box champion has no segm mAP to compare with
+    assert gate_metric("auto", False, None) == "bbox"
+    assert gate_metric("bbox", True, True) == "bbox"
+    with pytest.raises(ValueError, match="needs instance masks"):
+        gate_metric("segm", False, None)
+    with pytest.raises(ValueError, match="auto, bbox or segm"):
+        gate_metric("mask", True, True)
+    assert should_promote(0.3, 0.2, metric="segm")[1].startswith("segm mAP 0.3000 >= champion")

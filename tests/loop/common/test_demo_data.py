@@ -1,4 +1,4 @@
-"""The synthetic demo dataset: deterministic, well-formed COCO, exact boxes."""
+"""The synthetic demo dataset: deterministic, well-formed COCO, exact boxes, instance masks within a pixel."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from loop.common.demo_data import CLASSES, SPLITS, generate, is_complete, render_image
 
@@ -55,6 +56,54 @@ def test_boxes_are_pixel_exact():
             match = np.abs(px - inner).sum(-1) <= 2
             patch = match[y0:y1, x0:x1]
             assert patch[0].any() and patch[-1].any() and patch[:, 0].any() and patch[:, -1].any()
+
+
+def _raster(segmentation, width, height) -> np.ndarray:
+    return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))) > 0
+
+
+def test_every_object_has_a_polygon_that_covers_its_drawn_shape():
+    """The polygon, rasterised as COCO readers (mmdet, pycocotools) do, is the drawn shape: IoU >= 0.95 with the
+    pixels painted in its colour, the same box to the pixel."""
+    rng = np.random.default_rng(11)
+    ious = {}
+    for _ in range(40):
+        img, shapes = render_image(rng)
+        px = np.asarray(img, dtype=np.int16)
+        for s in shapes:
+            x0, y0, x1, y1 = s.bbox
+            colour = px[y0 + (y1 - y0) // 2, x0 + (x1 - x0) // 2]  # pasted as is: exact inside the shape
+            drawn = np.zeros(px.shape[:2], bool)  # boxes keep 4 px apart: only this shape is in its box
+            drawn[y0:y1, x0:x1] = (px[y0:y1, x0:x1] == colour).all(-1)
+            got = _raster([[v for p in s.polygon for v in p]], img.width, img.height)
+            ious.setdefault(s.label, []).append((got & drawn).sum() / (got | drawn).sum())
+            ys, xs = np.nonzero(got)
+            assert max(abs(xs.min() - x0), abs(ys.min() - y0), abs(xs.max() + 1 - x1), abs(ys.max() + 1 - y1)) <= 1
+    assert set(ious) == set(CLASSES)
+    assert min(min(v) for v in ious.values()) >= 0.95, {k: min(v) for k, v in ious.items()}
+
+
+def test_coco_segmentation_agrees_with_the_boxes_and_an_old_dataset_is_regenerated(tmp_path):
+    generate(tmp_path, splits={"pool": 12, "test": 2}, seed=5)
+    coco = json.loads((tmp_path / "pool.json").read_text())
+    sizes = {im["id"]: (im["width"], im["height"]) for im in coco["images"]}
+    for ann in coco["annotations"]:
+        (polygon,) = ann["segmentation"]  # COCO polygon format: one flat [x0, y0, x1, y1, ...] list
+        assert len(polygon) % 2 == 0 and len(polygon) >= 6
+        width, height = sizes[ann["image_id"]]
+        rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], height, width))
+        assert max(abs(a - b) for a, b in zip(mask_utils.toBbox(rle), ann["bbox"])) <= 1
+    circles = [a for a in coco["annotations"] if a["category_id"] == CLASSES.index("circle") + 1]
+    assert circles and all(len(a["segmentation"][0]) == 2 * 64 for a in circles)
+
+    images = {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()}
+    for ann in coco["annotations"]:  # as written before instance masks
+        del ann["segmentation"]
+    (tmp_path / "pool.json").write_text(json.dumps(coco))
+    assert not is_complete(tmp_path, {"pool": 12, "test": 2})
+    generate(tmp_path, splits={"pool": 12, "test": 2}, seed=5)
+    assert is_complete(tmp_path, {"pool": 12, "test": 2})
+    assert {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()} == images
 
 
 def test_default_splits_are_a_few_hundred_images():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -11,7 +13,8 @@ from backend.loading import model_loader
 from loop.clients.ls_server import free_port
 from loop.clients.registry import CHALLENGER
 from loop.common.errors import LoopError
-from loop.common.paths import CONF_DIR
+from loop.common.label_configs import segmentation_labels_config
+from loop.common.paths import CONF_DIR, REPO_ROOT
 from loop.stages.adapters import open_registry, serve_settings
 from loop.stages.retrain import promote_stage, retrain, rollback_stage
 from tests.helpers import key_file, make_demo_project, submit_ground_truth
@@ -146,3 +149,28 @@ def test_retrain_with_an_mmyolo_config_registers_a_version_that_serves(ls_server
     assert served.runtime == "onnxruntime" and served.model_class == "YOLODetector"
     assert served.classes == ["circle", "square", "triangle", "star"] and served.input_size == 160
     assert len(served.predict([np.zeros((120, 200, 3), np.uint8)])) == 1
+
+
+def test_retrain_of_a_polygon_project_registers_segm_metrics_and_gates_on_them(ls_server, ls_token, ls_client,
+                                                                                demo_data, demo_model, mlflow_store,
+                                                                                tmp_path):
+    """Submitted polygons export as COCO instances; RTMDet-Ins (our demo config, from the box model's weights)
+    trains a few iterations; the version carries held-out segm mAP next to bbox mAP, and the gate compares
+    segm mAP (registry.gate_metric=auto)."""
+    config = segmentation_labels_config(["circle", "square", "triangle", "star"], "PolygonLabels")
+    project, gt, file_of = make_demo_project(ls_client, demo_data, 20, "retrain-seg", label_config=config)
+    submit_ground_truth(ls_client, gt, file_of, label_config=config)
+    cfg = make_cfg(ls_server, ls_token, project.id, mlflow_store, tmp_path,
+                   f"model.config={REPO_ROOT / 'train' / 'configs' / 'rtmdet_ins_tiny_demo.py'}",
+                   f"model.checkpoint={demo_model['checkpoint']}")
+    first = retrain(cfg)
+    registry = open_registry(cfg)
+    v1 = registry.get(first["version"])
+    assert first["promoted"] and first["gate_metric"] == "segm" and v1.tags["gate_metric"] == "segm"
+    assert {"heldout_segm_mAP", "heldout_segm_mAP_50"} <= set(v1.tags) and 0.0 <= first["heldout_segm_mAP"] <= 1.0
+    assert "heldout_segm_mAP" in registry.client.get_run(v1.run_id).data.metrics
+    exported = next((tmp_path / "exports").rglob("train.json"))
+    assert all(a["segmentation"] for a in json.loads(exported.read_text())["annotations"])
+
+    second = retrain(cfg)  # from the champion: compared on segm mAP, the champion's own masks evaluated too
+    assert second["gate_metric"] == "segm" and ("segm mAP" in second["reason"])
