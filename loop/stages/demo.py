@@ -19,6 +19,7 @@ import sys
 import time
 from contextlib import ExitStack
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,17 @@ import numpy as np
 from omegaconf import DictConfig, open_dict
 
 from loop.clients import labelstudio
-from loop.clients.annotator import project_from_coco, submit_corrected
+from loop.clients.annotator import (
+    project_from_coco,
+    submit_corrected,
+    submit_ground_truth,
+)
 from loop.clients.ls_server import TOKEN_FILE, free_port, port_is_free
 from loop.clients.services import spawn, stop, wait_http
 from loop.common.demo_data import ensure
 from loop.common.errors import LoopError
-from loop.common.paths import resolve
+from loop.common.label_configs import segmentation_labels_config
+from loop.common.paths import REPO_ROOT, resolve
 from loop.common.secrets import API_KEY_ENV
 from loop.stages.adapters import (
     artifact_location,
@@ -44,9 +50,13 @@ from loop.stages.adapters import (
 from loop.stages.effort import effort
 from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain
+from train.evaluate import coco_eval
 from train.trainer import evaluate
 
 log = logging.getLogger(__name__)
+
+# The instance segmentation variant's model (stage.masks): RTMDet-Ins-tiny, the demo recipe otherwise.
+SEG_CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_ins_tiny_demo.py"
 
 
 def _port(host: str, wanted: int, what: str) -> int:
@@ -107,24 +117,39 @@ def champion_test_map(cfg: DictConfig, work: Path, iteration: int) -> dict[str, 
     result = evaluate(train_spec(cfg, work / "eval" / f"it{iteration}", config=files / "config.py", train_ann=test,
                                  val_ann=test, load_from=str(files / "model.pth"), num_workers=0,
                                  launcher="none", cfg_options={}))
-    return {"version": champion.version, "bbox_mAP": result["bbox_mAP"], "bbox_mAP_50": result["bbox_mAP_50"]}
+    # scored from the dumped detections, as retrain scores versions: a model that finds nothing scores 0
+    gt = resolve(cfg.data.root) / test
+    boxes = coco_eval(gt, Path(result["detections"]))
+    score = {"version": champion.version, "bbox_mAP": boxes["bbox_mAP"], "bbox_mAP_50": boxes["bbox_mAP_50"]}
+    if result.get("segmentations"):
+        score["segm_mAP"] = coco_eval(gt, Path(result["segmentations"]), "segm")["segm_mAP"]
+    return score
 
 
-def label_batch(client, project_id: int, view_id: int | None, gt, file_of, n: int, rng, strategy: str) -> list[int]:
-    """The simulated annotator labels n tasks: in queue order, or at random when strategy=random."""
+def label_batch(client, project_id: int, view_id: int | None, gt, file_of, n: int, rng, strategy: str,
+                mask_config: str | None = None) -> list[int]:
+    """The simulated annotator labels n tasks: in queue order, or at random when strategy=random. Boxes are
+    corrected from the prediction shown; with `mask_config` (a PolygonLabels or BrushLabels project) it draws
+    each object's mask."""
+
+    def label(task: dict) -> None:
+        if mask_config:
+            submit_ground_truth(client, gt, file_of, [task["id"]], label_config=mask_config)
+        else:
+            submit_corrected(client, task, gt, file_of)
 
     if strategy == "random" or view_id is None:
         todo = {t["id"]: t for t in labelstudio.list_tasks(client, project_id) if not t.get("annotations")}
         picked = [int(i) for i in rng.permutation(sorted(todo))[:n]]
         for task_id in picked:
-            submit_corrected(client, todo[task_id], gt, file_of)
+            label(todo[task_id])
         return picked
     picked = []
     for _ in range(n):
         task = labelstudio.next_task(client, project_id, view_id)
         if task is None:
             break
-        submit_corrected(client, task, gt, file_of)
+        label(task)
         picked.append(task["id"])
     return picked
 
@@ -133,6 +158,10 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     stage = cfg.stage
     queue = None if stage.strategy == "random" else str(stage.strategy)
     check_queue_strategy(queue)  # before any folder or service
+    masks = stage.get("masks") or None
+    if masks not in (None, "PolygonLabels", "BrushLabels"):
+        raise LoopError(f"stage.masks={masks!r}: use PolygonLabels or BrushLabels (instance segmentation), or "
+                        "null (boxes)")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     work = resolve(cfg.work_dir) / "demo" / stamp
     work.mkdir(parents=True, exist_ok=True)
@@ -140,6 +169,8 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.work_dir = str(work)  # Label Studio data, MLflow store, exports and runs all go here
         cfg.preannotate.queue_strategy = queue
+        if masks:
+            cfg.model.config = str(SEG_CONFIG)
         cfg.labelstudio.server.port = _port(str(cfg.labelstudio.server.host), int(cfg.labelstudio.server.port),
                                             "Label Studio")
     log.info("demo folder: %s", work)
@@ -150,7 +181,9 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     mlflow_url = start_mlflow_ui(cfg, work, stack)
     client = labelstudio.connect(server.url, token)
     project, gt, file_of = project_from_coco(client, data_root / cfg.data.train_ann, data_root, int(stage.images),
-                                             f"labelloop demo {stamp}")
+                                             f"labelloop demo {stamp}",
+                                             partial(segmentation_labels_config, kind=masks) if masks else None)
+    mask_config = project.label_config if masks else None
     with open_dict(cfg):
         cfg.labelstudio.url, cfg.labelstudio.api_key, cfg.labelstudio.project_id = server.url, token, project.id
         cfg.labelstudio.api_key_file = None  # the demo's own server and token, whatever the environment says
@@ -159,11 +192,11 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
 
     rng = np.random.default_rng(int(cfg.seed))
     backend_url, view_id, history = None, None, []
-    labeled = len(label_batch(client, project.id, None, gt, file_of, int(stage.initial), rng, "random"))
+    labeled = len(label_batch(client, project.id, None, gt, file_of, int(stage.initial), rng, "random", mask_config))
     for iteration in range(1, int(stage.iterations) + 1):
         if iteration > 1:
             labeled += len(label_batch(client, project.id, view_id, gt, file_of, int(stage.per_iteration), rng,
-                                       str(stage.strategy)))
+                                       str(stage.strategy), mask_config))
         summary = retrain(cfg)
         if backend_url is None:
             backend_url = start_backend(cfg, work, stack)
@@ -178,13 +211,15 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
         history.append({"iteration": iteration, "labeled": labeled, "champion": score["version"],
                         "promoted": summary["promoted"], "backend_reloaded": reloaded,
                         "test_mAP": round(score["bbox_mAP"], 4),
-                        "test_mAP_50": round(score["bbox_mAP_50"], 4)})
+                        "test_mAP_50": round(score["bbox_mAP_50"], 4),
+                        **({"test_segm_mAP": round(score["segm_mAP"], 4)} if "segm_mAP" in score else {})})
         log.info("iteration %d: %d tasks labeled, version %d %s; champion v%d test mAP %.3f (mAP@50 %.3f)",
                  iteration, labeled, summary["version"], "promoted" if summary["promoted"] else "not promoted",
                  score["version"], score["bbox_mAP"], score["bbox_mAP_50"])
     for h in history:
+        segm = f"  segm mAP {h['test_segm_mAP']:.3f}" if "test_segm_mAP" in h else ""
         print(f"iteration {h['iteration']}: {h['labeled']:4d} labeled  champion v{h['champion']}  "
-              f"test mAP {h['test_mAP']:.3f}  mAP@50 {h['test_mAP_50']:.3f}", flush=True)
+              f"test mAP {h['test_mAP']:.3f}  mAP@50 {h['test_mAP_50']:.3f}{segm}", flush=True)
     spent = effort(cfg)  # what the simulated annotator did with each version's predictions
     print(f"labeling effort per model version (simulated annotator, {Path(spent['folder']) / 'effort.png'}):\n"
           f"{spent['table']}", flush=True)

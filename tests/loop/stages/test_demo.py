@@ -68,3 +68,29 @@ def test_demo_runs_the_loop_and_serves_until_stopped(small_demo, tmp_path):
         assert not leaks, leaks
     with pytest.raises(httpx.HTTPError):  # Ctrl-C / the end of the stage stops every service
         httpx.get(urls["backend"] + "/health", timeout=3)
+
+
+def test_the_segmentation_demo_labels_masks_and_serves_polygons(small_demo, tmp_path):
+    """stage.masks=PolygonLabels: a PolygonLabels project, the annotator draws each object's polygon, RTMDet-Ins
+    trains and is gated on segm mAP, and the backend pre-annotates the rest with polygons."""
+    overrides = ["stage=demo", f"work_dir={tmp_path}", f"data.root={small_demo}", "data.name=small",
+                 "stage.images=20", "stage.initial=14", "stage.iterations=1", "stage.masks=PolygonLabels",
+                 "train.epochs=1", "model.img_size=128", "train.num_workers=0", "export.val_fraction=0.3",
+                 "backend.score_threshold=0.0", "stage.keep_running=false"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with ExitStack() as stack:
+        result = demo(cfg, stack)
+        (step,) = result["history"]
+        assert step["labeled"] == 14 and step["backend_reloaded"] is True and 0.0 <= step["test_segm_mAP"] <= 1.0
+        base = result["urls"]["labelstudio"].split("/projects/")[0]
+        client = labelstudio.connect(base, Path(result["token_file"]).read_text().strip())
+        assert "<PolygonLabels" in labelstudio.get_project(client, result["project_id"])["label_config"]
+        tasks = labelstudio.list_tasks(client, result["project_id"])
+        drawn = [r for t in tasks for a in t["annotations"] for r in a["result"]]
+        assert drawn and {r["type"] for r in drawn} == {"polygonlabels"}
+        health = httpx.get(result["urls"]["backend"] + "/health", timeout=10).json()
+        assert health["model_class"] == "RTMDet" and health["model_version"].endswith(":v1")
+        shown = [latest_prediction(t) for t in tasks if not t["annotations"]]
+        assert len(shown) == 6 and all(p["model_version"] == health["model_version"] for p in shown)
+        assert {r["type"] for p in shown for r in p["result"]} <= {"polygonlabels"}
