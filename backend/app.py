@@ -106,6 +106,10 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
                 log.warning("labels with no model class (they get no predictions): %s; model classes: %s. "
                             "Use <Label value=\"X\" predicted_values=\"class,...\"/> to map them",
                             ", ".join(m.unmatched_labels), ", ".join(predictor.classes))
+            if m.wants_masks and not predictor.masks:
+                log.warning("%s gives boxes, not masks: the project's PolygonLabels and BrushLabels controls get no "
+                            "regions. Serve an instance segmentation model (e.g. one trained with "
+                            "train/configs/rtmdet_ins_tiny_demo.py)", predictor.version)
             label_maps[key] = m
         return label_maps[key]
 
@@ -144,7 +148,7 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         reply.update({"model_class": predictor.model_class, "runtime": predictor.runtime,
                       "precision": predictor.precision, "execution_provider": predictor.execution_provider,
                       "model_version": predictor.version, "input_size": predictor.input_size,
-                      "classes": len(predictor.classes)})
+                      "classes": len(predictor.classes), "masks": predictor.masks})
         for key in ("precision_refused", "precision_note"):  # why int8 was not served (asked for / auto)
             if getattr(predictor, key, None):
                 reply[key] = getattr(predictor, key)

@@ -152,6 +152,8 @@ class OnnxDetector:
         kept = kept[:self.max_per_img].numpy()
         return boxes[kept], scores[kept], labels[kept]
 
+    masks = False  # boxes only: RTMDet's box heads
+
     def predict(self, images: list[np.ndarray], classes: list[int] | None = None):
         out = []
         drop = class_drop(len(self.classes), classes)
@@ -190,19 +192,30 @@ def same_box(a: np.ndarray, b: np.ndarray, min_iou: float) -> bool:
     return box_iou(a, b) >= min_iou or bool(np.all(np.abs(np.asarray(a) - np.asarray(b)) <= 0.1))
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks; 1 for two empty masks (pure)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
 def agreement(reference: list, candidate: list, min_iou: float = 0.99, max_score_diff: float = 1e-3
               ) -> tuple[bool, str]:
     """Do two runtimes give the same detections? Every reference box needs a candidate with the same label,
-    IoU >= min_iou and a score within max_score_diff, and the counts must match (pure)."""
+    IoU >= min_iou and a score within max_score_diff (and, for instance masks, mask IoU >= min_iou), and the
+    counts must match (pure)."""
     for i, (r, c) in enumerate(zip(reference, candidate)):
         if len(r.scores) != len(c.scores):
             return False, f"image {i}: {len(r.scores)} vs {len(c.scores)} detections"
-        for box, score, label in zip(r.boxes, r.scores, r.labels):
-            if not any(label == cl and same_box(box, cb, min_iou) and abs(score - cs) <= max_score_diff
-                       for cb, cs, cl in zip(c.boxes, c.scores, c.labels)):
+        masks = r.masks is not None and c.masks is not None
+        for k, (box, score, label) in enumerate(zip(r.boxes, r.scores, r.labels)):
+            if not any(label == c.labels[j] and same_box(box, c.boxes[j], min_iou)
+                       and abs(score - c.scores[j]) <= max_score_diff
+                       and (not masks or mask_iou(r.masks[k], c.masks[j]) >= min_iou) for j in range(len(c.scores))):
                 where = np.round(box, 1).tolist()
-                return False, f"image {i}: no match for a class-{label} box at {where} ({score:.3f})"
-    return True, f"{sum(len(r.scores) for r in reference)} detections on {len(reference)} images agree"
+                return False, f"image {i}: no match for a class-{label} {'mask' if masks else 'box'} at {where} " \
+                              f"({score:.3f})"
+    what = "detections (boxes and masks)" if reference and reference[0].masks is not None else "detections"
+    return True, f"{sum(len(r.scores) for r in reference)} {what} on {len(reference)} images agree"
 
 
 def prune(cache_dir: Path, keep: int) -> None:

@@ -26,7 +26,7 @@ from loop.clients.checkpoints import (
 )
 from loop.common.device import select_device
 from loop.common.errors import LoopError
-from loop.common.model_config import input_size, num_classes
+from loop.common.model_config import input_size, num_classes, segments
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,11 @@ class Predictor:
     @property
     def input_size(self) -> int:
         return input_size(self.model.cfg)
+
+    @property
+    def masks(self) -> bool:
+        """Does the model give instance masks (what PolygonLabels and BrushLabels controls are drawn from)?"""
+        return segments(self.model.cfg)
 
     def predict(self, images: list[np.ndarray], embed: bool = False, classes: list[int] | None = None
                 ) -> list[Detections]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from loop.common.device import select_device
 from loop.common.errors import LoopError
-from loop.common.model_config import set_input_size, without_sync_bn
+from loop.common.model_config import segments, set_input_size, without_sync_bn
 from train.start_weights import fitted_start
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         "iterations": int(runner.iter),
         "train_s": round(train_s, 1),
         "total_s": round(total_s, 1),
-        **_figures(metrics, spec.work_dir, _segments(cfg)),
+        **_figures(metrics, spec.work_dir, segments(cfg)),
         "checkpoint": str(checkpoint),
         "work_dir": str(spec.work_dir),
         "history": history.history,
@@ -210,23 +210,17 @@ def evaluate(spec: TrainSpec) -> dict[str, Any]:
 
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     cfg = build_config(spec)
-    return _figures(Runner.from_cfg(cfg).test(), spec.work_dir, _segments(cfg))
+    return _figures(Runner.from_cfg(cfg).test(), spec.work_dir, segments(cfg))
 
 
-def _segments(cfg) -> bool:
-    """Is it an instance segmentation model: does its evaluation score masks (CocoMetric's `segm`)?"""
-    metric = cfg.test_evaluator.get("metric", "bbox")
-    return "segm" in ([metric] if isinstance(metric, str) else list(metric))
-
-
-def _figures(metrics: dict[str, Any], work_dir: Path, segments: bool) -> dict[str, Any]:
+def _figures(metrics: dict[str, Any], work_dir: Path, masks: bool) -> dict[str, Any]:
     """COCO mAP and mAP@50 with the detections CocoMetric dumped; for instance segmentation models also
     segm mAP and the masks (`segmentations`, COCO RLE; a model that found nothing has no file), next to the
     boxes. NaN where CocoMetric had nothing to score."""
     figures = {"bbox_mAP": float(metrics.get("coco/bbox_mAP", float("nan"))),
                "bbox_mAP_50": float(metrics.get("coco/bbox_mAP_50", float("nan"))),
                "detections": str(work_dir / "test_preds.bbox.json")}
-    if segments:
+    if masks:
         figures.update(segm_mAP=float(metrics.get("coco/segm_mAP", float("nan"))),
                        segm_mAP_50=float(metrics.get("coco/segm_mAP_50", float("nan"))),
                        segmentations=str(work_dir / "test_preds.segm.json"))

@@ -62,3 +62,9 @@ def without_sync_bn(node: Any) -> Any:
     if isinstance(node, (list, tuple)):
         return type(node)(without_sync_bn(v) for v in node)
     return node
+
+
+def segments(cfg) -> bool:
+    """Is it an instance segmentation model: does its evaluation score masks (CocoMetric's `segm`)?"""
+    metric = (cfg.get("test_evaluator") or {}).get("metric", "bbox")
+    return "segm" in ([metric] if isinstance(metric, str) else list(metric))

@@ -10,6 +10,7 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from backend.images import decode
+from backend.onnx_runtime import agreement, load_onnx
 from backend.predictor import Predictor
 from loop.clients import labelstudio
 from loop.common.demo_data import CLASSES
@@ -63,7 +64,7 @@ def _served(ls_client, demo_data, backend, kind: str, boxes: bool, title: str):
 def test_polygons_and_boxes_match_the_models_masks_after_the_round_trip(seg_backend, ls_client, demo_data,
                                                                         model_masks):
     health = httpx.get(f"{seg_backend['url']}/health").json()
-    assert health["model_class"] == "RTMDet" and health["runtime"] == "onnxruntime", health
+    assert health["model_class"] == "RTMDet" and health["runtime"] == "onnxruntime" and health["masks"], health
     compared = 0
     for prediction, file_name in _served(ls_client, demo_data, seg_backend, "PolygonLabels", True, "seg-polygons"):
         masks, labels = model_masks(file_name)
@@ -93,3 +94,18 @@ def test_brush_masks_are_the_models_masks(seg_backend, ls_client, demo_data, mod
             assert max((_iou(masks[i], drawn) for i in same_label), default=0.0) >= 0.99
             compared += 1
     assert compared >= 4
+
+
+def test_onnx_runtime_gives_the_models_masks(demo_seg_model, demo_data, tmp_path):
+    """The network in ONNX Runtime, the masks assembled by the model's own head: same boxes, scores, labels
+    and masks as torch (what the promotion-time ONNX check compares for such a version)."""
+    images = [decode(p.read_bytes()).bgr for p in sorted((demo_data / "images").glob("test_*.jpg"))[:6]]
+    torch_model = Predictor.load(str(demo_seg_model["checkpoint"]), score_threshold=THRESHOLD)
+    onnx_model = load_onnx(torch_model, tmp_path)
+    assert torch_model.masks and onnx_model.masks and onnx_model.runtime == "onnxruntime"
+    reference, candidate = torch_model.predict(images), onnx_model.predict(images)
+    ok, reason = agreement(reference, candidate)
+    assert ok and "boxes and masks" in reason and sum(len(d.scores) for d in reference) >= 6, reason
+    eroded = [type(d)(d.boxes, d.scores, d.labels, None, d.masks & np.roll(d.masks, 3, axis=2)) for d in candidate]
+    ok, reason = agreement(reference, eroded)
+    assert not ok and "mask" in reason
