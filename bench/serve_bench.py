@@ -11,7 +11,9 @@ a real Label Studio; plus single-task latency and backend cold start.
     backend.runtime=torch, (c) the same with backend.runtime=onnx (ONNX Runtime); (c') as (c), with the
     backend reading Label Studio's upload folder (backend.image_dir) instead of downloading over HTTP;
 (d) as (c) with backend.precision=bf16 (OpenVINO; only where OpenVINO offers BF16 on this CPU);
-(e) as (c) with backend.precision=int8 (the network quantized and checked as retrain does it); (e') as (c').
+(e) as (c) with backend.precision=int8 (the network quantized and checked as retrain does it); (e') as (c');
+(s) with --seg-checkpoint, an instance segmentation model (RTMDet-Ins) over /predict on a boxes-only, a
+    PolygonLabels and a BrushLabels project (what masks cost next to the same model's boxes), and its naive loop.
 Every row prints how many boxes it returned. The floor is measured, not assumed: the network's work on
 these images, at the sizes the backend letterboxes them to, over the multiply throughput measured on the
 same cores in the same run (a large fp32 matrix product in torch; for int8, ONNX Runtime's MatMulInteger).
@@ -41,7 +43,7 @@ from loop.clients.ls_server import LabelStudioServer, free_port  # noqa: E402
 from loop.clients.media import MediaConfig, MediaFetcher  # noqa: E402
 from loop.clients.services import spawn, stop, wait_http  # noqa: E402
 from loop.common.demo_data import ensure, heldout_export  # noqa: E402
-from loop.common.label_configs import rectangle_labels_config  # noqa: E402
+from loop.common.label_configs import rectangle_labels_config, segmentation_labels_config  # noqa: E402
 from loop.common.paths import REPO_ROOT  # noqa: E402
 
 CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--img-size", type=int, default=640)
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--latency-requests", type=int, default=20)
+    ap.add_argument("--seg-checkpoint", type=Path, help="an instance segmentation model (RTMDet-Ins) for rows (s)")
     args = ap.parse_args()
     import torch
 
@@ -98,31 +101,9 @@ def main() -> None:
         tasks = [{"id": t["id"], "data": t["data"]} for t in labelstudio.list_tasks(client, project.id)]
 
         # (a) naive: download, then inference_detector, one image at a time
-        import mmcv
-        from mmdet.apis import inference_detector, init_detector
-        from mmengine.config import Config
-
-        from train.slim import load_slim
-
-        slim = load_slim(ckpt)  # mmdet's own model as a user builds it: init_detector, default test settings
         torch.set_flush_denormal(True)  # as the backend does (backend.loading.configure_threads)
-        naive = {}
-        for label, threshold in (("(a)", None), ("(a')", SCORE_THRESHOLD)):
-            naive_model = init_detector(Config.fromstring(slim["meta"]["config"], ".py"), checkpoint=None,
-                                        device="cpu")
-            naive_model.load_state_dict(slim["state_dict"])
-            naive_model.dataset_meta = {"classes": slim["meta"]["classes"]}
-            if threshold is not None:
-                naive_model.test_cfg.score_thr = naive_model.bbox_head.test_cfg.score_thr = threshold
-            for task in tasks:  # warm-up: every image size once, as the served paths get
-                inference_detector(naive_model, mmcv.imfrombytes(fetcher.fetch(task["data"]["image"])))
-            t, ls_cpu, boxes = time.perf_counter(), group_cpu_s(ls.proc.pid), 0
-            for task in tasks:
-                result = inference_detector(naive_model, mmcv.imfrombytes(fetcher.fetch(task["data"]["image"])))
-                boxes += len(result.pred_instances)
-            naive[label] = {"s": time.perf_counter() - t, "ls": group_cpu_s(ls.proc.pid) - ls_cpu,
-                            "boxes": boxes / len(tasks)}
-            del naive_model
+        naive = {label: naive_loop(ckpt, fetcher, tasks, ls, threshold)
+                 for label, threshold in (("(a)", None), ("(a')", SCORE_THRESHOLD))}
         naive_s = naive["(a)"]["s"]
 
         # (b), (c), (c') and (d): the backend as its own process, with torch/mmdet and with ONNX Runtime
@@ -143,6 +124,8 @@ def main() -> None:
         served = {label: serve(int8_dir / "model.pth" if label.startswith("(e") else ckpt, ls, token, tmp, tasks,
                                project.id, args.latency_requests, *overrides)
                   for label, _, overrides in rows[2:]}
+        if args.seg_checkpoint:
+            segmentation(args.seg_checkpoint, ls, token, tmp, tasks, project.id, fetcher)
     n = len(tasks)
     size = f"input {args.img_size}" if not args.checkpoint else "input size of its config"
     print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, {size}, "
@@ -200,7 +183,48 @@ def main() -> None:
               f"{ls_s / n * 1000:.0f} ms per image ({what})")
 
 
-def serve(ckpt, ls, token, tmp, tasks, project_id, latency_requests, *overrides) -> dict:
+def naive_loop(ckpt: Path, fetcher, tasks, ls, threshold: float | None) -> dict:
+    """Download, then mmdet's `inference_detector`, one image at a time, on mmdet's own model as a user builds
+    it (init_detector, the config's test settings; with `threshold`, that score threshold), after the same
+    warm-up as the served paths get: every image size once."""
+    import mmcv
+    from mmdet.apis import inference_detector, init_detector
+    from mmengine.config import Config
+
+    from train.slim import load_slim
+
+    slim = load_slim(ckpt)
+    model = init_detector(Config.fromstring(slim["meta"]["config"], ".py"), checkpoint=None, device="cpu")
+    model.load_state_dict(slim["state_dict"])
+    model.dataset_meta = {"classes": slim["meta"]["classes"]}
+    if threshold is not None:
+        model.test_cfg.score_thr = model.bbox_head.test_cfg.score_thr = threshold
+    for task in tasks:
+        inference_detector(model, mmcv.imfrombytes(fetcher.fetch(task["data"]["image"])))
+    t, ls_cpu, boxes = time.perf_counter(), group_cpu_s(ls.proc.pid), 0
+    for task in tasks:
+        boxes += len(inference_detector(model, mmcv.imfrombytes(fetcher.fetch(task["data"]["image"]))).pred_instances)
+    return {"s": time.perf_counter() - t, "ls": group_cpu_s(ls.proc.pid) - ls_cpu, "boxes": boxes / len(tasks)}
+
+
+def segmentation(ckpt: Path, ls, token, tmp, tasks, project_id, fetcher) -> None:
+    """(s) an instance segmentation model over /predict: the same model on a boxes-only project, a PolygonLabels
+    project and a BrushLabels project (what masks cost), next to its naive inference_detector loop."""
+    n = len(tasks)
+    naive = naive_loop(ckpt, fetcher, tasks, ls, None)
+    print(f"(s-a) instance segmentation model {ckpt}: naive loop {naive['s'] / n * 1000:.0f} ms per image, "
+          f"{naive['boxes']:.1f} instances per image")
+    configs = {"boxes": rectangle_labels_config(CLASSES), "polygons": segmentation_labels_config(CLASSES),
+               "brush": segmentation_labels_config(CLASSES, "BrushLabels")}
+    rows = {what: serve(ckpt, ls, token, tmp, tasks, project_id, 5, label_config=xml) for what, xml in configs.items()}
+    for what, r in rows.items():
+        print(f"(s) one /predict with {n} tasks, {what}: {r['batch_s'] / n * 1000:.0f} ms per image, "
+              f"{naive['s'] / r['batch_s']:.2f}x faster than its naive loop, {r['regions']:.1f} regions per image, "
+              f"{r['batch_s'] / rows['boxes']['batch_s']:.2f}x the boxes alone (goal <= 1.5x)")
+
+
+def serve(ckpt, ls, token, tmp, tasks, project_id, latency_requests, *overrides, label_config: str | None = None
+          ) -> dict:
     port = free_port()
     cmd = [sys.executable, "-m", "loop.run", "stage=serve", f"backend.checkpoint={ckpt}", f"backend.port={port}",
            f"labelstudio.url={ls.url}", f"work_dir={tmp}", f"backend.score_threshold={SCORE_THRESHOLD}", *overrides]
@@ -212,7 +236,8 @@ def serve(ckpt, ls, token, tmp, tasks, project_id, latency_requests, *overrides)
     try:
         wait_http(f"{url}/health", proc, "stage=serve")
         cold_s = time.perf_counter() - started
-        body = {"tasks": tasks, "label_config": rectangle_labels_config(CLASSES), "project": f"{project_id}.0"}
+        body = {"tasks": tasks, "label_config": label_config or rectangle_labels_config(CLASSES),
+                "project": f"{project_id}.0"}
         # A first pass meets every input shape once (OpenVINO prepares its kernels per shape); the timed pass
         # is the steady state of a server that has seen these sizes before.
         t = time.perf_counter()
