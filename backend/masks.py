@@ -28,20 +28,37 @@ def _outward(contour: np.ndarray) -> np.ndarray:
     return pts + 0.5 + (0.5 if clockwise_on_screen else -0.5) * normal
 
 
-def mask_polygon(mask: np.ndarray, tolerance: float = POLYGON_TOLERANCE) -> np.ndarray | None:
-    """The polygon (K x 2, x y in pixels, continuous coordinates: pixel i spans [i, i+1]) around the largest
-    connected part of a boolean mask, simplified to `tolerance` percent of the longer side; None when the
-    mask is empty or smaller than a triangle."""
+def _bridged(rings: list[np.ndarray]) -> np.ndarray:
+    """One closed polygon through several rings: each ring after the first is reached from the nearest point
+    of the polygon so far by a zero-width bridge, traced whole, and left the same way back. A rasteriser
+    fills each ring and (next to) nothing along the bridges, so one Label Studio region holds every part."""
+    polygon = rings[0]
+    for ring in rings[1:]:
+        gaps = np.linalg.norm(polygon[:, None, :] - ring[None, :, :], axis=2)
+        i, j = np.unravel_index(np.argmin(gaps), gaps.shape)
+        polygon = np.concatenate([polygon[:i + 1], np.roll(ring, -j, axis=0), ring[j:j + 1], polygon[i:]])
+    return polygon
+
+
+def mask_polygon(mask: np.ndarray, tolerance: float = POLYGON_TOLERANCE, min_part: float = 0.02
+                 ) -> np.ndarray | None:
+    """The polygon (K x 2, x y in pixels, continuous coordinates: pixel i spans [i, i+1]) around a boolean
+    mask, each ring simplified to `tolerance` percent of the longer side; a mask in several parts (each at
+    least `min_part` of the mask's area; smaller specks are left out) becomes one polygon whose rings are
+    joined by zero-width bridges. Holes are filled. None when the mask is empty."""
     contours, _ = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return None
-    largest = max(contours, key=cv2.contourArea)[:, 0, :]
-    polygon = _outward(largest).astype(np.float32)
+    areas = [cv2.contourArea(c) + len(c) / 2 + 1 for c in contours]  # pixels inside, edge pixels included
+    parts = sorted(((a, c) for a, c in zip(areas, contours) if a >= min_part * sum(areas)), key=lambda p: -p[0])
     epsilon = max(tolerance, 0.0) / 100.0 * max(mask.shape)
-    if epsilon > 0:
-        polygon = cv2.approxPolyDP(polygon.reshape(-1, 1, 2), epsilon, True)[:, 0, :]
-    return polygon if len(polygon) >= 3 else None
+    rings = []
+    for _, contour in parts:
+        ring = _outward(contour[:, 0, :]).astype(np.float32)
+        if epsilon > 0:
+            ring = cv2.approxPolyDP(ring.reshape(-1, 1, 2), epsilon, True)[:, 0, :]
+        if len(ring) >= 3:
+            rings.append(ring)
+    return _bridged(rings) if rings else None
 
 
 def mask_at(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

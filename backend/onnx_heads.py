@@ -14,6 +14,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from backend.class_mask import mask_sigmoid_levels, sigmoid_classes
 from backend.ort_session import create_session
 from backend.predictor import Predictor
@@ -87,14 +89,15 @@ class HeadOnnxDetector(Predictor):
     runtime = "onnxruntime"
 
     def __init__(self, predictor: Predictor, onnx_path: Path, threads: int | None = None, precision: str = "fp32"):
-        self.__dict__.update(predictor.__dict__)  # model, classes, version, device, pipeline, lock
+        # the loaded model, its pipeline, classes, version, device and lock, shared rather than built again
+        self.__dict__.update(predictor.__dict__)
         self.session = create_session(Path(onnx_path), predictor.device, threads, precision)
         self.path, self.precision = Path(onnx_path), precision
         self.providers = self.session.get_providers()
         self.execution_provider = self.providers[0]
         self.names = [o.name for o in self.session.get_outputs()]
 
-    def network_input(self, images) -> "object":
+    def network_input(self, images: list[np.ndarray]) -> np.ndarray:
         """The N x 3 x H x W float32 array the network is fed for these BGR images."""
         import torch
         from mmengine.dataset import pseudo_collate

@@ -44,9 +44,12 @@ def test_a_polygon_covers_the_pixels_of_its_mask():
     assert sorted(map(tuple, np.round(corners).astype(int).tolist())) == [(30, 10), (30, 20), (45, 10), (45, 20)]
 
 
-def test_the_largest_part_of_a_mask_is_its_polygon_and_an_empty_mask_has_none():
-    two = _disc(20) | _disc(6, centre=(10, 10))
-    assert _iou(_raster(mask_polygon(two, 0), *two.shape), _disc(20)) == 1.0
+def test_a_mask_in_parts_is_one_polygon_whose_parts_are_bridged_and_specks_are_left_out():
+    two = _disc(20) | _disc(8, centre=(140, 20))
+    for tolerance in (0, 0.2):
+        assert _iou(_raster(mask_polygon(two, tolerance), *two.shape), two) >= 0.98
+    speck = _disc(20) | _disc(1, centre=(140, 20))  # 5 px against 1,257: under 2 % of the mask
+    assert _iou(_raster(mask_polygon(speck, 0), *speck.shape), _disc(20)) == 1.0
     assert mask_polygon(np.zeros((30, 30), bool)) is None
 
 
