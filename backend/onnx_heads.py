@@ -44,6 +44,11 @@ def regroup(names: list[str], values: list) -> list:
     return [[v[j] for j in sorted(v)] if isinstance(v, dict) else v for _, v in sorted(grouped.items())]
 
 
+def flatten(outputs) -> tuple:
+    """The head's outputs as one flat tuple of tensors, level by level (the graph's outputs)."""
+    return tuple(t for o in outputs for t in (o if isinstance(o, (list, tuple)) else [o]))
+
+
 def head_network(detector):
     """backbone -> neck -> head as one module returning the head's outputs flattened, level by level."""
     import torch
@@ -54,8 +59,7 @@ def head_network(detector):
             self.det = det
 
         def forward(self, x):
-            outputs = self.det.bbox_head(self.det.extract_feat(x))
-            return tuple(t for o in outputs for t in (o if isinstance(o, (list, tuple)) else [o]))
+            return flatten(self.det.bbox_head(self.det.extract_feat(x)))
 
     return Network(detector).eval()
 
@@ -70,9 +74,9 @@ def export_head_onnx(detector, img_size: int, out: Path, names: list[str] | None
         raise LoopError(f"ONNX export covers single-stage detectors, not {type(detector).__name__} (a two-stage "
                         "model); serve it with backend.runtime=torch")
     net, sample = head_network(detector).cpu(), torch.zeros(1, 3, img_size, img_size)
-    with torch.no_grad():
-        flat = net(sample)
-        names = names or output_names(head_layout(detector.bbox_head(detector.extract_feat(sample))))
+    with torch.no_grad():  # one pass: the head's layout names the outputs, their ranks say which axes vary
+        outputs = detector.bbox_head(detector.extract_feat(sample))
+    flat, names = flatten(outputs), names or output_names(head_layout(outputs))
     axes = {n: ({0: "batch", 2: f"h_{n}", 3: f"w_{n}"} if t.dim() == 4 else {0: "batch"}) for n, t in zip(names, flat)}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")  # several workers may export the same model at once

@@ -40,3 +40,10 @@ def coco_eval(gt_file: Path, det_file: Path | None, iou_type: str = "bbox") -> d
         per_class[cat["name"]] = float(np.mean(p[p > -1])) if (p > -1).any() else float("nan")
     return {f"{iou_type}_mAP": float(max(ev.stats[0], 0.0)), f"{iou_type}_mAP_50": float(max(ev.stats[1], 0.0)),
             "per_class_AP": per_class, "precision": precision, "classes": [c["name"] for c in cats]}
+
+
+def segm_eval(gt_file: Path, result: dict[str, Any]) -> dict[str, Any] | None:
+    """Segm mAP of the masks a training or evaluation run dumped (train.trainer's `segmentations`; 0 when it
+    found nothing); None for a box model."""
+    masks = result.get("segmentations")
+    return None if not masks else coco_eval(gt_file, Path(masks), "segm")

@@ -50,7 +50,7 @@ from loop.stages.adapters import (
 from loop.stages.effort import effort
 from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain
-from train.evaluate import coco_eval
+from train.evaluate import coco_eval, segm_eval
 from train.trainer import evaluate
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,8 @@ def champion_test_map(cfg: DictConfig, work: Path, iteration: int) -> dict[str, 
     gt = resolve(cfg.data.root) / test
     boxes = coco_eval(gt, Path(result["detections"]))
     score = {"version": champion.version, "bbox_mAP": boxes["bbox_mAP"], "bbox_mAP_50": boxes["bbox_mAP_50"]}
-    if result.get("segmentations"):
-        score["segm_mAP"] = coco_eval(gt, Path(result["segmentations"]), "segm")["segm_mAP"]
-    return score
+    masks = segm_eval(gt, result)
+    return score if masks is None else {**score, "segm_mAP": masks["segm_mAP"]}
 
 
 def label_batch(client, project_id: int, view_id: int | None, gt, file_of, n: int, rng, strategy: str,

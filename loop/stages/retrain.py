@@ -32,7 +32,7 @@ from loop.stages.adapters import local, open_registry, train_spec
 from loop.stages.effort import record_table
 from loop.stages.export import export
 from loop.stages.int8_check import int8_check
-from train.evaluate import coco_eval
+from train.evaluate import coco_eval, segm_eval
 from train.launch import RESULT, spec_command, write_spec
 from train.package import package_model
 from train.trainer import evaluate as evaluate_weights
@@ -88,12 +88,6 @@ def _record_effort(cfg: DictConfig, table: EffortTable) -> None:
         record_table(cfg, table, int(cfg.labelstudio.project_id))
     except Exception as exc:  # noqa: BLE001 - never fails the retrain; the warning says what went wrong
         log.warning("labeling effort not recorded: %s", " ".join(str(exc).split())[:300])
-
-
-def _segm_eval(exported: Path, result: dict[str, Any]) -> dict[str, Any] | None:
-    """Held-out segm mAP of a model's dumped masks (0 when it found nothing); None for a box model."""
-    masks = result.get("segmentations")
-    return None if not masks else coco_eval(exported / "val.json", Path(masks), "segm")
 
 
 def _gate_metric(cfg: DictConfig, ev_segm, champion, old_segm) -> str:
@@ -153,14 +147,14 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
 
         t = time.perf_counter()
         ev = coco_eval(exported / "val.json", Path(result["detections"]))
-        ev_segm = _segm_eval(exported, result)
+        ev_segm = segm_eval(exported / "val.json", result)
         champion_map = champion_map50 = old_segm = None
         if champion is not None:
             old = evaluate_weights(_spec(cfg, exported, work / "champion_eval", str(champion_dir / "model.pth"),
                                          config=champion_dir / "config.py"))
             old_ev = coco_eval(exported / "val.json", Path(old["detections"]))
             champion_map, champion_map50 = old_ev["bbox_mAP"], old_ev["bbox_mAP_50"]
-            old_segm = _segm_eval(exported, old)
+            old_segm = segm_eval(exported / "val.json", old)
         metric = _gate_metric(cfg, ev_segm, champion, old_segm)
         timings["evaluate_s"] = time.perf_counter() - t
         run.log_metrics({"heldout_bbox_mAP": ev["bbox_mAP"], "heldout_bbox_mAP_50": ev["bbox_mAP_50"],
