@@ -33,7 +33,7 @@ from backend.labels import LabelMap, build_label_map
 from backend.loading import ServeSettings, model_loader
 from backend.metrics import Metrics
 from backend.projects import NoModel, ProjectModels, UnknownProject
-from loop.al.acquisition import image_score
+from loop.al.acquisition import queue_score
 from loop.clients.media import MediaFetcher
 from loop.common.label_configs import LabelConfigError, region_controls
 
@@ -182,12 +182,12 @@ def create_app(settings: ServeSettings, predictor=None) -> FastAPI:
         return {"model_version": version}
 
     # predictions carry the labeling queue's score, like bulk pre-annotation's (see backend.queue_strategy)
-    queue_score = partial(image_score, settings.queue_strategy) if settings.queue_strategy else None
+    task_score = partial(queue_score, settings.queue_strategy) if settings.queue_strategy else None
 
     def predict_tasks(tasks: list[dict], lmap: LabelMap, predictor) -> list[dict]:
         started = time.perf_counter()
         outcomes = batch.predict_tasks(tasks, lmap, predictor, fetcher, pool, settings.score_threshold,
-                                       queue_score, settings.polygon_tolerance)
+                                       task_score, settings.polygon_tolerance)
         elapsed = time.perf_counter() - started
         with metrics.lock:
             metrics.latencies.append(elapsed)

@@ -38,12 +38,14 @@ class TaskOutcome:
 
 
 def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: MediaFetcher, pool: Executor,
-                  score_threshold: float, task_score: Callable[[np.ndarray], float] | None = None,
+                  score_threshold: float, task_score: Callable[..., float] | None = None,
                   polygon_tolerance: float = POLYGON_TOLERANCE) -> list[TaskOutcome]:
-    """One outcome per task, in order (see the module docstring). `task_score`, given the scores of the
-    detections at or above the threshold, replaces the prediction's score (the mean region score): with an
-    acquisition score there, Label Studio's queue tab orders tasks by it without a write per task.
-    `polygon_tolerance`: how far polygons around masks are simplified (backend.masks)."""
+    """One outcome per task, in order (see the module docstring). `task_score(scores, labels, class_counts)`,
+    given the scores and class indices of the detections at or above the threshold and the model's
+    training-set boxes per class (None when its checkpoint records none), replaces the prediction's score
+    (the mean region score): with an acquisition score there (loop.al.acquisition.queue_score), Label
+    Studio's queue tab orders tasks by it without a write per task. `polygon_tolerance`: how far polygons
+    around masks are simplified (backend.masks)."""
 
     def load(task):
         url = (task.get("data") or {}).get(label_map.image_field)
@@ -79,6 +81,8 @@ def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: Me
                                        (image.bgr.shape[1], image.bgr.shape[0]), (image.width, image.height),
                                        score_threshold, predictor.version, det.masks, polygon_tolerance)
             if task_score is not None:
-                prediction["score"] = round(float(task_score(scores[scores >= score_threshold])), 6)
+                keep = scores >= score_threshold
+                score = task_score(scores[keep], np.asarray(det.labels)[keep], getattr(predictor, "class_counts", None))
+                prediction["score"] = round(float(score), 6)
             outcomes[i] = TaskOutcome(prediction, scores=scores)
     return outcomes

@@ -49,8 +49,8 @@ class ServeSettings:
     # auto (int8 where the version's int8 check passed and the network runs on the CPU in ONNX Runtime, else
     # fp32), fp32, int8 (asked for: refused at start off the CPU), or bf16 (OpenVINO on a CPU with bfloat16 units)
     precision: str = "auto"
-    # The acquisition score each prediction carries as its score (entropy, least_confidence), so Label Studio's
-    # queue tab orders by it; None: the mean region score.
+    # The acquisition score each prediction carries as its score (entropy, least_confidence, entropy_sum,
+    # class_balanced_entropy), so Label Studio's queue tab orders by it; None: the mean region score.
     queue_strategy: str | None = None
     # Serve a registry alias instead of a fixed checkpoint, and follow it.
     serve_alias: str | None = None

@@ -47,6 +47,7 @@ class OnnxDetector:
     """Same interface as backend.predictor.Predictor: classes, version, device, batch_size, predict()."""
 
     runtime = "onnxruntime"
+    class_counts: list[int] | None = None  # the checkpoint's training-set boxes per class (see Predictor)
 
     def __init__(self, onnx_path: Path, cfg, classes: list[str], version: str, img_size: int, device: str = "cpu",
                  batch_size: int | None = None, score_threshold: float | None = None, threads: int | None = None,
@@ -265,6 +266,8 @@ def open_onnx(predictor, path: Path, size: int, score_threshold: float | None = 
               precision: str = "fp32"):
     """The exported network of a loaded torch Predictor in ONNX Runtime, by the path that fits the model."""
     if vectorised(predictor.model):
-        return OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
-                            score_threshold=score_threshold, threads=threads, precision=precision)
+        det = OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
+                           score_threshold=score_threshold, threads=threads, precision=precision)
+        det.class_counts = getattr(predictor, "class_counts", None)  # the checkpoint's, for the queue score
+        return det
     return HeadOnnxDetector(predictor, path, threads, precision)

@@ -44,6 +44,9 @@ class Predictor:
     runtime = "torch"
     precision = "fp32"
     execution_provider = "torch"  # what runs the network (ONNX Runtime models name their provider)
+    # The training set's boxes per class, aligned with `classes`, as the checkpoint records them (train.slim);
+    # None for checkpoints without. The queue's class_balanced_entropy weighs rare classes by them.
+    class_counts: list[int] | None = None
 
     @property
     def model_class(self) -> str:
@@ -89,6 +92,7 @@ class Predictor:
         digest = file_sha256(path)
         predictor = cls(model, list(classes), version or f"{path.stem}-{digest[:10]}", device, batch_size)
         predictor.digest = digest  # what the exported network is cached by: the weights, not a version number
+        predictor.class_counts = recorded_class_counts(meta, classes, path)
         predictor.load_s = time.perf_counter() - started
         log.info("loaded %s (%s, %d classes, input %d px) on %s in %.1f s", predictor.version, predictor.model_class,
                  len(classes), predictor.input_size, device, predictor.load_s)
@@ -151,6 +155,20 @@ class Predictor:
             yield
         finally:
             self._drop = None
+
+
+def recorded_class_counts(meta: dict, classes: list[str], path: Path) -> list[int] | None:
+    """The checkpoint's training-set boxes per class (meta["class_counts"], written by train.slim), or None when
+    it records none or they do not fit its classes (then every class weighs the same in the queue)."""
+    counts = meta.get("class_counts")
+    if counts is None:
+        return None
+    if not isinstance(counts, (list, tuple)) or len(counts) != len(classes) or \
+            not all(isinstance(c, int) and c >= 0 for c in counts):
+        log.warning("checkpoint %s: meta['class_counts'] is not one count per class (%d classes); the queue "
+                    "weighs every class the same", path, len(classes))
+        return None
+    return [int(c) for c in counts]
 
 
 def _build(cfg, state: dict, path: Path, device: str):

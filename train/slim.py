@@ -16,14 +16,21 @@ FORMAT = "labelloop-slim-v1"
 
 
 def make_slim(runner_checkpoint: Path, out: Path, *, classes: list[str], config_text: str,
-              img_size: int | None) -> Path:
-    """Write a slim copy of a checkpoint that our own training run produced."""
+              img_size: int | None, class_counts: list[int] | None = None) -> Path:
+    """Write a slim copy of a checkpoint that our own training run produced. `class_counts`: the training
+    set's boxes per class (aligned with `classes`), kept in the meta because the labeling queue's
+    class_balanced_entropy weighs rare classes by them (loop.al.acquisition.queue_score)."""
     import torch
 
+    if class_counts is not None and len(class_counts) != len(classes):
+        raise LoopError(f"{len(class_counts)} class counts for {len(classes)} classes: give one count per class, "
+                        "in the order of `classes`")
     full = torch.load(runner_checkpoint, map_location="cpu", weights_only=False)  # ours, just written
     state = full.get("state_dict", full)
-    slim = {"state_dict": {k: v.detach().clone().contiguous() for k, v in state.items()},
-            "meta": {"format": FORMAT, "classes": list(classes), "img_size": img_size, "config": config_text}}
+    meta = {"format": FORMAT, "classes": list(classes), "img_size": img_size, "config": config_text}
+    if class_counts is not None:
+        meta["class_counts"] = [int(c) for c in class_counts]
+    slim = {"state_dict": {k: v.detach().clone().contiguous() for k, v in state.items()}, "meta": meta}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     torch.save(slim, tmp)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ class TrainSpec:
     warmup_iters: int = 100
     num_workers: int = 1
     val_interval: int = 10
+    # at least this many iterations: small labeled sets get more epochs (0: `epochs` as given)
+    min_iters: int = 0
     load_from: str | None = None
     seed: int = 0
     device: str = "cpu"
@@ -56,6 +59,23 @@ def read_classes(ann_file: Path) -> list[str]:
     if not cats:
         raise LoopError(f"{ann_file} has no categories; a COCO file needs at least one")
     return [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
+
+
+def epochs_for(spec: TrainSpec, world_size: int = 1) -> int:
+    """`spec.epochs`, or more where that gives fewer than `spec.min_iters` iterations on its training set.
+
+    Why: a model learns from the number of updates more than from the number of passes over the data, and
+    an active-learning loop's first rounds have few images: 60 epochs over 24 images are 180 iterations of
+    8, over 72 images 540. Early models trained that briefly find little, and the next rounds start from
+    them. A floor in iterations costs little where the data is small (the epochs are short)."""
+    if spec.min_iters <= 0:
+        return spec.epochs
+    try:
+        images = len(json.loads((Path(spec.data_root) / spec.train_ann).read_text())["images"])
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        raise LoopError(f"cannot count the training images of {spec.train_ann} ({exc})") from None
+    per_epoch = max(1, -(-images // (spec.batch_size * max(1, world_size))))
+    return max(spec.epochs, -(-spec.min_iters // per_epoch))
 
 
 def set_num_classes(node: Any, n: int) -> None:
@@ -159,6 +179,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         EpochHistoryHook,  # defers mmengine (and torch) to the stages that train
     )
 
+    spec = replace(spec, epochs=epochs_for(spec, int(os.environ.get("WORLD_SIZE", 1))))
     cfg = build_config(spec)
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     if spec.launcher != "none" and select_device(spec.device) == "cpu":

@@ -19,6 +19,22 @@ Each score takes one image's detections and returns a number where higher means 
   when the model's scores mean little.
 - `entropy_diverse`: the `prefilter` x k most uncertain images by entropy, then k-center greedy among
   them: uncertain *and* not near-duplicates of each other or of what is already labeled.
+
+Detection-specific scores (`box_entropy_sum`, after Plug and Play Active Learning, Yang et al., "difficulty
+calibrated uncertainty sampling"):
+- `entropy_sum`: the SUM, not the mean, of the binary entropies of the boxes scoring at least a threshold.
+  The budget is counted in images, and a labeled image teaches the model about every object in it: an image
+  with five borderline objects is worth more than one with a single borderline object, which the mean
+  cannot see (it scores both alike).
+- `class_balanced_entropy`: the same sum with each box's entropy multiplied by its predicted class's
+  weight (`class_balance_weights`): rare classes in the labeled set (`rarity_weights`) and classes the model
+  is unsure of (`difficulty_weights`) weigh more, so the batch goes to where the model is weakest, not to
+  the frequent classes that fill most boxes. Label Studio's queue (`queue_score`) has the rarity part only.
+- `class_balanced_diverse`: `class_balanced_entropy`'s shortlist, then k-center greedy, as entropy_diverse.
+
+Cold start (`cold`): while the model finds nothing on most of the pool, every uncertainty score ranks
+images by the same "nothing found" value, i.e. by pool order. `select(..., cold_start="random" or
+"coreset")` then chooses the batch by that strategy instead.
 """
 
 from __future__ import annotations
@@ -56,6 +72,125 @@ def entropy_score(scores: Sequence[float], class_probs: np.ndarray | None = None
     return float(_entropy(np.stack([s, 1 - s], axis=1)).mean() / np.log(2))
 
 
+def box_entropy(scores: Sequence[float]) -> np.ndarray:
+    """Each box's binary entropy of its confidence, normalised to [0, 1] (1 at 0.5): how unsure the model is
+    that the box is an object of its class."""
+    s = np.clip(np.asarray(scores, dtype=float).reshape(-1), 0.0, 1.0)
+    if s.size == 0:
+        return np.zeros(0)
+    return _entropy(np.stack([s, 1 - s], axis=1)) / np.log(2)
+
+
+# What an image with no box to sum scores: one box at 0.5 of a class of average weight.
+EMPTY_IMAGE_SUM = 1.0
+
+
+def box_entropy_sum(scores: Sequence[float], labels: Sequence[int] | None = None,
+                    class_weights: Sequence[float] | None = None, threshold: float = 0.0) -> float:
+    """Sum over the boxes scoring at least `threshold` of their binary entropy, each times its predicted
+    class's weight when `labels` and `class_weights` are given (a class outside the weights weighs 1).
+
+    Why the sum: the budget is counted in images, and a labeled image teaches the model about every object
+    in it, so an image with many uncertain objects should rank above one with a single one; the mean scores
+    both alike. Why the threshold: a box the model barely believes in (a score near 0 is a confident
+    "background") still adds some entropy, and a hundred of them would outweigh the real objects: count
+    the boxes a person would be shown (the backend's score threshold). An image with no such box scores
+    EMPTY_IMAGE_SUM: the model may be missing everything in it (the convention of the mean scores, where it
+    counts as fully uncertain), yet it ranks below an image with two or more borderline objects."""
+    s = np.asarray(scores, dtype=float).reshape(-1)
+    keep = s >= threshold
+    if not keep.any():
+        return EMPTY_IMAGE_SUM
+    h = box_entropy(s[keep])
+    if labels is not None and class_weights is not None:
+        lab = np.asarray(labels, dtype=int).reshape(-1)
+        if len(lab) != len(s):
+            raise ValueError(f"{len(s)} scores but {len(lab)} labels: give one class index per box")
+        w, lab = np.asarray(class_weights, dtype=float).reshape(-1), lab[keep]
+        if len(w):
+            h = h * np.where((lab >= 0) & (lab < len(w)), w[np.clip(lab, 0, len(w) - 1)], 1.0)
+    return float(h.sum())
+
+
+def rarity_weights(counts: Sequence[float], alpha: float = 0.5) -> np.ndarray:
+    """One weight per class, proportional to (total / (count_c + 1)) ** alpha and normalised to mean 1, from
+    the labeled set's boxes per class (`counts`).
+
+    Why: a detector learns little about a class it has seen a handful of times, and an uncertainty score
+    alone keeps picking the frequent classes that fill most boxes. The +1 gives a class with no labeled box
+    yet the largest finite weight; alpha 0.5 (a square root) keeps a class 100x rarer at 10x, not 100x,
+    so one rare class does not take the whole batch."""
+    c = np.asarray(counts, dtype=float).reshape(-1)
+    if c.size == 0:
+        return np.ones(0)
+    if (c < 0).any() or not np.isfinite(c).all():
+        raise ValueError(f"class counts must be finite and >= 0, got {c.tolist()}")
+    raw = (max(c.sum(), 1.0) / (c + 1.0)) ** alpha
+    return raw / raw.mean()
+
+
+def difficulty_weights(quality: Sequence[float], alpha: float = 1.0, floor: float = 0.1) -> np.ndarray:
+    """One weight per class, proportional to (1 - q_c + floor) ** alpha and normalised to mean 1, where q_c in
+    [0, 1] says how well the model does on class c: the mean confidence of its detections of c over the pool
+    being scored, or c's AP on held-out images.
+
+    Why (Plug and Play Active Learning's "difficulty calibrated uncertainty sampling", Yang et al.): the
+    same box entropy means more on a class the model is weak at; its confident-looking boxes of that class
+    are still often wrong. A class with no quality (NaN: the model never finds it) counts as the hardest
+    (q = 0). `floor` keeps a class the model is sure of (q = 1) in play: its borderline boxes still count."""
+    q = np.asarray(quality, dtype=float).reshape(-1)
+    if q.size == 0:
+        return np.ones(0)
+    q = np.where(np.isnan(q), 0.0, np.clip(q, 0.0, 1.0))
+    raw = (1.0 - q + floor) ** alpha
+    return raw / raw.mean()
+
+
+def class_balance_weights(counts: Sequence[float] | None = None, quality: Sequence[float] | None = None,
+                  rarity_alpha: float = 0.5, difficulty_alpha: float = 1.0) -> np.ndarray | None:
+    """The class weights of class_balanced_entropy: rarity (from the labeled set's `counts` per class) times
+    difficulty (from the model's `quality` per class), either one alone when the other is unknown,
+    normalised to mean 1 (so the sum scores keep their scale). None when neither is known: every class
+    weighs 1."""
+    parts = []
+    if counts is not None:
+        parts.append(rarity_weights(counts, rarity_alpha))
+    if quality is not None:
+        parts.append(difficulty_weights(quality, difficulty_alpha))
+    if not parts:
+        return None
+    if len({len(p) for p in parts}) > 1:
+        raise ValueError(f"{len(parts[0])} class counts but {len(parts[1])} class qualities: give one per class")
+    w = np.prod(parts, axis=0)
+    return w / w.mean() if w.size else w
+
+
+def class_confidence(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[int]], num_classes: int,
+                     threshold: float = 0.0) -> np.ndarray:
+    """Per class, the mean confidence of its boxes scoring at least `threshold` over all these images (NaN
+    for a class with none): the per-class quality difficulty_weights takes when the whole pool is scored at
+    once, as stage=simulate does (a per-task score never sees the pool)."""
+    total, n = np.zeros(num_classes), np.zeros(num_classes)
+    for s, lab in zip(scores, labels):
+        s, lab = np.asarray(s, dtype=float).reshape(-1), np.asarray(lab, dtype=int).reshape(-1)
+        keep = (s >= threshold) & (lab >= 0) & (lab < num_classes)
+        np.add.at(total, lab[keep], s[keep])
+        np.add.at(n, lab[keep], 1)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def cold(scores: Sequence[Sequence[float]], threshold: float, fraction: float = 0.5) -> bool:
+    """Is the model cold: on more than `fraction` of the images, no box scores at least `threshold`?
+
+    Why: every uncertainty score gives an image with nothing found the same value, so when that is most of
+    the pool the ranking is a tie broken by pool order, a biased pick. Then a batch chosen without the
+    model's scores (random, or coreset over embeddings) is the better bet; `select(cold_start=...)`."""
+    if not len(scores):
+        return False
+    empty = sum(1 for s in scores if not (np.asarray(s, dtype=float) >= threshold).any())
+    return empty > fraction * len(scores)
+
+
 def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None = None) -> list[int]:
     """Indices of k rows of `embeddings` that greedily maximise the distance to everything chosen so far
     (and to the already labeled rows `labeled`, if given)."""
@@ -78,12 +213,25 @@ def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None =
     return chosen
 
 
-STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse")
+STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
+              "class_balanced_entropy", "class_balanced_diverse")
+# Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist.
+SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy"}
+# Strategies that need image embeddings (the predictor's pooled neck features).
+EMBEDDING_STRATEGIES = ("coreset", *SHORTLIST_SCORE)
+# Strategies whose score weighs each box by its class (labels and class weights).
+CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_diverse")
+# What select may fall back to while the model is cold (see `cold`).
+COLD_START = ("random", "coreset")
 
 
-# Strategies Label Studio's queue can follow: a per-image score written to each task. coreset and
-# entropy_diverse choose a batch jointly from image embeddings, which the served model does not report.
-QUEUE_STRATEGIES = ("entropy", "least_confidence")
+# Strategies Label Studio's queue can follow: a per-image score written to each task. coreset and the
+# _diverse strategies choose a batch jointly from image embeddings, which the served model does not report.
+QUEUE_STRATEGIES = ("entropy", "least_confidence", "entropy_sum", "class_balanced_entropy")
+
+
+def _queue_choices() -> str:
+    return ", ".join(QUEUE_STRATEGIES[:-1]) + " or " + QUEUE_STRATEGIES[-1]
 
 
 def queue_strategy_error(strategy: str | None) -> str | None:
@@ -92,44 +240,80 @@ def queue_strategy_error(strategy: str | None) -> str | None:
         return None
     if strategy == "random":
         return ("preannotate.queue_strategy=random: set it to null (no queue) and choose Uniform sampling in "
-                "the project's settings; use " + " or ".join(QUEUE_STRATEGIES) + " for an ordered queue")
+                "the project's settings; use " + _queue_choices() + " for an ordered queue")
     if strategy in STRATEGIES:
         return (f"preannotate.queue_strategy={strategy} picks a batch jointly from image embeddings, which the "
                 f"served model does not report, so it cannot order Label Studio's queue; use "
-                f"{' or '.join(QUEUE_STRATEGIES)} (or null for no queue), or compare {strategy} with stage=simulate")
-    return (f"preannotate.queue_strategy={strategy!r} is no strategy; use {' or '.join(QUEUE_STRATEGIES)} "
+                f"{_queue_choices()} (or null for no queue), or compare {strategy} with stage=simulate")
+    return (f"preannotate.queue_strategy={strategy!r} is no strategy; use {_queue_choices()} "
             "(or null for no queue)")
 
 
-def image_score(strategy: str, scores: Sequence[float]) -> float:
+def image_score(strategy: str, scores: Sequence[float], labels: Sequence[int] | None = None,
+                class_weights: Sequence[float] | None = None, threshold: float = 0.0) -> float:
     """The per-image uncertainty a strategy ranks by (the score a prediction carries for Label Studio's
-    queue; the shortlist of entropy_diverse)."""
+    queue; the shortlist of the _diverse strategies). `labels` (one class index per box) and
+    `class_weights` (one per class) count for class_balanced_* only; `threshold`: the boxes the sum scores
+    count (the mean scores take the boxes they are given, already cut by the predictor's threshold)."""
+    strategy = SHORTLIST_SCORE.get(strategy, strategy)
     if strategy == "least_confidence":
         return least_confidence(scores)
-    if strategy in ("entropy", "entropy_diverse"):
+    if strategy == "entropy":
         return entropy_score(scores)
+    if strategy == "entropy_sum":
+        return box_entropy_sum(scores, threshold=threshold)
+    if strategy == "class_balanced_entropy":
+        return box_entropy_sum(scores, labels, class_weights, threshold)
     raise ValueError(f"strategy {strategy!r} has no per-image score; choose one of {STRATEGIES}")
+
+
+def queue_score(strategy: str, scores: Sequence[float], labels: Sequence[int] | None = None,
+                class_counts: Sequence[float] | None = None) -> float:
+    """One task's score in Label Studio's queue, from its detections (already cut at the backend's score
+    threshold) and what the served checkpoint knows.
+
+    class_balanced_entropy weighs by rarity only here, from `class_counts` (the boxes per class of the
+    labeled set the served version was trained on, stored in its checkpoint; None for checkpoints without:
+    every class weighs 1). Difficulty needs every task's detections at once (per-class mean confidence over
+    the pool), which a per-task score does not see; stage=simulate measures this variant with
+    stage.difficulty_weights=false."""
+    weights = class_balance_weights(counts=class_counts) if strategy in CLASS_WEIGHTED else None
+    return image_score(strategy, scores, labels, weights)
 
 
 def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Sequence[float]] | None = None,
            embeddings: np.ndarray | None = None, labeled_embeddings: np.ndarray | None = None,
-           prefilter: int = 3) -> list[int]:
+           prefilter: int = 3, labels: Sequence[Sequence[int]] | None = None,
+           class_weights: Sequence[float] | None = None, threshold: float = 0.0,
+           cold_start: str | None = None) -> list[int]:
     """Positions of the k candidates to label next. `scores[i]` are candidate i's detection confidences,
-    `embeddings[i]` its feature vector; `labeled_embeddings` describe what is already labeled."""
+    `labels[i]` their class indices (class_balanced_*, with `class_weights`, one per class), `embeddings[i]`
+    its feature vector; `labeled_embeddings` describe what is already labeled. `threshold`: the boxes the
+    sum scores and the cold-start rule count. `cold_start` (random or coreset; None: never): while the model
+    is cold (`cold`), every strategy but random and coreset picks the batch that way instead."""
     n = len(scores) if scores is not None else len(embeddings) if embeddings is not None else 0
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if cold_start not in (None, *COLD_START):
+        raise ValueError(f"cold_start={cold_start!r}: use {' or '.join(COLD_START)}, or None for no fallback")
     k = min(k, n)
+    if cold_start and strategy not in COLD_START and scores is not None and cold(scores, threshold):
+        if cold_start == "coreset" and embeddings is None:
+            raise ValueError(f"the model is cold and {strategy} falls back to coreset, which needs embeddings")
+        strategy = cold_start
     if strategy == "random":
         return [int(i) for i in rng.permutation(n)[:k]]
-    if strategy in ("coreset", "entropy_diverse") and embeddings is None:
+    if strategy in EMBEDDING_STRATEGIES and embeddings is None:
         raise ValueError(f"strategy {strategy} needs embeddings")
     if strategy == "coreset":
         return k_center_greedy(embeddings, k, labeled_embeddings)
     if scores is None:
         raise ValueError(f"strategy {strategy} needs detection scores")
-    order = rank([image_score(strategy, s) for s in scores])
-    if strategy != "entropy_diverse":
+    if labels is not None and len(labels) != len(scores):
+        raise ValueError(f"{len(scores)} candidates' scores but {len(labels)} candidates' labels")
+    per_image = labels if labels is not None else [None] * len(scores)
+    order = rank([image_score(strategy, s, lab, class_weights, threshold) for s, lab in zip(scores, per_image)])
+    if strategy not in SHORTLIST_SCORE:
         return order[:k]
     shortlist = order[:max(k, prefilter * k)]
     picked = k_center_greedy(np.asarray(embeddings)[shortlist], k, labeled_embeddings)

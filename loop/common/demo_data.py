@@ -7,7 +7,13 @@ sizes and rotations. Boxes are read back from each shape's own rendered mask, so
 object's instance mask is a COCO polygon of the shape as PIL drew it (see `_outline`), within a pixel of the
 rendered mask.
 
+The `imbalanced` variant is the harder benchmark for active learning: one class (star) about 15x rarer than
+the most frequent (circle), more objects per image (2-7, smaller), and unlabeled clutter: ellipses, crosses,
+thick lines and hollow outlines of the four shapes, which a detector must learn to leave alone. Random
+sampling rarely finds the rare class; a strategy that does should show it.
+
     python -m loop.common.demo_data --out data/demo          # regenerate the committed copy
+    python -m loop.common.demo_data --variant imbalanced     # data/demo-imbalanced
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -153,6 +160,123 @@ def render_image(rng: np.random.Generator) -> tuple[Image.Image, list[Shape]]:
     return img, shapes
 
 
+# The imbalanced variant: class probabilities (circle, square, triangle, star) and the unlabeled clutter.
+IMBALANCED_P = (0.45, 0.30, 0.22, 0.03)
+DISTRACTORS = ("ellipse", "cross", "line", "hollow")
+
+
+def _ellipse(cx: float, cy: float, r: float, ratio: float, rot: float, points: int = 48
+             ) -> list[tuple[float, float]]:
+    """An ellipse of half-axes r and ratio x r, rotated (PIL's own ellipse is axis-aligned)."""
+    c, s = math.cos(rot), math.sin(rot)
+    pts = [(r * math.cos(2 * math.pi * k / points), ratio * r * math.sin(2 * math.pi * k / points))
+           for k in range(points)]
+    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
+
+
+def _cross(cx: float, cy: float, r: float, arm: float, rot: float) -> list[tuple[float, float]]:
+    """A plus sign of half-length r and half-width arm, rotated."""
+    pts = [(arm, r), (arm, arm), (r, arm), (r, -arm), (arm, -arm), (arm, -r),
+           (-arm, -r), (-arm, -arm), (-r, -arm), (-r, arm), (-arm, arm), (-arm, r)]
+    c, s = math.cos(rot), math.sin(rot)
+    return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
+
+
+def _draw_distractor(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float,
+                     rng: np.random.Generator) -> None:
+    rot = float(rng.uniform(0, 2 * math.pi))
+    if kind == "ellipse":  # clearly flattened: not a circle
+        draw.polygon(_ellipse(cx, cy, r, float(rng.uniform(0.3, 0.55)), rot), fill=255)
+    elif kind == "cross":
+        draw.polygon(_cross(cx, cy, r, r * float(rng.uniform(0.2, 0.35)), rot), fill=255)
+    elif kind == "line":
+        dx, dy = r * math.cos(rot), r * math.sin(rot)
+        draw.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=255, width=int(rng.integers(3, 7)))
+    else:  # a hollow outline of one of the labeled shapes: looks like a class, is not one
+        label = CLASSES[int(rng.integers(len(CLASSES)))]
+        width = int(rng.integers(2, 4))
+        if label == "circle":
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=255, width=width)
+        else:
+            draw.polygon(_polygon(label, cx, cy, r, rot), outline=255, width=width)
+
+
+def _place(rng: np.random.Generator, w: int, h: int, r_range: tuple[float, float], taken: list,
+           draw_fn: Callable[[ImageDraw.ImageDraw, float, float, float], None]
+           ) -> tuple[Image.Image, tuple[int, int], tuple[int, int, int, int], float, float, float] | None:
+    """Draw one shape into its own small mask (only the pixels around it, for speed) at a random spot clear
+    of `taken` boxes: (mask, its offset, the image box, cx, cy, r), or None after 20 tries."""
+    for _attempt in range(20):
+        r = float(rng.uniform(*r_range))
+        cx, cy = float(rng.uniform(r, w - r)), float(rng.uniform(r, h - r))
+        ox, oy = max(int(math.floor(cx - r)) - 4, 0), max(int(math.floor(cy - r)) - 4, 0)
+        size = (min(int(math.ceil(2 * r)) + 10, w - ox), min(int(math.ceil(2 * r)) + 10, h - oy))
+        mask = Image.new("L", size, 0)
+        # an integer offset moves every vertex by whole pixels: PIL fills exactly the pixels it would at full size
+        draw_fn(ImageDraw.Draw(mask), cx - ox, cy - oy, r)
+        local = mask.getbbox()
+        if local is None:
+            continue
+        box = (local[0] + ox, local[1] + oy, local[2] + ox, local[3] + oy)
+        if _overlaps(box, taken):
+            continue
+        return mask, (ox, oy), box, cx, cy, r
+    return None
+
+
+def render_cluttered(rng: np.random.Generator, clutter: list | None = None) -> tuple[Image.Image, list[Shape]]:
+    """One image of the imbalanced variant: 2-7 labeled shapes drawn with IMBALANCED_P, then 2-6 unlabeled
+    distractors in the free space (boxes of labeled shapes hold only their shape, so they stay exact).
+    `clutter`, if given, gets (kind, box) of each distractor drawn."""
+    w, h = int(rng.integers(256, 385)), int(rng.integers(224, 321))
+    img = Image.fromarray(_background(rng, w, h))
+    shapes: list[Shape] = []
+    taken: list[tuple[int, int, int, int]] = []
+    for _ in range(int(rng.integers(2, 8))):
+        label = CLASSES[int(rng.choice(len(CLASSES), p=IMBALANCED_P))]
+        rot = float(rng.uniform(-0.35, 0.35)) if label == "square" else float(rng.uniform(0, 2 * math.pi))
+
+        def shape(draw, x, y, r, label=label, rot=rot):
+            if label == "circle":
+                draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
+            else:
+                draw.polygon(_polygon(label, x, y, r, rot), fill=255)
+
+        placed = _place(rng, w, h, (12.0, 34.0), taken, shape)
+        if placed is None:
+            continue
+        mask, offset, box, cx, cy, r = placed
+        outline = _circle_outline(cx, cy, r) if label == "circle" else _outline(_polygon(label, cx, cy, r, rot))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        img.paste(Image.new("RGB", mask.size, colour), offset, mask)
+        shapes.append(Shape(label, box, tuple((round(x, 2), round(y, 2)) for x, y in outline)))
+        taken.append(box)
+    for _ in range(int(rng.integers(2, 7))):
+        kind = DISTRACTORS[int(rng.integers(len(DISTRACTORS)))]
+        placed = _place(rng, w, h, (10.0, 34.0), taken,
+                        lambda draw, x, y, r, kind=kind: _draw_distractor(draw, kind, x, y, r, rng))
+        if placed is None:
+            continue
+        mask, offset, box, *_ = placed
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        img.paste(Image.new("RGB", mask.size, colour), offset, mask)
+        taken.append(box)
+        if clutter is not None:
+            clutter.append((kind, box))
+    return img, shapes
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One synthetic dataset: how an image is drawn, its splits, its default folder, and what its COCO files'
+    description adds to the demo's (the demo's own stays as it was, so its files do not change)."""
+
+    render: Callable[[np.random.Generator], tuple[Image.Image, list[Shape]]]
+    splits: dict[str, int]
+    root: Path
+    description: str
+
+
 def _write_if_changed(path: Path, img: Image.Image, quality: int) -> None:
     """Regenerating a dataset (e.g. one from before instance masks) leaves its identical images untouched, so
     a reader of them at that moment never sees a half-written file."""
@@ -162,9 +286,12 @@ def _write_if_changed(path: Path, img: Image.Image, quality: int) -> None:
         path.write_bytes(buf.getvalue())
 
 
-def generate(out: Path, splits: dict[str, int] | None = None, seed: int = SEED, quality: int = 80) -> dict:
-    """Write `<out>/images/*.jpg` and one COCO file per split (`<out>/<split>.json`); returns counts."""
-    splits = splits or SPLITS
+def generate(out: Path, splits: dict[str, int] | None = None, seed: int = SEED, quality: int = 80,
+             variant: str = "demo") -> dict:
+    """Write `<out>/images/*.jpg` and one COCO file per split (`<out>/<split>.json`) of a variant (`VARIANTS`;
+    splits default to the variant's); returns counts."""
+    kind = _variant(variant)
+    splits = splits or kind.splits
     rng = np.random.default_rng(seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
@@ -172,7 +299,7 @@ def generate(out: Path, splits: dict[str, int] | None = None, seed: int = SEED, 
     for split, n in splits.items():
         images, annotations = [], []
         for i in range(n):
-            img, shapes = render_image(rng)
+            img, shapes = kind.render(rng)
             name = f"{split}_{i:04d}.jpg"
             _write_if_changed(out / "images" / name, img, quality)
             images.append({"id": i + 1, "file_name": f"images/{name}", "width": img.width, "height": img.height})
@@ -182,7 +309,7 @@ def generate(out: Path, splits: dict[str, int] | None = None, seed: int = SEED, 
                                     "category_id": CLASSES.index(s.label) + 1,
                                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
                                     "segmentation": [[v for point in s.polygon for v in point]], "iscrowd": 0})
-        coco = {"info": {"description": f"labelloop synthetic shapes, split {split}, seed {seed}"},
+        coco = {"info": {"description": f"labelloop synthetic shapes{kind.description}, split {split}, seed {seed}"},
                 "images": images, "annotations": annotations, "categories": categories}
         tmp = out / f"{split}.json.tmp"
         tmp.write_text(json.dumps(coco, indent=1))
@@ -209,11 +336,25 @@ def is_complete(out: Path, splits: dict[str, int] | None = None) -> bool:
 
 DEFAULT_ROOT = REPO_ROOT / "data" / "demo"
 
+# The datasets this module makes, by name (conf/data/<name>.yaml names them the same way).
+VARIANTS = {
+    "demo": Variant(render_image, SPLITS, DEFAULT_ROOT, ""),
+    "imbalanced": Variant(render_cluttered, {"pool": 400, "test": 100}, REPO_ROOT / "data" / "demo-imbalanced",
+                          ", imbalanced classes with unlabeled clutter"),
+}
 
-def ensure(out: Path = DEFAULT_ROOT) -> Path:
-    """The demo dataset at `out`, generated first if it is missing or incomplete."""
-    if not is_complete(out):
-        generate(out)
+
+def _variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"no synthetic dataset variant {name!r}; choose one of {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def ensure(out: Path = DEFAULT_ROOT, variant: str = "demo") -> Path:
+    """The variant's dataset at `out`, generated first if it is missing or incomplete."""
+    splits = _variant(variant).splits
+    if not is_complete(out, splits):
+        generate(out, splits, variant=variant)
     return out
 
 
@@ -234,15 +375,20 @@ def heldout_export(demo: Path, out: Path, images: int, split: str = "test") -> d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--variant", choices=list(VARIANTS), default="demo",
+                        help="demo (balanced), or imbalanced (a rare class, more objects, unlabeled clutter)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write it (default: data/demo, data/demo-imbalanced for --variant imbalanced)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--if-missing", action="store_true", help="do nothing when the dataset is complete")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.if_missing and is_complete(args.out):
-        log.info("demo data is complete in %s", args.out)
+    kind = VARIANTS[args.variant]
+    out = args.out or kind.root
+    if args.if_missing and is_complete(out, kind.splits):
+        log.info("%s data is complete in %s", args.variant, out)
         return
-    print(json.dumps(generate(args.out, seed=args.seed)))
+    print(json.dumps(generate(out, seed=args.seed, variant=args.variant)))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from backend.batch import predict_tasks
 from backend.labels import build_label_map
 from backend.loading import model_loader
 from backend.reload import load_registered
-from loop.al.acquisition import image_score
+from loop.al.acquisition import queue_score
 from loop.al.tasks import stale
 from loop.clients import labelstudio
 from loop.common.errors import LoopError
@@ -57,7 +57,7 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
               "stale_tasks": 0, "predicted": 0, "failed": 0}
     # with a queue strategy, each prediction's score is the task's acquisition score: the queue tab sorts
     # by it, so nothing is written per task
-    task_score = partial(image_score, strategy) if strategy else None
+    task_score = partial(queue_score, strategy) if strategy else None
     # time the stage spends waiting on Label Studio (list_s, store_s) and on the model (predict_s)
     timings = {"list_s": 0.0, "predict_s": 0.0, "store_s": 0.0}
     include_labeled = bool(settings.include_labeled)

@@ -30,13 +30,27 @@ import numpy as np
 from omegaconf import OmegaConf, open_dict
 from tqdm import tqdm
 
+from backend.onnx_runtime import load_onnx
 from backend.predictor import Predictor
-from loop.al.acquisition import QUEUE_STRATEGIES, STRATEGIES, queue_strategy_error, select
+from loop.al.acquisition import (
+    CLASS_WEIGHTED,
+    COLD_START,
+    EMBEDDING_STRATEGIES,
+    QUEUE_STRATEGIES,
+    STRATEGIES,
+    class_balance_weights,
+    class_confidence,
+    cold,
+    queue_strategy_error,
+    select,
+)
 from loop.al.curves import mean_curves, summarise
+from loop.common.demo_data import VARIANTS, ensure
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
 from loop.stages.adapters import open_registry, plain, train_spec
 from loop.stages.demo import demo
+from train.package import coco_class_counts, read_class_counts
 from train.plots import plot_learning_curves
 from train.slim import make_slim
 from train.trainer import read_classes, train
@@ -56,13 +70,21 @@ def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
     return out
 
 
+def synthetic_if_missing(cfg) -> Path:
+    """data.root; for data=demo or data=imbalanced (loop.common.demo_data's variants) generated first when its
+    pool is not there yet. Other data sets are used as they are."""
+    root = resolve(cfg.data.root)
+    if cfg.data.name in VARIANTS and not (root / cfg.data.train_ann).is_file():
+        ensure(root, str(cfg.data.name))
+    return root
+
+
 class Simulation:
     """One benchmark run's data (pool images decoded once) and training recipe."""
 
     def __init__(self, cfg):
         self.cfg, self.stage = cfg, cfg.stage
-        root = resolve(cfg.data.root)
-        self.data_root = root
+        root = self.data_root = synthetic_if_missing(cfg)
         pool_file = root / cfg.data.train_ann
         if not pool_file.is_file() or not (root / cfg.data.test_ann).is_file():
             raise LoopError(f"{pool_file} or its test split {cfg.data.test_ann} is missing; for the demo data run "
@@ -77,6 +99,12 @@ class Simulation:
         unknown = [x for x in self.stage.strategies if x not in STRATEGIES]
         if unknown:
             raise LoopError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+        self.cold_start = self.stage.get("cold_start") or None
+        if self.cold_start not in (None, *COLD_START):
+            raise LoopError(f"stage.cold_start={self.cold_start!r}: use {' or '.join(COLD_START)}, or null to "
+                            "let uncertainty strategies rank even a cold model's scores")
+        # what counts as a detection for the sum scores, the class confidences and the cold-start rule
+        self.box_threshold = float(self.stage.get("box_threshold", 0.0))
         prefix = cfg.data.get("img_prefix", "") or ""
         files = {im["id"]: root / prefix / im["file_name"] for im in self.pool["images"]}
         self.images = {}
@@ -101,7 +129,8 @@ class Simulation:
         full = Path(result["checkpoint"])
         config_text = next(Path(result["work_dir"]).glob("*.py")).read_text()
         result["checkpoint"] = str(make_slim(full, work / "model.pth", classes=read_classes(ann),
-                                             config_text=config_text, img_size=spec.img_size))
+                                             config_text=config_text, img_size=spec.img_size,
+                                             class_counts=read_class_counts(ann)))
         full.unlink(missing_ok=True)
         return result
 
@@ -114,16 +143,43 @@ class Simulation:
 
         predictor = Predictor.load(checkpoint, device=str(self.cfg.device),
                                    score_threshold=float(self.stage.score_threshold))
-        embed = strategy in ("coreset", "entropy_diverse")
-        dets = predictor.predict([self.images[i] for i in unlabeled], embed=embed)
+        # the pool's embeddings come from the same forward pass; the labeled images' cost one more
+        embed = strategy in EMBEDDING_STRATEGIES or self.cold_start == "coreset"
+        scorer = predictor
+        if not embed and self.stage.get("runtime", "onnx") == "onnx":
+            # the pool scored as the backend scores it, by the exported network in ONNX Runtime (a few times
+            # faster on CPU than torch); embeddings come from torch's neck features
+            scorer = load_onnx(predictor, Path(checkpoint).parent, score_threshold=float(self.stage.score_threshold))
+        dets = scorer.predict([self.images[i] for i in unlabeled]) if scorer is not predictor else \
+            predictor.predict([self.images[i] for i in unlabeled], embed=embed)
+        scores, labels = [d.scores for d in dets], [d.labels for d in dets]
+        is_cold = self.cold_start is not None and strategy != "coreset" and cold(scores, self.box_threshold)
+        if is_cold:
+            log.info("%s: the model is cold (no box >= %.2f on most of the pool), so %s picks this batch",
+                     strategy, self.box_threshold, self.cold_start)
         labeled_emb = None
-        if embed:
+        if strategy in EMBEDDING_STRATEGIES or (is_cold and self.cold_start == "coreset"):
             labeled_emb = np.stack([d.embedding for d in predictor.predict([self.images[i] for i in labeled],
                                                                            embed=True)])
-        picked = select(strategy, k, rng, scores=[d.scores for d in dets],
+        weights = self.class_weights(labeled, scores, labels, len(predictor.classes)) \
+            if strategy in CLASS_WEIGHTED else None
+        picked = select(strategy, k, rng, scores=scores,
                         embeddings=np.stack([d.embedding for d in dets]) if embed else None,
-                        labeled_embeddings=labeled_emb, prefilter=int(self.stage.prefilter))
+                        labeled_embeddings=labeled_emb, prefilter=int(self.stage.prefilter), labels=labels,
+                        class_weights=weights, threshold=self.box_threshold, cold_start=self.cold_start)
         return [unlabeled[i] for i in picked]
+
+    def class_weights(self, labeled: list[int], scores: list, labels: list, num_classes: int) -> np.ndarray | None:
+        """class_balanced_*'s weights: rarity from the labeled images' boxes per class, times (with
+        stage.difficulty_weights) difficulty from the model's mean confidence per class over the unlabeled
+        pool. The production queue has the rarity part only (loop.al.acquisition.queue_score)."""
+        keep = set(labeled)
+        counts = coco_class_counts({"categories": self.pool["categories"],
+                                    "annotations": [a for a in self.pool["annotations"] if a["image_id"] in keep]})
+        quality = None
+        if self.stage.get("difficulty_weights", True):
+            quality = class_confidence(scores, labels, num_classes, self.box_threshold)
+        return class_balance_weights(counts=counts, quality=quality)
 
 
 def write_report(rows: list[dict], out: Path) -> dict[str, dict]:
@@ -254,6 +310,7 @@ def simulate_full(cfg) -> dict[str, Any]:
     if wrong:
         raise LoopError(f"the Label Studio queue orders by a per-image score; {wrong} need the fast mode. "
                         f"Full mode strategies: random, {', '.join(QUEUE_STRATEGIES)}")
+    synthetic_if_missing(cfg)  # stage=demo generates data=demo itself, not the imbalanced variant
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / f"{stamp}-full"
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -13,6 +14,7 @@ from PIL import Image
 from backend.batch import predict_tasks
 from backend.labels import build_label_map
 from backend.predictor import Detections
+from loop.al.acquisition import queue_score
 from loop.clients.media import MediaConfig, MediaFetcher
 from loop.common.label_configs import rectangle_labels_config
 
@@ -52,3 +54,33 @@ def test_outcomes_follow_the_tasks(tmp_path):
         assert region["value"]["x"] == 25 and region["value"]["width"] == 50
         assert outcomes[i].prediction["model_version"] == "stand-in:v1" and outcomes[i].scores.tolist() == [0.9]
     assert all(o.prediction["result"] == [] for o in outcomes[1:4])
+
+
+class TwoClassModel:
+    """A borderline 'star' (class 1) and a sure 'circle' (class 0) in every image, and a box under the threshold;
+    its checkpoint recorded many circles and few stars."""
+
+    version, batch_size, classes, class_counts = "stand-in:v2", 4, ["circle", "star"], [300, 10]
+
+    def predict(self, images, classes=None):
+        return [Detections(np.array([[1, 1, 8, 8], [10, 10, 18, 18], [2, 2, 5, 5]], float), np.array([0.95, 0.5, 0.1]),
+                           np.array([0, 1, 1])) for _ in images]
+
+
+def test_the_task_score_sees_labels_and_the_checkpoints_class_counts(tmp_path):
+    (tmp_path / "1").mkdir()
+    Image.new("RGB", (20, 20), (10, 200, 10)).save(tmp_path / "1" / "a.png")
+    tasks = [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}]
+    label_map = build_label_map(rectangle_labels_config(["circle", "star"]), ["circle", "star"])
+    seen = []
+    fetcher = MediaFetcher(MediaConfig(image_dir=tmp_path))
+    with ThreadPoolExecutor(2) as pool:
+        predict_tasks(tasks, label_map, TwoClassModel(), fetcher, pool, 0.3,
+                      lambda *args: seen.append(args) or 0.0)
+        (outcome,) = predict_tasks(tasks, label_map, TwoClassModel(), fetcher, pool, 0.3,
+                                   partial(queue_score, "class_balanced_entropy"))
+    (scores, labels, counts), = seen
+    assert scores.tolist() == [0.95, 0.5] and labels.tolist() == [0, 1] and counts == [300, 10]
+    expected = queue_score("class_balanced_entropy", [0.95, 0.5], [0, 1], [300, 10])
+    assert outcome.prediction["score"] == round(expected, 6)
+    assert outcome.prediction["score"] > round(queue_score("entropy_sum", [0.95, 0.5]), 6)  # the rare star weighs more

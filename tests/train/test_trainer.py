@@ -9,7 +9,7 @@ import pytest
 from loop.common.errors import LoopError
 from loop.common.model_zoo import resolve_config
 from loop.common.paths import REPO_ROOT
-from train.trainer import TrainSpec, build_config, read_classes, train
+from train.trainer import TrainSpec, build_config, epochs_for, read_classes, train
 
 CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
 
@@ -52,12 +52,23 @@ def test_missing_config_file_is_refused(small_demo, tmp_path):
         build_config(_spec(small_demo, tmp_path, config=tmp_path / "missing.py"))
 
 
+def test_a_floor_in_iterations_gives_a_small_labeled_set_more_epochs(small_demo, tmp_path):
+    # small_demo's pool: 24 images, 3 iterations per epoch in batches of 8
+    assert epochs_for(_spec(small_demo, tmp_path, epochs=2, batch_size=8)) == 2
+    assert epochs_for(_spec(small_demo, tmp_path, epochs=2, batch_size=8, min_iters=20)) == 7  # 21 iterations
+    assert epochs_for(_spec(small_demo, tmp_path, epochs=2, batch_size=8, min_iters=6)) == 2  # already enough
+    assert epochs_for(_spec(small_demo, tmp_path, epochs=2, batch_size=8, min_iters=20), world_size=2) == 10
+    assert epochs_for(_spec(small_demo, tmp_path, epochs=2, batch_size=5, min_iters=20)) == 4  # 5 per epoch
+    with pytest.raises(LoopError, match="training images"):
+        epochs_for(_spec(small_demo, tmp_path, train_ann="missing.json", min_iters=20))
+
+
 @pytest.mark.integration
 def test_short_training_run_produces_checkpoint_and_coco_metrics(small_demo, tmp_path):
-    result = train(_spec(small_demo, tmp_path, img_size=128, epochs=1, batch_size=8, warmup_iters=2,
+    result = train(_spec(small_demo, tmp_path, img_size=128, epochs=1, min_iters=6, batch_size=8, warmup_iters=2,
                          num_workers=0, val_interval=1))
-    assert result["iterations"] == 3  # 24 images / batch 8
-    assert (tmp_path / "w" / "epoch_1.pth").is_file()
+    assert result["iterations"] == 6 and result["epochs"] == 2  # 24 images / batch 8, at least 6 iterations
+    assert (tmp_path / "w" / "epoch_2.pth").is_file()
     assert 0.0 <= result["bbox_mAP"] <= 1.0 and not math.isnan(result["bbox_mAP_50"])
 
 

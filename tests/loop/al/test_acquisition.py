@@ -2,14 +2,24 @@ import numpy as np
 import pytest
 
 from loop.al.acquisition import (
+    EMPTY_IMAGE_SUM,
     QUEUE_STRATEGIES,
     STRATEGIES,
+    box_entropy,
+    box_entropy_sum,
+    class_balance_weights,
+    class_confidence,
+    cold,
+    difficulty_weights,
     entropy_score,
+    image_score,
     k_center_greedy,
     least_confidence,
+    queue_score,
     queue_strategy_error,
     random_score,
     rank,
+    rarity_weights,
     select,
 )
 
@@ -80,3 +90,152 @@ def test_only_per_image_scores_can_order_the_queue():
         assert "image embeddings" in queue_strategy_error(s)
     assert "Uniform sampling" in queue_strategy_error("random")
     assert "is no strategy" in queue_strategy_error("entrop")
+
+
+# Detection-specific scores: sums over boxes, class weights, cold start.
+
+def test_the_sum_ranks_many_uncertain_objects_above_one_where_the_mean_cannot():
+    many = [0.5, 0.5, 0.5, 0.95]  # three borderline objects and a sure one
+    one = [0.5]
+    assert entropy_score(one) > entropy_score(many)  # the mean favours the single borderline box
+    assert box_entropy_sum(many) > box_entropy_sum(one) == pytest.approx(1.0)
+    assert select("entropy_sum", 1, np.random.default_rng(0), [one, many]) == [1]
+    assert select("entropy", 1, np.random.default_rng(0), [one, many]) == [0]
+
+
+def test_the_sum_counts_only_boxes_at_or_above_the_threshold():
+    junk = [0.06] * 100  # what a weak model gives every image at a 0.05 threshold
+    real = [0.45, 0.55]
+    assert box_entropy_sum(junk) > box_entropy_sum(real)  # junk would win without a threshold
+    assert box_entropy_sum(junk, threshold=0.3) == EMPTY_IMAGE_SUM
+    assert box_entropy_sum(real, threshold=0.3) > EMPTY_IMAGE_SUM
+    assert select("entropy_sum", 1, np.random.default_rng(0), [junk, real], threshold=0.3) == [1]
+    assert image_score("entropy_sum", junk, threshold=0.3) == EMPTY_IMAGE_SUM
+
+
+def test_an_image_without_detections_scores_like_one_borderline_box():
+    assert box_entropy_sum([]) == EMPTY_IMAGE_SUM == 1.0
+    assert box_entropy_sum([0.99]) < box_entropy_sum([]) < box_entropy_sum([0.5, 0.5])
+    assert box_entropy_sum([], labels=[], class_weights=[5.0, 0.1]) == EMPTY_IMAGE_SUM
+    assert box_entropy([]).shape == (0,)
+    np.testing.assert_allclose(box_entropy([0.5, 0.0, 1.0]), [1.0, 0.0, 0.0], atol=1e-9)
+
+
+def test_rarity_weights_favour_classes_rare_in_the_labeled_set_and_average_one():
+    w = rarity_weights([400, 40, 0])
+    assert w[0] < w[1] < w[2]
+    assert w.mean() == pytest.approx(1.0)
+    assert w[1] / w[0] == pytest.approx(np.sqrt(401 / 41))  # alpha 0.5: 10x rarer weighs about 3x
+    assert rarity_weights([5, 5, 5]) == pytest.approx(np.ones(3))
+    assert rarity_weights([0, 0]) == pytest.approx(np.ones(2))
+    with pytest.raises(ValueError, match=">= 0"):
+        rarity_weights([3, -1])
+
+
+def test_difficulty_weights_favour_classes_the_model_is_unsure_of():
+    w = difficulty_weights([0.9, 0.5, np.nan])  # never detected counts as the hardest
+    assert w[0] < w[1] < w[2]
+    assert w.mean() == pytest.approx(1.0)
+    assert difficulty_weights([1.0, 1.0])[0] > 0  # a class the model is sure of still counts
+    assert difficulty_weights([0.7, 0.7]) == pytest.approx(np.ones(2))
+
+
+def test_class_balance_weights_combine_rarity_and_difficulty():
+    assert class_balance_weights() is None
+    counts, quality = [100, 100, 5], [0.9, 0.4, 0.9]
+    w = class_balance_weights(counts=counts, quality=quality)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[0] < w[1] and w[0] < w[2]  # the hard class and the rare class both weigh more than the easy, common one
+    np.testing.assert_allclose(class_balance_weights(counts=counts), rarity_weights(counts))
+    np.testing.assert_allclose(class_balance_weights(quality=quality), difficulty_weights(quality))
+    with pytest.raises(ValueError, match="one per class"):
+        class_balance_weights(counts=[1, 2], quality=[0.5, 0.5, 0.5])
+
+
+def test_class_confidence_is_the_mean_score_per_class_over_the_pool():
+    scores = [np.array([0.9, 0.5, 0.1]), np.array([0.7]), np.array([])]
+    labels = [np.array([0, 1, 2]), np.array([0]), np.array([], int)]
+    q = class_confidence(scores, labels, 3, threshold=0.3)
+    np.testing.assert_allclose(q[:2], [0.8, 0.5])
+    assert np.isnan(q[2])  # its one box is below the threshold
+
+
+def test_class_balanced_entropy_puts_a_rare_or_hard_class_first():
+    scores, labels = [[0.5], [0.5]], [[0], [2]]  # the same uncertainty, a common class vs a rare one
+    weights = class_balance_weights(counts=[300, 200, 3])
+    rng = np.random.default_rng(0)
+    assert select("entropy_sum", 2, rng, scores) == [0, 1]  # a tie without weights
+    assert select("class_balanced_entropy", 2, rng, scores, labels=labels, class_weights=weights) == [1, 0]
+    hard = class_balance_weights(quality=[0.9, 0.9, 0.35])
+    assert select("class_balanced_entropy", 1, rng, scores, labels=labels, class_weights=hard) == [1]
+    # without labels or weights it is entropy_sum; a class outside the weights weighs 1
+    assert image_score("class_balanced_entropy", [0.5]) == image_score("entropy_sum", [0.5])
+    assert image_score("class_balanced_entropy", [0.5], [7], weights) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one class index per box"):
+        image_score("class_balanced_entropy", [0.5, 0.4], [0], weights)
+
+
+def test_class_balanced_diverse_skips_near_duplicates_of_the_shortlist():
+    scores = [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5], [0.99]]
+    labels = [[0, 0], [0, 0], [0, 0], [1], [0]]
+    emb = np.array([[0.0, 0.0], [0.0, 0.01], [0.01, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    rng = np.random.default_rng(0)
+    weights = np.ones(2)
+    assert select("class_balanced_entropy", 2, rng, scores, labels=labels, class_weights=weights) == [0, 1]
+    picked = select("class_balanced_diverse", 2, rng, scores, emb, prefilter=2, labels=labels, class_weights=weights)
+    assert 3 in picked and len({0, 1, 2} & set(picked)) == 1
+    with pytest.raises(ValueError, match="needs embeddings"):
+        select("class_balanced_diverse", 2, rng, scores, labels=labels)
+
+
+def test_the_cold_rule_says_when_the_model_finds_nothing_on_most_of_the_pool():
+    assert cold([[], [0.1], [0.2, 0.35]], threshold=0.3)  # 2 of 3 images without a box >= 0.3
+    assert not cold([[], [0.4], [0.35]], threshold=0.3)
+    assert not cold([[], [0.4]], threshold=0.3)  # exactly half is not most
+    assert not cold([], threshold=0.3)
+    assert cold([[0.4], [0.4], []], threshold=0.3, fraction=0.2)
+
+
+def test_a_cold_model_hands_the_batch_to_the_fallback():
+    scores = [[], [0.1], [], [0.2], [0.5]]  # cold at 0.3: four of five empty
+    emb = np.array([[0.0, 0.0], [0.0, 0.01], [5.0, 5.0], [0.01, 0.0], [9.0, 9.0]])
+    for strategy in ("entropy", "least_confidence", "entropy_sum", "class_balanced_entropy", "entropy_diverse",
+                     "class_balanced_diverse"):
+        got = select(strategy, 3, np.random.default_rng(4), scores, emb, threshold=0.3, cold_start="random")
+        assert got == select("random", 3, np.random.default_rng(4), scores), strategy
+        got = select(strategy, 2, np.random.default_rng(4), scores, emb, threshold=0.3, cold_start="coreset")
+        assert got == select("coreset", 2, np.random.default_rng(4), scores, emb), strategy
+    # off: empty images tie with the one borderline box, and pool order decides (what the rule avoids)
+    assert select("entropy_sum", 2, np.random.default_rng(4), scores, threshold=0.3) == [0, 1]
+    # a warm model: the strategy itself
+    warm = [[0.5], [0.4], [0.9], [], [0.35]]
+    assert select("entropy_sum", 1, np.random.default_rng(4), warm, threshold=0.3, cold_start="random") == [0]
+    with pytest.raises(ValueError, match="needs embeddings"):
+        select("entropy", 2, np.random.default_rng(4), scores, threshold=0.3, cold_start="coreset")
+    with pytest.raises(ValueError, match="cold_start='bald'"):
+        select("entropy", 2, np.random.default_rng(4), scores, cold_start="bald")
+
+
+def test_every_strategy_is_either_a_queue_score_or_refused_with_the_fix():
+    rng = np.random.default_rng(0)
+    for strategy in STRATEGIES:
+        why = queue_strategy_error(strategy)
+        if strategy in QUEUE_STRATEGIES:
+            assert why is None
+            assert isinstance(queue_score(strategy, [0.5], [0], [3, 1]), float)  # a per-image score exists
+        else:
+            assert "use entropy, least_confidence, entropy_sum or class_balanced_entropy" in why, strategy
+        assert len(select(strategy, 2, rng, [[0.5], [0.4], [0.9]], np.eye(3), labels=[[0], [1], [0]],
+                          class_weights=np.ones(2))) == 2
+    assert set(QUEUE_STRATEGIES) <= set(STRATEGIES)
+
+
+def test_the_queue_weighs_class_balanced_entropy_by_the_checkpoints_class_counts():
+    counts = [500, 20]
+    assert queue_score("class_balanced_entropy", [0.5], [1], counts) > queue_score("class_balanced_entropy", [0.5],
+                                                                                    [0], counts)
+    # a checkpoint without counts: every class weighs 1, i.e. entropy_sum
+    assert queue_score("class_balanced_entropy", [0.5, 0.4], [1, 0], None) == queue_score("entropy_sum", [0.5, 0.4])
+    # the other queue strategies ignore labels and counts, as they always have
+    assert queue_score("entropy", [0.5, 0.9], [1, 0], counts) == image_score("entropy", [0.5, 0.9])
+    assert queue_score("least_confidence", [], [], counts) == 1.0

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import replace
 
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from loop.common.demo_data import CLASSES, SPLITS, generate, is_complete, render_image
+from loop.common.demo_data import (
+    CLASSES,
+    DISTRACTORS,
+    SEED,
+    SPLITS,
+    VARIANTS,
+    ensure,
+    generate,
+    is_complete,
+    main,
+    render_cluttered,
+    render_image,
+)
 
 
 def _files(root):
@@ -108,3 +123,76 @@ def test_coco_segmentation_agrees_with_the_boxes_and_an_old_dataset_is_regenerat
 
 def test_default_splits_are_a_few_hundred_images():
     assert SPLITS["pool"] >= 200 and SPLITS["test"] >= 50
+
+
+# The imbalanced variant: a rare class, more objects, unlabeled clutter.
+
+def test_the_imbalanced_pool_has_a_class_at_least_ten_times_rarer():
+    """The pool split's shapes as generate() draws them (its generator serves only render calls)."""
+    rng = np.random.default_rng(SEED)
+    counts = Counter(s.label for _ in range(VARIANTS["imbalanced"].splits["pool"]) for s in render_cluttered(rng)[1])
+    assert set(counts) == set(CLASSES)
+    assert counts.most_common()[0][1] >= 10 * counts["star"] > 0, counts
+    assert sum(counts.values()) / VARIANTS["imbalanced"].splits["pool"] > 3  # more objects than the demo's 2.5
+
+
+def test_distractors_are_drawn_but_never_annotated():
+    rng = np.random.default_rng(5)
+    kinds = set()
+    for _ in range(30):
+        clutter: list = []
+        img, shapes = render_cluttered(rng, clutter)
+        assert clutter and 1 <= len(shapes) <= 7
+        kinds |= {kind for kind, _ in clutter}
+        for _, (x0, y0, x1, y1) in clutter:  # clear of every labeled box: those hold only their own shape
+            assert not any(x0 < s.bbox[2] and s.bbox[0] < x1 and y0 < s.bbox[3] and s.bbox[1] < y1 for s in shapes)
+            assert np.asarray(img.crop((x0, y0, x1, y1))).size  # drawn on the image
+    assert kinds == set(DISTRACTORS)
+
+
+def test_imbalanced_boxes_are_pixel_exact_and_polygons_cover_the_shapes():
+    rng = np.random.default_rng(11)
+    for _ in range(15):
+        img, shapes = render_cluttered(rng)
+        px = np.asarray(img, dtype=np.int16)
+        for s in shapes:
+            x0, y0, x1, y1 = s.bbox
+            colour = px[y0 + (y1 - y0) // 2, x0 + (x1 - x0) // 2]
+            drawn = np.zeros(px.shape[:2], bool)
+            drawn[y0:y1, x0:x1] = (px[y0:y1, x0:x1] == colour).all(-1)
+            patch = drawn[y0:y1, x0:x1]
+            assert patch[0].any() and patch[-1].any() and patch[:, 0].any() and patch[:, -1].any()
+            got = _raster([[v for p in s.polygon for v in p]], img.width, img.height)
+            # smaller shapes than the demo's (radius from 12 px): the polygon's pixel rim weighs more
+            assert (got & drawn).sum() / (got | drawn).sum() >= 0.9, s.label
+
+
+def test_the_imbalanced_variant_is_deterministic_and_its_own(tmp_path):
+    splits = {"pool": 4, "test": 2}
+    a, b, demo = tmp_path / "a", tmp_path / "b", tmp_path / "demo"
+    generate(a, splits=splits, seed=3, variant="imbalanced")
+    generate(b, splits=splits, seed=3, variant="imbalanced")
+    generate(demo, splits=splits, seed=3)
+    assert _files(a) == _files(b)
+    assert _files(a) != _files(demo)
+    coco = json.loads((a / "pool.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == list(CLASSES)
+    assert "imbalanced" in coco["info"]["description"]
+    assert generate(demo, splits=splits, seed=3, variant="demo") == generate(demo, splits=splits, seed=3)
+    with pytest.raises(ValueError, match="choose one of demo, imbalanced"):
+        generate(tmp_path / "c", splits=splits, variant="bald")
+
+
+def test_the_command_line_writes_a_variant_once_with_if_missing(tmp_path, monkeypatch):
+    root = tmp_path / "demo-imbalanced"
+    monkeypatch.setitem(VARIANTS, "imbalanced", replace(VARIANTS["imbalanced"], splits={"pool": 3, "test": 2},
+                                                        root=root))
+    main(["--variant", "imbalanced"])
+    assert is_complete(root, {"pool": 3, "test": 2})
+    stamp = (root / "pool.json").stat().st_mtime_ns
+    main(["--variant", "imbalanced", "--if-missing"])
+    assert (root / "pool.json").stat().st_mtime_ns == stamp
+    assert ensure(root, "imbalanced") == root and (root / "pool.json").stat().st_mtime_ns == stamp
+    (root / "test.json").unlink()
+    ensure(root, "imbalanced")
+    assert is_complete(root, {"pool": 3, "test": 2})

@@ -1,0 +1,107 @@
+"""stage=simulate's selection step with a stand-in model (no training, no mmdet): the data it generates, the
+class weights it gives class_balanced_*, the cold-start fallback and the new strategies' batches."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+import loop.run  # noqa: F401  (registers the ${repo:} resolver)
+import loop.stages.simulate as simulate
+from backend.predictor import Detections
+from loop.common.demo_data import CLASSES, VARIANTS
+from loop.common.errors import LoopError
+from loop.common.paths import CONF_DIR
+from loop.stages.simulate import Simulation
+
+SPLITS = {"pool": 12, "test": 2}
+
+
+class StandIn:
+    """Reads each image's pool id from its first pixel and answers what `table` says about that id."""
+
+    classes = list(CLASSES)
+
+    def __init__(self, table: dict[int, tuple[list[float], list[int]]]):
+        self.table = table
+
+    def predict(self, images, embed=False):
+        out = []
+        for img in images:
+            i = int(img[0, 0, 0])
+            scores, labels = self.table.get(i, ([], []))
+            out.append(Detections(np.zeros((len(scores), 4)), np.array(scores, float), np.array(labels, int),
+                                  np.array([float(i), float(i % 3)]) if embed else None))
+        return out
+
+
+@pytest.fixture
+def make_sim(tmp_path, monkeypatch):
+    root = tmp_path / "imbalanced"
+    monkeypatch.setitem(VARIANTS, "imbalanced", replace(VARIANTS["imbalanced"], splits=SPLITS, root=root))
+
+    def make(table=None, *overrides):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[
+                "stage=simulate", "data=imbalanced", f"data.root={root}", f"work_dir={tmp_path}", "stage.initial=4",
+                "stage.per_round=2", "stage.rounds=2", "stage.runtime=torch", *overrides])  # the stand-in scores
+        sim = Simulation(cfg)
+        sim.images = {i: np.full((4, 4, 3), i, np.uint8) for i in sim.ids}  # the stand-in reads the id back
+        monkeypatch.setattr(simulate.Predictor, "load", classmethod(lambda cls, *a, **k: StandIn(table or {})))
+        return sim
+
+    return make
+
+
+def test_data_imbalanced_is_generated_when_missing(make_sim, tmp_path):
+    sim = make_sim()
+    assert (tmp_path / "imbalanced" / "pool.json").is_file() and len(sim.ids) == SPLITS["pool"]
+    assert [c["name"] for c in sim.pool["categories"]] == list(CLASSES)
+
+
+def test_class_weights_favour_what_the_labeled_images_lack_and_the_model_doubts(make_sim):
+    sim = make_sim()
+    labeled = sim.ids[:4]
+    counts = np.zeros(len(CLASSES))
+    for a in sim.pool["annotations"]:
+        if a["image_id"] in labeled:
+            counts[a["category_id"] - 1] += 1
+    rarity = sim.class_weights(labeled, [], [], len(CLASSES))  # nothing detected: difficulty is flat
+    assert rarity.mean() == pytest.approx(1.0)
+    assert all((rarity[a] > rarity[b]) == (counts[a] < counts[b]) for a in range(4) for b in range(4) if a != b)
+    scores, labels = [[0.9, 0.9], [0.4]], [[0, 1], [2]]  # class 2 seen only at 0.4, class 3 never
+    both = sim.class_weights(labeled, scores, labels, len(CLASSES)) / rarity
+    assert both[0] == pytest.approx(both[1]) and both[1] < both[2] < both[3]
+    sim.stage.difficulty_weights = False  # the production queue's variant: rarity only
+    np.testing.assert_allclose(sim.class_weights(labeled, scores, labels, len(CLASSES)), rarity)
+
+
+def test_class_balanced_entropy_picks_the_borderline_rare_class(make_sim):
+    labeled = [1, 2, 3, 4]
+    # every unlabeled image has one borderline box; two of them are stars (rare), the others circles
+    table = {i: ([0.5, 0.95], [CLASSES.index("star") if i in (9, 11) else 0, 0]) for i in range(5, 13)}
+    sim = make_sim(table)
+    assert sorted(sim.choose("class_balanced_entropy", "ckpt", labeled, np.random.default_rng(0))) == [9, 11]
+    assert sim.choose("entropy_sum", "ckpt", labeled, np.random.default_rng(0)) == [5, 6]  # a tie: pool order
+    picked = sim.choose("class_balanced_diverse", "ckpt", labeled, np.random.default_rng(0))
+    assert len(set(picked)) == 2 and not set(picked) & set(labeled)
+
+
+def test_a_cold_model_picks_at_random_unless_the_rule_is_off(make_sim):
+    labeled = [1, 2, 3, 4]
+    table = {i: ([0.1, 0.2], [0, 1]) for i in range(5, 13)}  # nothing at or above box_threshold 0.3
+    table[12] = ([0.5], [0])
+    sim = make_sim(table)
+    for strategy in ("entropy", "class_balanced_entropy", "entropy_diverse"):
+        assert sim.choose(strategy, "ckpt", labeled, np.random.default_rng(3)) == \
+            sim.choose("random", "ckpt", labeled, np.random.default_rng(3)), strategy
+    off = make_sim(table, "stage.cold_start=null")
+    assert off.choose("entropy_sum", "ckpt", labeled, np.random.default_rng(3)) == [5, 6]  # empties tie with 12
+    coreset = make_sim(table, "stage.cold_start=coreset")
+    picked = coreset.choose("class_balanced_entropy", "ckpt", labeled, np.random.default_rng(3))
+    assert len(set(picked)) == 2 and not set(picked) & set(labeled)
+    with pytest.raises(LoopError, match="stage.cold_start='bald'"):
+        make_sim(table, "stage.cold_start=bald")
