@@ -268,6 +268,7 @@ def open_onnx(predictor, path: Path, size: int, score_threshold: float | None = 
     if vectorised(predictor.model):
         det = OnnxDetector(path, predictor.model.cfg, predictor.classes, predictor.version, size, predictor.device,
                            score_threshold=score_threshold, threads=threads, precision=precision)
-        det.class_counts = getattr(predictor, "class_counts", None)  # the checkpoint's, for the queue score
-        return det
-    return HeadOnnxDetector(predictor, path, threads, precision)
+    else:
+        det = HeadOnnxDetector(predictor, path, threads, precision)
+    det.class_counts = getattr(predictor, "class_counts", None)  # the checkpoint's, for the queue score
+    return det

@@ -145,13 +145,14 @@ class Simulation:
                                    score_threshold=float(self.stage.score_threshold))
         # the pool's embeddings come from the same forward pass; the labeled images' cost one more
         embed = strategy in EMBEDDING_STRATEGIES or self.cold_start == "coreset"
-        scorer = predictor
+        pool = [self.images[i] for i in unlabeled]
         if not embed and self.stage.get("runtime", "onnx") == "onnx":
             # the pool scored as the backend scores it, by the exported network in ONNX Runtime (a few times
             # faster on CPU than torch); embeddings come from torch's neck features
-            scorer = load_onnx(predictor, Path(checkpoint).parent, score_threshold=float(self.stage.score_threshold))
-        dets = scorer.predict([self.images[i] for i in unlabeled]) if scorer is not predictor else \
-            predictor.predict([self.images[i] for i in unlabeled], embed=embed)
+            onnx = load_onnx(predictor, Path(checkpoint).parent, score_threshold=float(self.stage.score_threshold))
+            dets = onnx.predict(pool)
+        else:
+            dets = predictor.predict(pool, embed=embed)
         scores, labels = [d.scores for d in dets], [d.labels for d in dets]
         is_cold = self.cold_start is not None and strategy != "coreset" and cold(scores, self.box_threshold)
         if is_cold:
