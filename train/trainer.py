@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,7 @@ def build_config(spec: TrainSpec):
     cfg.load_from = spec.load_from
     cfg.resume = False
     cfg.randomness = dict(seed=spec.seed)
+    cfg.log_level = "WARNING"  # the console's; ConsoleProgressHook keeps INFO in the log file
     cfg.launcher = spec.launcher
     if spec.launcher != "none" and select_device(spec.device) == "cpu":
         # processes on CPU cores: gloo, and DDP without device ids (BN stays per process: SyncBN is GPU-only)
@@ -175,8 +178,9 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     from mmengine.dist import get_rank, get_world_size
     from mmengine.runner import Runner
 
-    from train.hooks import (
-        EpochHistoryHook,  # defers mmengine (and torch) to the stages that train
+    from train.hooks import (  # defers mmengine (and torch) to the stages that train
+        ConsoleProgressHook,
+        EpochHistoryHook,
     )
 
     spec = replace(spec, epochs=epochs_for(spec, int(os.environ.get("WORLD_SIZE", 1))))
@@ -191,9 +195,11 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     runner = Runner.from_cfg(cfg)
     history = EpochHistoryHook()
     runner.register_hook(history)
-    runner.train()
-    train_s = time.perf_counter() - started
-    metrics = runner.test()
+    runner.register_hook(ConsoleProgressHook())
+    with printed_to(spec.work_dir / "stdout.log"):
+        runner.train()
+        train_s = time.perf_counter() - started
+        metrics = runner.test()
     total_s = time.perf_counter() - started
     checkpoint = spec.work_dir / f"epoch_{spec.epochs}.pth"
     result = {
@@ -211,7 +217,8 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     }
     if get_rank() == 0:  # under torchrun every rank gets here; one writes
         (spec.work_dir / "result.json").write_text(json.dumps(result, indent=1))
-    log.info("trained with world size %d", get_world_size())
+    log.info("trained with world size %d: %d iterations in %.0f s; mmengine's log: %s", get_world_size(),
+             runner.iter, train_s, runner.logger.log_file)
     return result
 
 
@@ -229,9 +236,23 @@ def evaluate(spec: TrainSpec) -> dict[str, Any]:
     select_device(spec.device)
     from mmengine.runner import Runner
 
+    from train.hooks import ConsoleProgressHook
+
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     cfg = build_config(spec)
-    return _figures(Runner.from_cfg(cfg).test(), spec.work_dir, segments(cfg))
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(ConsoleProgressHook())
+    with printed_to(spec.work_dir / "stdout.log"):
+        metrics = runner.test()
+    return _figures(metrics, spec.work_dir, segments(cfg))
+
+
+@contextmanager
+def printed_to(path: Path) -> Iterator[None]:
+    """What libraries print() while training and evaluating (pycocotools' "loading annotations…", "Running
+    per image evaluation…") goes to this file instead of the console. Loggers keep their own streams."""
+    with path.open("a") as sink, redirect_stdout(sink):
+        yield
 
 
 def _figures(metrics: dict[str, Any], work_dir: Path, masks: bool) -> dict[str, Any]:

@@ -64,12 +64,18 @@ def test_a_floor_in_iterations_gives_a_small_labeled_set_more_epochs(small_demo,
 
 
 @pytest.mark.integration
-def test_short_training_run_produces_checkpoint_and_coco_metrics(small_demo, tmp_path):
+def test_short_training_run_produces_checkpoint_and_coco_metrics(small_demo, tmp_path, capfd):
     result = train(_spec(small_demo, tmp_path, img_size=128, epochs=1, min_iters=6, batch_size=8, warmup_iters=2,
                          num_workers=0, val_interval=1))
     assert result["iterations"] == 6 and result["epochs"] == 2  # 24 images / batch 8, at least 6 iterations
     assert (tmp_path / "w" / "epoch_2.pth").is_file()
     assert 0.0 <= result["bbox_mAP"] <= 1.0 and not math.isnan(result["bbox_mAP_50"])
+    # mmengine's environment report, config and per-iteration lines go to its log file, not the console
+    console = "".join(capfd.readouterr())
+    assert "mmengine - INFO" not in console and "Config:" not in console
+    assert "index created" not in console and "index created" in (tmp_path / "w" / "stdout.log").read_text()
+    logs = list((tmp_path / "w").glob("*/*.log"))
+    assert len(logs) == 1 and "Epoch(train)" in logs[0].read_text() and "bbox_mAP" in logs[0].read_text()
 
 
 def test_an_mmyolo_config_keeps_its_own_hooks_fitted_to_the_recipe(small_demo, tmp_path):
