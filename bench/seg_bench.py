@@ -28,9 +28,10 @@ from backend.labels import build_label_map  # noqa: E402
 from backend.onnx_runtime import load_onnx  # noqa: E402
 from backend.predictor import Predictor  # noqa: E402
 from backend.results import to_prediction  # noqa: E402
-from loop.common.demo_data import CLASSES, ensure  # noqa: E402
+from loop.common.demo_data import ensure  # noqa: E402
 from loop.common.label_configs import rectangle_labels_config, segmentation_labels_config  # noqa: E402
 from loop.common.paths import REPO_ROOT  # noqa: E402
+from loop.common.shapes import CLASSES  # noqa: E402
 
 THRESHOLD = 0.3
 

@@ -13,9 +13,9 @@ from backend.images import decode
 from backend.onnx_runtime import agreement, load_onnx
 from backend.predictor import Predictor
 from loop.clients import labelstudio
-from loop.common.demo_data import CLASSES
 from loop.common.label_configs import segmentation_labels_config
 from loop.common.regions import region_to_bbox, region_to_polygon
+from loop.common.shapes import CLASSES
 from tests.helpers import make_demo_project
 
 pytestmark = pytest.mark.integration

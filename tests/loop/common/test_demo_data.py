@@ -12,8 +12,6 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from loop.common.demo_data import (
-    CLASSES,
-    DISTRACTORS,
     SEED,
     SPLITS,
     VARIANTS,
@@ -21,9 +19,8 @@ from loop.common.demo_data import (
     generate,
     is_complete,
     main,
-    render_cluttered,
-    render_image,
 )
+from loop.common.shapes import CLASSES, DISTRACTORS, render_cluttered, render_image
 
 
 def _files(root):

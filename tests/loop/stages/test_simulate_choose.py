@@ -12,9 +12,10 @@ from hydra import compose, initialize_config_dir
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 import loop.stages.simulate as simulate
 from backend.predictor import Detections
-from loop.common.demo_data import CLASSES, VARIANTS
+from loop.common.demo_data import VARIANTS
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR
+from loop.common.shapes import CLASSES
 from loop.stages.simulate import Simulation
 
 SPLITS = {"pool": 12, "test": 2}
