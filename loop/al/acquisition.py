@@ -31,6 +31,9 @@ calibrated uncertainty sampling"):
   is unsure of (`difficulty_weights`) weigh more, so the batch goes to where the model is weakest, not to
   the frequent classes that fill most boxes. Label Studio's queue (`queue_score`) has the rarity part only.
 - `class_balanced_diverse`: `class_balanced_entropy`'s shortlist, then k-center greedy, as entropy_diverse.
+- `entropy_flip`: `entropy_sum` plus the image's localisation instability under a horizontal flip
+  (`loop.al.stability`): the boxes the model would draw elsewhere on the mirrored image, which the scores
+  do not show. It needs a second forward pass per image.
 
 Cold start (`cold`): while the model finds nothing on most of the pool, every uncertainty score ranks
 images by the same "nothing found" value, i.e. by pool order. `select(..., cold_start="random" or
@@ -214,13 +217,15 @@ def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None =
 
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
-              "class_balanced_entropy", "class_balanced_diverse")
+              "class_balanced_entropy", "class_balanced_diverse", "entropy_flip")
 # Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist.
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy"}
 # Strategies that need image embeddings (the predictor's pooled neck features).
 EMBEDDING_STRATEGIES = ("coreset", *SHORTLIST_SCORE)
 # Strategies whose score weighs each box by its class (labels and class weights).
 CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_diverse")
+# Strategies that also score each image's mirror (`instability` in select: loop.al.stability).
+TWO_VIEW = ("entropy_flip",)
 # What select may fall back to while the model is cold (see `cold`).
 COLD_START = ("random", "coreset")
 
@@ -241,6 +246,10 @@ def queue_strategy_error(strategy: str | None) -> str | None:
     if strategy == "random":
         return ("preannotate.queue_strategy=random: set it to null (no queue) and choose Uniform sampling in "
                 "the project's settings; use " + _queue_choices() + " for an ordered queue")
+    if strategy in TWO_VIEW:
+        return (f"preannotate.queue_strategy={strategy} also runs the model on each image's mirror, which the "
+                f"backend does not; use {_queue_choices()} (or null for no queue), or compare {strategy} with "
+                "stage=simulate")
     if strategy in STRATEGIES:
         return (f"preannotate.queue_strategy={strategy} picks a batch jointly from image embeddings, which the "
                 f"served model does not report, so it cannot order Label Studio's queue; use "
@@ -250,11 +259,13 @@ def queue_strategy_error(strategy: str | None) -> str | None:
 
 
 def image_score(strategy: str, scores: Sequence[float], labels: Sequence[int] | None = None,
-                class_weights: Sequence[float] | None = None, threshold: float = 0.0) -> float:
+                class_weights: Sequence[float] | None = None, threshold: float = 0.0,
+                instability: float | None = None) -> float:
     """The per-image uncertainty a strategy ranks by (the score a prediction carries for Label Studio's
     queue; the shortlist of the _diverse strategies). `labels` (one class index per box) and
     `class_weights` (one per class) count for class_balanced_* only; `threshold`: the boxes the sum scores
-    count (the mean scores take the boxes they are given, already cut by the predictor's threshold)."""
+    count (the mean scores take the boxes they are given, already cut by the predictor's threshold);
+    `instability`: entropy_flip's localisation term (loop.al.stability.flip_instability)."""
     strategy = SHORTLIST_SCORE.get(strategy, strategy)
     if strategy == "least_confidence":
         return least_confidence(scores)
@@ -264,6 +275,10 @@ def image_score(strategy: str, scores: Sequence[float], labels: Sequence[int] | 
         return box_entropy_sum(scores, threshold=threshold)
     if strategy == "class_balanced_entropy":
         return box_entropy_sum(scores, labels, class_weights, threshold)
+    if strategy == "entropy_flip":
+        if instability is None:
+            raise ValueError("entropy_flip needs each image's flip instability (loop.al.stability)")
+        return box_entropy_sum(scores, threshold=threshold) + float(instability)
     raise ValueError(f"strategy {strategy!r} has no per-image score; choose one of {STRATEGIES}")
 
 
@@ -285,12 +300,13 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
            embeddings: np.ndarray | None = None, labeled_embeddings: np.ndarray | None = None,
            prefilter: int = 3, labels: Sequence[Sequence[int]] | None = None,
            class_weights: Sequence[float] | None = None, threshold: float = 0.0,
-           cold_start: str | None = None) -> list[int]:
+           cold_start: str | None = None, instability: Sequence[float] | None = None) -> list[int]:
     """Positions of the k candidates to label next. `scores[i]` are candidate i's detection confidences,
     `labels[i]` their class indices (class_balanced_*, with `class_weights`, one per class), `embeddings[i]`
     its feature vector; `labeled_embeddings` describe what is already labeled. `threshold`: the boxes the
     sum scores and the cold-start rule count. `cold_start` (random or coreset; None: never): while the model
-    is cold (`cold`), every strategy but random and coreset picks the batch that way instead."""
+    is cold (`cold`), every strategy but random and coreset picks the batch that way instead. `instability[i]`:
+    candidate i's localisation instability under a flip (entropy_flip)."""
     n = len(scores) if scores is not None else len(embeddings) if embeddings is not None else 0
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -312,7 +328,11 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
     if labels is not None and len(labels) != len(scores):
         raise ValueError(f"{len(scores)} candidates' scores but {len(labels)} candidates' labels")
     per_image = labels if labels is not None else [None] * len(scores)
-    order = rank([image_score(strategy, s, lab, class_weights, threshold) for s, lab in zip(scores, per_image)])
+    if strategy in TWO_VIEW and (instability is None or len(instability) != len(scores)):
+        raise ValueError(f"strategy {strategy} needs one flip instability per candidate")
+    unstable = instability if strategy in TWO_VIEW else [None] * len(scores)
+    order = rank([image_score(strategy, s, lab, class_weights, threshold, u)
+                  for s, lab, u in zip(scores, per_image, unstable)])
     if strategy not in SHORTLIST_SCORE:
         return order[:k]
     shortlist = order[:max(k, prefilter * k)]

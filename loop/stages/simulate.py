@@ -38,6 +38,7 @@ from loop.al.acquisition import (
     EMBEDDING_STRATEGIES,
     QUEUE_STRATEGIES,
     STRATEGIES,
+    TWO_VIEW,
     class_balance_weights,
     class_confidence,
     cold,
@@ -45,6 +46,7 @@ from loop.al.acquisition import (
     select,
 )
 from loop.al.curves import mean_curves, summarise
+from loop.al.stability import flip_instability
 from loop.common.demo_data import VARIANTS, ensure
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
@@ -151,9 +153,17 @@ class Simulation:
             # faster on CPU than torch); embeddings come from torch's neck features
             onnx = load_onnx(predictor, Path(checkpoint).parent, score_threshold=float(self.stage.score_threshold))
             dets = onnx.predict(pool)
+            mirror = onnx.predict
         else:
             dets = predictor.predict(pool, embed=embed)
+            mirror = predictor.predict
         scores, labels = [d.scores for d in dets], [d.labels for d in dets]
+        instability = None
+        if strategy in TWO_VIEW:  # the pool once more, mirrored
+            flipped = mirror([np.ascontiguousarray(img[:, ::-1]) for img in pool])
+            instability = [flip_instability(d.boxes, d.scores, d.labels, f.boxes, f.scores, f.labels,
+                                            img.shape[1], self.box_threshold)
+                           for d, f, img in zip(dets, flipped, pool)]
         is_cold = self.cold_start is not None and strategy != "coreset" and cold(scores, self.box_threshold)
         if is_cold:
             log.info("%s: the model is cold (no box >= %.2f on most of the pool), so %s picks this batch",
@@ -167,7 +177,8 @@ class Simulation:
         picked = select(strategy, k, rng, scores=scores,
                         embeddings=np.stack([d.embedding for d in dets]) if embed else None,
                         labeled_embeddings=labeled_emb, prefilter=int(self.stage.prefilter), labels=labels,
-                        class_weights=weights, threshold=self.box_threshold, cold_start=self.cold_start)
+                        class_weights=weights, threshold=self.box_threshold, cold_start=self.cold_start,
+                        instability=instability)
         return [unlabeled[i] for i in picked]
 
     def class_weights(self, labeled: list[int], scores: list, labels: list, num_classes: int) -> np.ndarray | None:

@@ -5,6 +5,7 @@ from loop.al.acquisition import (
     EMPTY_IMAGE_SUM,
     QUEUE_STRATEGIES,
     STRATEGIES,
+    TWO_VIEW,
     box_entropy,
     box_entropy_sum,
     class_balance_weights,
@@ -86,8 +87,9 @@ def test_entropy_diverse_skips_near_duplicate_uncertain_images():
 
 def test_only_per_image_scores_can_order_the_queue():
     assert all(queue_strategy_error(s) is None for s in (None, *QUEUE_STRATEGIES))
-    for s in set(STRATEGIES) - set(QUEUE_STRATEGIES) - {"random"}:
+    for s in set(STRATEGIES) - set(QUEUE_STRATEGIES) - {"random", *TWO_VIEW}:
         assert "image embeddings" in queue_strategy_error(s)
+    assert "mirror" in queue_strategy_error("entropy_flip")
     assert "Uniform sampling" in queue_strategy_error("random")
     assert "is no strategy" in queue_strategy_error("entrop")
 
@@ -226,7 +228,7 @@ def test_every_strategy_is_either_a_queue_score_or_refused_with_the_fix():
         else:
             assert "use entropy, least_confidence, entropy_sum or class_balanced_entropy" in why, strategy
         assert len(select(strategy, 2, rng, [[0.5], [0.4], [0.9]], np.eye(3), labels=[[0], [1], [0]],
-                          class_weights=np.ones(2))) == 2
+                          class_weights=np.ones(2), instability=[0.0, 1.0, 0.5])) == 2
     assert set(QUEUE_STRATEGIES) <= set(STRATEGIES)
 
 
@@ -239,3 +241,12 @@ def test_the_queue_weighs_class_balanced_entropy_by_the_checkpoints_class_counts
     # the other queue strategies ignore labels and counts, as they always have
     assert queue_score("entropy", [0.5, 0.9], [1, 0], counts) == image_score("entropy", [0.5, 0.9])
     assert queue_score("least_confidence", [], [], counts) == 1.0
+
+
+def test_entropy_flip_adds_the_flip_instability_to_the_sum():
+    scores = [[0.5], [0.5], [0.9, 0.9]]
+    rng = np.random.default_rng(0)
+    assert select("entropy_flip", 1, rng, scores, instability=[0.0, 1.5, 0.0]) == [1]
+    assert select("entropy_flip", 1, rng, scores, instability=[0.0, 0.0, 0.0]) == [0]  # entropy_sum's order
+    with pytest.raises(ValueError, match="flip instability"):
+        select("entropy_flip", 1, rng, scores)

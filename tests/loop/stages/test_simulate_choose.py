@@ -22,21 +22,32 @@ SPLITS = {"pool": 12, "test": 2}
 
 
 class StandIn:
-    """Reads each image's pool id from its first pixel and answers what `table` says about that id."""
+    """Reads each image's pool id from its first pixel and answers what `table` says about that id (scores,
+    labels and optionally boxes). An image marked as mirrored (`mirrorable`: green 1 in its first pixel,
+    the id in its last) gets what `mirrored` says instead."""
 
     classes = list(CLASSES)
 
-    def __init__(self, table: dict[int, tuple[list[float], list[int]]]):
-        self.table = table
+    def __init__(self, table: dict[int, tuple], mirrored: dict[int, tuple] | None = None):
+        self.table, self.mirrored = table, mirrored or {}
 
     def predict(self, images, embed=False):
         out = []
         for img in images:
-            i = int(img[0, 0, 0])
-            scores, labels = self.table.get(i, ([], []))
-            out.append(Detections(np.zeros((len(scores), 4)), np.array(scores, float), np.array(labels, int),
+            flipped = img[0, 0, 1] == 1
+            i = int(img[0, -1, 0] if flipped else img[0, 0, 0])
+            scores, labels, *boxes = (self.mirrored if flipped else self.table).get(i, ([], []))
+            boxes = np.array(boxes[0], float) if boxes else np.zeros((len(scores), 4))
+            out.append(Detections(boxes, np.array(scores, float), np.array(labels, int),
                                   np.array([float(i), float(i % 3)]) if embed else None))
         return out
+
+
+def mirrorable(i: int) -> np.ndarray:
+    """A 4x4 image whose id the stand-in reads in either orientation."""
+    img = np.full((4, 4, 3), i, np.uint8)
+    img[0, -1, 1] = 1
+    return img
 
 
 @pytest.fixture
@@ -44,14 +55,15 @@ def make_sim(tmp_path, monkeypatch):
     root = tmp_path / "imbalanced"
     monkeypatch.setitem(VARIANTS, "imbalanced", replace(VARIANTS["imbalanced"], splits=SPLITS, root=root))
 
-    def make(table=None, *overrides):
+    def make(table=None, *overrides, mirrored=None):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[
                 "stage=simulate", "data=imbalanced", f"data.root={root}", f"work_dir={tmp_path}", "stage.initial=4",
                 "stage.per_round=2", "stage.rounds=2", "stage.runtime=torch", *overrides])  # the stand-in scores
         sim = Simulation(cfg)
         sim.images = {i: np.full((4, 4, 3), i, np.uint8) for i in sim.ids}  # the stand-in reads the id back
-        monkeypatch.setattr(simulate.Predictor, "load", classmethod(lambda cls, *a, **k: StandIn(table or {})))
+        monkeypatch.setattr(simulate.Predictor, "load",
+                            classmethod(lambda cls, *a, **k: StandIn(table or {}, mirrored)))
         return sim
 
     return make
@@ -106,3 +118,15 @@ def test_a_cold_model_picks_at_random_unless_the_rule_is_off(make_sim):
     assert len(set(picked)) == 2 and not set(picked) & set(labeled)
     with pytest.raises(LoopError, match="stage.cold_start='bald'"):
         make_sim(table, "stage.cold_start=bald")
+
+
+def test_entropy_flip_picks_the_images_whose_boxes_move_under_a_flip(make_sim):
+    labeled = [1, 2, 3, 4]
+    # every unlabeled image: one borderline circle at the left; mirrored, the model finds it at the right
+    # (the same place, flipped back), except on 9 and 11, where it draws it on the left of the mirror
+    table = {i: ([0.5], [0], [[0, 0, 2, 2]]) for i in range(5, 13)}
+    mirrored = {i: ([0.5], [0], [[0, 0, 2, 2]] if i in (9, 11) else [[2, 0, 4, 2]]) for i in range(5, 13)}
+    sim = make_sim(table, mirrored=mirrored)
+    sim.images = {i: mirrorable(i) for i in sim.ids}
+    assert sorted(sim.choose("entropy_flip", "ckpt", labeled, np.random.default_rng(0))) == [9, 11]
+    assert sim.choose("entropy_sum", "ckpt", labeled, np.random.default_rng(0)) == [5, 6]  # the scores tie
