@@ -90,9 +90,23 @@ def precheck(argv: list[str]) -> DictConfig | None:
         raise UsageError(explain_composition_error(exc)) from None
 
 
+def warnings_to_log_file() -> None:
+    """Python warnings (libraries' deprecation notices: pkg_resources, torch.cuda.amp, meshgrid, …) go to the
+    stage's log file under runs/hydra, not to the console a person reads. Without a log file (Hydra's job
+    logging turned off) they stay on the console, as log lines."""
+    logging.captureWarnings(True)
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if files:
+        warned = logging.getLogger("py.warnings")
+        warned.propagate = False
+        for handler in files:
+            warned.addHandler(handler)
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
+    warnings_to_log_file()
     try:
         run(cfg)
     except LoopError as exc:

@@ -51,10 +51,10 @@ class EpochHistoryHook(Hook):
 
 class ConsoleProgressHook(Hook):
     """A person watching a stage sees one progress bar per training, not mmengine's log: the trainer builds
-    the Runner with `log_level=WARNING`, so its environment report, config and per-iteration lines stay off
-    the console; this hook lowers the log file's handler back to INFO before training, so the file (the
-    Runner's `<work_dir>/<timestamp>/<timestamp>.log`) keeps the loss and evaluation lines. The bar shows only
-    on a terminal (tqdm's own check) and on rank 0."""
+    the Runner with `log_level=ERROR`, so its environment report, config, per-iteration lines and warnings
+    (duplicate parameters skipped, deprecations) stay off the console; this hook lowers the log file's
+    handler back to INFO before training, so the file (the Runner's `<work_dir>/<timestamp>/<timestamp>.log`)
+    keeps them. The bar shows only on a terminal (tqdm's own check) and on rank 0."""
 
     priority = "VERY_LOW"
 

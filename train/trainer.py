@@ -139,7 +139,7 @@ def build_config(spec: TrainSpec):
     cfg.load_from = spec.load_from
     cfg.resume = False
     cfg.randomness = dict(seed=spec.seed)
-    cfg.log_level = "WARNING"  # the console's; ConsoleProgressHook keeps INFO in the log file
+    cfg.log_level = "ERROR"  # the console's; ConsoleProgressHook keeps INFO in the log file
     cfg.launcher = spec.launcher
     if spec.launcher != "none" and select_device(spec.device) == "cpu":
         # processes on CPU cores: gloo, and DDP without device ids (BN stays per process: SyncBN is GPU-only)

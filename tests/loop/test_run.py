@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -13,7 +16,7 @@ from omegaconf import OmegaConf
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 from loop.common.errors import UsageError
 from loop.common.paths import CONF_DIR, REPO_ROOT
-from loop.run import precheck
+from loop.run import precheck, warnings_to_log_file
 from loop.stages.catalogue import catalogue, resolve_entry
 
 STAGES = catalogue()
@@ -107,3 +110,24 @@ def test_a_queue_strategy_the_queue_cannot_follow_is_refused_before_anything_run
     assert ("cannot order Label Studio's queue; use entropy, least_confidence, entropy_sum or class_balanced_entropy"
             in said), said
     assert [p.name for p in tmp_path.iterdir()] == ["hydra"]  # its own run log only: no store, no demo folder
+
+
+def test_library_warnings_go_to_the_log_file_not_the_console(tmp_path):
+    root, console = logging.getLogger(), logging.StreamHandler(io.StringIO())
+    logfile = logging.FileHandler(tmp_path / "loop.log")
+    root.addHandler(console)
+    root.addHandler(logfile)
+    warned = logging.getLogger("py.warnings")
+    try:
+        warnings_to_log_file()
+        warnings.showwarning("pkg_resources is deprecated", UserWarning, "lib.py", 17)
+        logging.getLogger("loop").warning("a warning of ours")
+    finally:
+        logging.captureWarnings(False)
+        warned.handlers.clear()
+        warned.propagate = True
+        root.removeHandler(console)
+        root.removeHandler(logfile)
+        logfile.close()
+    assert "pkg_resources" in (tmp_path / "loop.log").read_text()
+    assert "pkg_resources" not in console.stream.getvalue() and "a warning of ours" in console.stream.getvalue()
