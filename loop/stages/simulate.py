@@ -52,6 +52,7 @@ from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
 from loop.stages.adapters import open_registry, plain, train_spec
 from loop.stages.demo import demo
+from train.evaluate import coco_eval
 from train.package import coco_class_counts, read_class_counts
 from train.plots import plot_learning_curves
 from train.slim import make_slim
@@ -59,7 +60,8 @@ from train.trainer import read_classes, train
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("strategy", "seed", "round", "labeled", "mAP", "mAP_50", "train_s", "select_s")
+FIELDS = ("strategy", "seed", "round", "labeled", "mAP", "mAP_50", "train_s", "select_s", "rare_class", "rare_AP",
+          "rare_boxes")
 
 
 def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
@@ -107,6 +109,11 @@ class Simulation:
                             "let uncertainty strategies rank even a cold model's scores")
         # what counts as a detection for the sum scores, the class confidences and the cold-start rule
         self.box_threshold = float(self.stage.get("box_threshold", 0.0))
+        # the pool's rarest class: does a strategy find it? (its test AP, its boxes among the labeled images)
+        counts = coco_class_counts(self.pool)
+        names = [c["name"] for c in sorted(self.pool["categories"], key=lambda c: c["id"])]
+        self.rare = names[int(np.argmin([c if c > 0 else np.inf for c in counts]))] if any(counts) else None
+        self.test_file = root / cfg.data.test_ann
         prefix = cfg.data.get("img_prefix", "") or ""
         files = {im["id"]: root / prefix / im["file_name"] for im in self.pool["images"]}
         self.images = {}
@@ -180,6 +187,16 @@ class Simulation:
                         class_weights=weights, threshold=self.box_threshold, cold_start=self.cold_start,
                         instability=instability)
         return [unlabeled[i] for i in picked]
+
+    def rare_figures(self, labeled: list[int], result: dict) -> dict[str, Any]:
+        """The rarest class's test AP for this round's model, and its boxes among the labeled images."""
+        if self.rare is None:
+            return {}
+        keep = set(labeled)
+        rare_id = next(c["id"] for c in self.pool["categories"] if c["name"] == self.rare)
+        boxes = sum(1 for a in self.pool["annotations"] if a["image_id"] in keep and a["category_id"] == rare_id)
+        ap = coco_eval(self.test_file, Path(result["detections"]))["per_class_AP"].get(self.rare, float("nan"))
+        return {"rare_class": self.rare, "rare_AP": round(ap, 4), "rare_boxes": boxes}
 
     def class_weights(self, labeled: list[int], scores: list, labels: list, num_classes: int) -> np.ndarray | None:
         """class_balanced_*'s weights: rarity from the labeled images' boxes per class, times (with
@@ -259,6 +276,10 @@ class Results:
         run.log_metrics({f"{k}_mean_gain": v["mean_gain"] for k, v in self.summary.items()})
 
 
+def rare_text(rare: dict) -> str:
+    return f" ({rare['rare_class']} AP {rare['rare_AP']:.3f}, {rare['rare_boxes']} labeled)" if rare else ""
+
+
 def _strategies(stage) -> list[str]:
     strategies = list(stage.strategies)
     if "random" not in strategies:
@@ -284,13 +305,15 @@ def simulate(cfg) -> dict[str, Any]:
             first = sim.train(initial, out / f"seed{seed}" / "round0", None, int(stage.first_iters), seed)
             first_s = time.perf_counter() - started
             bar.update()
-            log.info("seed %d: %d random images -> mAP %.3f", seed, len(initial), first["bbox_mAP"])
+            first_rare = sim.rare_figures(initial, first)
+            log.info("seed %d: %d random images -> mAP %.3f%s", seed, len(initial), first["bbox_mAP"],
+                     rare_text(first_rare))
             for si, strategy in enumerate(strategies):
                 srng = np.random.default_rng([seed, si])
                 with results.child(strategy, seed) as run:
                     results.record(dict(strategy=strategy, seed=seed, round=0, labeled=len(initial),
                                         mAP=first["bbox_mAP"], mAP_50=first["bbox_mAP_50"],
-                                        train_s=round(first_s, 1), select_s=0.0), run)
+                                        train_s=round(first_s, 1), select_s=0.0, **first_rare), run)
                     labeled, result = list(initial), first
                     for r in range(1, rounds + 1):
                         t = time.perf_counter()
@@ -301,13 +324,14 @@ def simulate(cfg) -> dict[str, Any]:
                         load_from = result["checkpoint"] if stage.warm_start else None
                         result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}", load_from,
                                            int(stage.round_iters if stage.warm_start else stage.first_iters), seed)
+                        train_s = time.perf_counter() - t
+                        rare = sim.rare_figures(labeled, result)
                         results.record(dict(strategy=strategy, seed=seed, round=r, labeled=len(labeled),
                                             mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
-                                            train_s=round(time.perf_counter() - t, 1),
-                                            select_s=round(select_s, 1)), run)
+                                            train_s=round(train_s, 1), select_s=round(select_s, 1), **rare), run)
                         bar.update()
-                        log.info("seed %d %s: %d labeled -> mAP %.3f", seed, strategy, len(labeled),
-                                 result["bbox_mAP"])
+                        log.info("seed %d %s: %d labeled -> mAP %.3f%s", seed, strategy, len(labeled),
+                                 result["bbox_mAP"], rare_text(rare))
     bar.close()
     return _outcome(results)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ def sim_cfg(data_root, tmp_path, mlflow_store, *extra):
 def test_model_driven_strategies_pick_new_distinct_images(demo_data, demo_model, tmp_path, mlflow_store):
     sim = Simulation(sim_cfg(demo_data, tmp_path, mlflow_store, "stage.per_round=8"))
     labeled = sim.ids[:20]
-    for strategy in ("entropy", "least_confidence", "coreset", "entropy_diverse"):
+    for strategy in ("entropy", "least_confidence", "coreset", "entropy_diverse", "entropy_flip"):
         picked = sim.choose(strategy, str(demo_model["checkpoint"]), labeled, np.random.default_rng(0))
         assert len(set(picked)) == 8 and not set(picked) & set(labeled), strategy
     # Uncertainty picks are the images the model is least sure of, not a random draw.
@@ -49,6 +52,15 @@ def test_simulate_writes_curves_to_csv_plot_and_mlflow(small_demo, tmp_path, mlf
         ("random", 6), ("random", 10), ("random", 14), ("entropy_diverse", 6), ("entropy_diverse", 10),
         ("entropy_diverse", 14)]
     assert rows[0]["mAP"] == rows[3]["mAP"]  # both strategies start from the same first model
+    # the pool's rarest class: its test AP and its boxes among the labeled images, round by round
+    pool = json.loads((small_demo / "pool.json").read_text())
+    counts = Counter(a["category_id"] for a in pool["annotations"])
+    cats = sorted(pool["categories"], key=lambda c: c["id"])
+    rare = min(cats, key=lambda c: counts.get(c["id"]) or math.inf)["name"]  # the first of the least frequent
+    assert {r["rare_class"] for r in rows} == {rare}
+    boxes = [int(r["rare_boxes"]) for r in rows]
+    assert boxes[0] == boxes[3] and boxes[0] <= boxes[1] <= boxes[2] and boxes[3] <= boxes[4] <= boxes[5]
+    assert all(math.isnan(float(r["rare_AP"])) or 0.0 <= float(r["rare_AP"]) <= 1.0 for r in rows)
     assert (out / "curves.png").stat().st_size > 5000
     assert set(result["summary"]) == {"random", "entropy_diverse"}
 

@@ -3,6 +3,8 @@ class weights it gives class_balanced_*, the cold-start fallback and the new str
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -130,3 +132,19 @@ def test_entropy_flip_picks_the_images_whose_boxes_move_under_a_flip(make_sim):
     sim.images = {i: mirrorable(i) for i in sim.ids}
     assert sorted(sim.choose("entropy_flip", "ckpt", labeled, np.random.default_rng(0))) == [9, 11]
     assert sim.choose("entropy_sum", "ckpt", labeled, np.random.default_rng(0)) == [5, 6]  # the scores tie
+
+
+def test_the_rarest_class_is_followed_round_by_round(make_sim, tmp_path):
+    sim = make_sim()
+    assert sim.rare == "star"  # the imbalanced variant's rare class
+    test = json.loads(sim.test_file.read_text())
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in test["annotations"]]
+    (tmp_path / "dets.json").write_text(json.dumps(perfect))
+    star = next(c["id"] for c in sim.pool["categories"] if c["name"] == "star")
+    labeled = sim.ids[:6]
+    boxes = sum(a["image_id"] in labeled and a["category_id"] == star for a in sim.pool["annotations"])
+    figures = sim.rare_figures(labeled, {"detections": str(tmp_path / "dets.json")})
+    assert figures["rare_class"] == "star" and figures["rare_boxes"] == boxes
+    stars_in_test = any(a["category_id"] == star for a in test["annotations"])
+    assert figures["rare_AP"] == 1.0 if stars_in_test else math.isnan(figures["rare_AP"])
