@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from loop.clients import labelstudio
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
 from loop.stages.adapters import connect_labelstudio, media_fetcher, project_id
@@ -21,6 +22,11 @@ def export(cfg: DictConfig, download: bool | None = None, on_task=None) -> dict[
     settings = cfg.export
     out = resolve(settings.dir) if settings.dir else resolve(cfg.work_dir) / "exports" / f"project-{project}"
     download = bool(settings.download if download is None else download)
+    # The counter stage=loop polls, read before the listing: an annotation submitted during the export counts
+    # as new at the next poll (one retrain too many, never one too few). It leaves out annotations imported
+    # with their tasks (Label Studio marks them ground truth), which the export includes, so the scheduler
+    # compares it with this figure, not with the exported task count.
+    submitted = labelstudio.get_project(client, project)["num_tasks_with_annotations"] or 0
     with ExitStack() as stack:
         fetcher = stack.enter_context(media_fetcher(cfg)) if download else None
         result = export_project(client, project, out, fetcher=fetcher, val_fraction=float(settings.val_fraction),
@@ -29,7 +35,7 @@ def export(cfg: DictConfig, download: bool | None = None, on_task=None) -> dict[
     if result["tasks"] == 0:
         raise LoopError(f"project {project} has no submitted annotations yet; label and submit some tasks in "
                         "Label Studio first")
-    return result
+    return {**result, "submitted_counter": int(submitted)}
 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:

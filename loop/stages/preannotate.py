@@ -82,7 +82,9 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
             in_flight = None
         timings["store_s"] += time.perf_counter() - t
 
-    total = (info.get("task_number") or 0) - (0 if include_labeled else info.get("num_tasks_with_annotations") or 0)
+    # the progress bar's length: annotations imported with their tasks are in finished_task_number only
+    labeled = max(info.get("num_tasks_with_annotations") or 0, info.get("finished_task_number") or 0)
+    total = (info.get("task_number") or 0) - (0 if include_labeled else labeled)
     with media_fetcher(cfg) as fetcher, ThreadPoolExecutor(max_workers=8) as pool, \
             ThreadPoolExecutor(max_workers=1) as storer, \
             tqdm(total=max(total, 0), desc="preannotate", unit="task") as bar:

@@ -183,7 +183,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     ids_text = ",".join(map(str, snapshot_ids))
     tags = {"heldout_bbox_mAP": f"{ev['bbox_mAP']:.6f}", "heldout_bbox_mAP_50": f"{ev['bbox_mAP_50']:.6f}",
             "train_images": exp["train"], "heldout_images": exp["val"],
-            "snapshot_tasks": len(snapshot_ids), "snapshot_max_updated_at": manifest["max_updated_at"],
+            "snapshot_tasks": len(snapshot_ids), "snapshot_submitted": exp["submitted_counter"],
+            "snapshot_max_updated_at": manifest["max_updated_at"],
             "snapshot_task_ids": ids_text if len(ids_text) <= 4000 else "see model/snapshot.json",
             "snapshot_sha256": hashlib.sha256(ids_text.encode()).hexdigest()[:16],
             "resolved_config": redacted_config(cfg)[:5000], "code_revision": code_revision(),

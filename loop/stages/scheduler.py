@@ -23,9 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def trained_snapshot_size(registry) -> int:
-    """Tasks in the newest registered version's annotation snapshot (0 before the first retrain)."""
+    """The project's submitted-tasks counter when the newest registered version's snapshot was exported (0
+    before the first retrain), in the units of what the loop polls (`num_tasks_with_annotations`). That
+    counter leaves out annotations imported with their tasks, which the snapshot's task count includes:
+    compared with the task count, a project with imported annotations would never look as if it had new
+    ones. Versions registered before the counter was recorded have only the task count."""
     latest = registry.by_alias(CHALLENGER)
-    return int(latest.tags.get("snapshot_tasks", 0)) if latest else 0
+    if latest is None:
+        return 0
+    return int(latest.tags.get("snapshot_submitted", latest.tags.get("snapshot_tasks", 0)))
 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:

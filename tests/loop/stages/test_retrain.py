@@ -23,8 +23,8 @@ from train.slim import load_slim
 pytestmark = pytest.mark.integration
 
 TAGS = {"heldout_bbox_mAP", "heldout_bbox_mAP_50", "train_images", "heldout_images", "snapshot_tasks",
-        "snapshot_max_updated_at", "snapshot_task_ids", "resolved_config", "code_revision", "parent_version",
-        "classes", "onnx_check", "int8_check", "model_sha256"}
+        "snapshot_submitted", "snapshot_max_updated_at", "snapshot_task_ids", "resolved_config", "code_revision",
+        "parent_version", "classes", "onnx_check", "int8_check", "model_sha256"}
 
 
 def make_cfg(ls_server, token, project_id, mlflow_store, tmp_path, *extra):
@@ -55,6 +55,7 @@ def test_retrain_registers_gates_and_rolls_back(ls_server, ls_token, labeled_pro
     assert registry.champion().version == v1.version == registry.by_alias(CHALLENGER).version
     assert TAGS <= set(v1.tags)
     assert int(v1.tags["train_images"]) + int(v1.tags["heldout_images"]) == 30
+    assert v1.tags["snapshot_tasks"] == v1.tags["snapshot_submitted"] == "30"  # all submitted by annotators
     assert v1.tags["parent_version"] == "none" and "***" in v1.tags["resolved_config"]
     assert ls_token not in v1.tags["resolved_config"]
     assert first["heldout_bbox_mAP_50"] > 0.1  # fine-tuned from a model that detects shapes
