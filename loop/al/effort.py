@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from loop.al.stability import pairwise_iou
 from loop.al.tasks import newest
 
 ACCEPT_IOU = 0.95
@@ -77,13 +78,9 @@ def iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
     if not a or not b:
         return np.zeros((len(a), len(b)))
     xa, xb = np.array([r[1] for r in a], float), np.array([r[1] for r in b], float)
-    x1 = np.maximum(xa[:, None, 0], xb[None, :, 0])
-    y1 = np.maximum(xa[:, None, 1], xb[None, :, 1])
-    x2 = np.minimum((xa[:, 0] + xa[:, 2])[:, None], (xb[:, 0] + xb[:, 2])[None, :])
-    y2 = np.minimum((xa[:, 1] + xa[:, 3])[:, None], (xb[:, 1] + xb[:, 3])[None, :])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    union = (xa[:, 2] * xa[:, 3])[:, None] + (xb[:, 2] * xb[:, 3])[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    xa[:, 2:] += xa[:, :2]  # x0 y0 x1 y1
+    xb[:, 2:] += xb[:, :2]
+    return pairwise_iou(xa, xb)
 
 
 def _assign(iou: np.ndarray, allowed: np.ndarray) -> list[tuple[int, int]]:

@@ -111,8 +111,8 @@ class Simulation:
         self.box_threshold = float(self.stage.get("box_threshold", 0.0))
         # the pool's rarest class: does a strategy find it? (its test AP, its boxes among the labeled images)
         counts = coco_class_counts(self.pool)
-        names = [c["name"] for c in sorted(self.pool["categories"], key=lambda c: c["id"])]
-        self.rare = names[int(np.argmin([c if c > 0 else np.inf for c in counts]))] if any(counts) else None
+        self.classes = [c["name"] for c in sorted(self.pool["categories"], key=lambda c: c["id"])]
+        self.rare = self.classes[int(np.argmin([c if c > 0 else np.inf for c in counts]))] if any(counts) else None
         self.test_file = root / cfg.data.test_ann
         prefix = cfg.data.get("img_prefix", "") or ""
         files = {im["id"]: root / prefix / im["file_name"] for im in self.pool["images"]}
@@ -188,13 +188,17 @@ class Simulation:
                         instability=instability)
         return [unlabeled[i] for i in picked]
 
+    def labeled_counts(self, labeled: list[int]) -> list[int]:
+        """Boxes per class among the labeled images, in category-id order (`self.classes`)."""
+        keep = set(labeled)
+        return coco_class_counts({"categories": self.pool["categories"],
+                                  "annotations": [a for a in self.pool["annotations"] if a["image_id"] in keep]})
+
     def rare_figures(self, labeled: list[int], result: dict) -> dict[str, Any]:
         """The rarest class's test AP for this round's model, and its boxes among the labeled images."""
         if self.rare is None:
             return {}
-        keep = set(labeled)
-        rare_id = next(c["id"] for c in self.pool["categories"] if c["name"] == self.rare)
-        boxes = sum(1 for a in self.pool["annotations"] if a["image_id"] in keep and a["category_id"] == rare_id)
+        boxes = self.labeled_counts(labeled)[self.classes.index(self.rare)]
         ap = coco_eval(self.test_file, Path(result["detections"]))["per_class_AP"].get(self.rare, float("nan"))
         return {"rare_class": self.rare, "rare_AP": round(ap, 4), "rare_boxes": boxes}
 
@@ -202,9 +206,7 @@ class Simulation:
         """class_balanced_*'s weights: rarity from the labeled images' boxes per class, times (with
         stage.difficulty_weights) difficulty from the model's mean confidence per class over the unlabeled
         pool. The production queue has the rarity part only (loop.al.acquisition.queue_score)."""
-        keep = set(labeled)
-        counts = coco_class_counts({"categories": self.pool["categories"],
-                                    "annotations": [a for a in self.pool["annotations"] if a["image_id"] in keep]})
+        counts = self.labeled_counts(labeled)
         quality = None
         if self.stage.get("difficulty_weights", True):
             quality = class_confidence(scores, labels, num_classes, self.box_threshold)
