@@ -278,6 +278,24 @@ class Results:
         run.log_metrics({f"{k}_mean_gain": v["mean_gain"] for k, v in self.summary.items()})
 
 
+def round_iterations(stage, labeled: int, batch_size: int) -> int:
+    """Training iterations of a round after the first: stage.round_epochs passes over the labeled images when
+    set (so a round on 80 images trains twice as long as one on 40, as stage=demo's recipe does), else
+    stage.round_iters; first_iters when rounds train from scratch (warm_start=false).
+
+    Why epochs: a fixed count leaves each round's model less trained per image as the labeled set grows, so
+    the later rounds, where the strategies differ, are decided by how far training got more than by which
+    images were chosen."""
+    if not stage.warm_start:
+        return int(stage.first_iters)
+    epochs = stage.get("round_epochs")
+    if epochs is None:
+        return int(stage.round_iters)
+    if int(epochs) < 1:
+        raise LoopError(f"stage.round_epochs={epochs}: give at least 1, or null to train stage.round_iters")
+    return int(epochs) * math.ceil(labeled / batch_size)
+
+
 def rare_text(rare: dict) -> str:
     return f" ({rare['rare_class']} AP {rare['rare_AP']:.3f}, {rare['rare_boxes']} labeled)" if rare else ""
 
@@ -325,7 +343,7 @@ def simulate(cfg) -> dict[str, Any]:
                         t = time.perf_counter()
                         load_from = result["checkpoint"] if stage.warm_start else None
                         result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}", load_from,
-                                           int(stage.round_iters if stage.warm_start else stage.first_iters), seed)
+                                           round_iterations(stage, len(labeled), int(cfg.train.batch_size)), seed)
                         train_s = time.perf_counter() - t
                         rare = sim.rare_figures(labeled, result)
                         results.record(dict(strategy=strategy, seed=seed, round=r, labeled=len(labeled),

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 import loop.stages.simulate as simulate
@@ -148,3 +149,16 @@ def test_the_rarest_class_is_followed_round_by_round(make_sim, tmp_path):
     assert figures["rare_class"] == "star" and figures["rare_boxes"] == boxes
     stars_in_test = any(a["category_id"] == star for a in test["annotations"])
     assert figures["rare_AP"] == 1.0 if stars_in_test else math.isnan(figures["rare_AP"])
+
+
+def test_rounds_train_per_epoch_over_the_labeled_images_when_asked():
+    stage = OmegaConf.create({"warm_start": True, "round_iters": 80, "first_iters": 300, "round_epochs": None})
+    assert simulate.round_iterations(stage, 40, 8) == 80
+    stage.round_epochs = 50
+    # 40 images in batches of 8: 5 iterations an epoch; 41 images: 6
+    assert [simulate.round_iterations(stage, n, 8) for n in (40, 41, 80)] == [250, 300, 500]
+    stage.warm_start = False  # from scratch: the first model's schedule
+    assert simulate.round_iterations(stage, 80, 8) == 300
+    stage.warm_start, stage.round_epochs = True, 0
+    with pytest.raises(LoopError, match="round_epochs=0"):
+        simulate.round_iterations(stage, 40, 8)
