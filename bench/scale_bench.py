@@ -1,6 +1,7 @@
 """Benchmark: the loop's Label Studio I/O on big projects, and how each cost grows with the project.
 
     .venv/bin/python bench/scale_bench.py [--sizes 1000,10000,100000] [--compare-up-to 10000] [--checkpoint PATH]
+                                          [--export-only]
 
 For each size N, a fresh project in a real Label Studio (SQLite, its default) gets N tasks in bulk, small
 demo images served from local files (LOCAL_FILES_DOCUMENT_ROOT, read by the loop straight from disk), half
@@ -93,9 +94,10 @@ def old_store(client, tasks: list[dict], version: str) -> float:
 
 
 def run_size(n: int, server, client, token_file: Path, images: list[Path], root: Path, checkpoint: Path,
-             tmp: Path, compare: bool = True) -> dict:
+             tmp: Path, compare: bool = True, export_only: bool = False) -> dict:
     """One project of n tasks. `compare`: also the ways before bulk I/O (export in pages of 100, the scheduler
-    reading a listing, one request per prediction), which take minutes at 100,000 tasks and say nothing new."""
+    reading a listing, one request per prediction), which take minutes at 100,000 tasks and say nothing new.
+    `export_only`: import, export and the scheduler poll, no pre-annotation."""
     project = labelstudio.create_project(client, f"scale {n}", rectangle_labels_config(CLASSES))
     created, create_s, _ = measured(lambda: labelstudio.import_tasks(client, project.id, make_tasks(images, root, n)))
     row = {"tasks": created, "import_s": create_s}
@@ -111,6 +113,8 @@ def run_size(n: int, server, client, token_file: Path, images: list[Path], root:
     if compare:
         row["poll_listing_ms"] = 1000 * measured(lambda: labelstudio.list_tasks(client, project.id,
                                                                                only_annotated=True))[1]
+    if export_only:
+        return row
 
     store = tmp / f"mlflow-{n}"
     store.mkdir()
@@ -145,6 +149,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="default: the demo model the tests train")
     parser.add_argument("--compare-up-to", type=int, default=10000,
                         help="measure the ways before bulk I/O only for projects up to this many tasks")
+    parser.add_argument("--export-only", action="store_true", help="import, export and poll; no pre-annotation")
     args = parser.parse_args()
     found = [Path(args.checkpoint)] if args.checkpoint else \
         [Path(p) for p in sorted(glob.glob(str(REPO_ROOT / "runs/test-cache/demo-model-*/model.pth")))]
@@ -162,7 +167,7 @@ def main() -> None:
             rows = []
             for n in [int(x) for x in args.sizes.split(",")]:
                 row = run_size(n, server, client, token_file, images, demo, found[0], tmp,
-                               compare=n <= args.compare_up_to)
+                               compare=n <= args.compare_up_to, export_only=args.export_only)
                 rows.append(row)
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
                       flush=True)
@@ -183,7 +188,8 @@ def main() -> None:
         print(f"{'':42}" + "".join(f"{r['tasks']:>12}" for r in rows))
         for key, name, fmt in keys[1:]:
             print(f"{name:42}" + "".join(f"{fmt.format(r[key]) if key in r else '-':>12}" for r in rows))
-        print(f"runtime: {rows[0]['runtime']}")
+        if "runtime" in rows[0]:
+            print(f"runtime: {rows[0]['runtime']}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -27,6 +27,7 @@ from loop.clients import labelstudio
 from loop.clients.media import MediaError, MediaFetcher
 from loop.common.errors import LoopError
 from loop.common.label_configs import LabelConfigError
+from train.coco_writer import CocoSpool, write_json_if_changed
 from train.export_coco import (
     assign_splits,
     build_coco,
@@ -37,17 +38,6 @@ from train.export_coco import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _write_if_changed(path: Path, data: dict) -> bool:
-    """Write JSON atomically, only when the content differs (a no-op export touches nothing)."""
-    text = json.dumps(data, indent=1, sort_keys=True)
-    if path.exists() and path.read_text() == text:
-        return False
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return True
 
 
 def _image_name(task_id: int, url: str) -> str:
@@ -93,7 +83,8 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     dropped quietly: the export stops, naming the tasks and the cause, before it writes anything, unless
     `skip_unreadable` (then they are left out and listed in the log). `on_task` sees the submitted tasks as
     listed (annotations and predictions), one at a time, for figures drawn from the same listing (labeling
-    effort). Tasks are streamed page by page: only their annotations are kept, never the whole listing.
+    effort). Tasks are streamed page by page, and each one's COCO entries go to a spool file on disk as it
+    is listed (train.coco_writer): memory holds a few fields per task, never the listing or the regions.
     `control` names the region control to export; by default the mask controls (PolygonLabels, BrushLabels)
     win when the project has any, else its first RectangleLabels control exports boxes
     (train.export_coco.export_controls)."""
@@ -118,65 +109,71 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     cache: dict[str, dict] = state.get("images", {})
 
     listing = _timed(labelstudio.iter_tasks(client, project_id, only_annotated=True, page_size=page_size))
-    items, snapshot = [], {}
+    previous = {int(k): v for k, v in state.get("splits", {}).items()}
+    names = [c["name"] for c in chosen]
+    splits: dict[str, str] = {}
+    snapshot: dict[str, str] = {}
     unreadable: list[tuple[int, str]] = []
-    for task in tqdm(listing, desc="export", unit="task", disable=not progress,
-                     total=project.get("num_tasks_with_annotations")):
-        if on_task is not None:
-            on_task(task)
-        annotation = pick_annotation(task.get("annotations") or [])
-        if annotation is None:
-            continue  # only skipped/cancelled annotations: not labeled
-        url = (task.get("data") or {}).get(image_key)
-        if not url:
-            log.warning("task %s has no '%s' field; skipped", task["id"], image_key)
-            continue
-        key = str(task["id"])
-        entry = cache.get(key)
-        if entry is None or entry["url"] != url or (download and not (out_dir / entry["file_name"]).exists()):
-            entry = {"url": url, "file_name": _image_name(task["id"], url)}
-            size = image_size_hint(annotation)
-            if download:
-                try:
-                    data = fetcher.fetch(url, task["id"])
-                except MediaError as exc:
-                    unreadable.append((task["id"], str(exc)))
-                    continue
-                (out_dir / entry["file_name"]).write_bytes(data)
-                size = size or _image_size(data)
-            if size is None:
-                log.warning("task %s: image size unknown without download; skipped", task["id"])
+    with CocoSpool(out_dir) as train_spool, CocoSpool(out_dir) as val_spool:
+        spools = {"train": train_spool, "val": val_spool}
+        for task in tqdm(listing, desc="export", unit="task", disable=not progress,
+                         total=project.get("num_tasks_with_annotations")):
+            if on_task is not None:
+                on_task(task)
+            annotation = pick_annotation(task.get("annotations") or [])
+            if annotation is None:
+                continue  # only skipped/cancelled annotations: not labeled
+            url = (task.get("data") or {}).get(image_key)
+            if not url:
+                log.warning("task %s has no '%s' field; skipped", task["id"], image_key)
                 continue
-            entry["width"], entry["height"] = size
-            cache[key] = entry
-        items.append({"task_id": task["id"], "file_name": entry["file_name"], "width": entry["width"],
-                      "height": entry["height"], "annotation": annotation})
-        snapshot[key] = str(annotation.get("updated_at") or annotation.get("created_at") or "")
+            key = str(task["id"])
+            entry = cache.get(key)
+            if entry is None or entry["url"] != url or (download and not (out_dir / entry["file_name"]).exists()):
+                entry = {"url": url, "file_name": _image_name(task["id"], url)}
+                size = image_size_hint(annotation)
+                if download:
+                    try:
+                        data = fetcher.fetch(url, task["id"])
+                    except MediaError as exc:
+                        unreadable.append((task["id"], str(exc)))
+                        continue
+                    (out_dir / entry["file_name"]).write_bytes(data)
+                    size = size or _image_size(data)
+                if size is None:
+                    log.warning("task %s: image size unknown without download; skipped", task["id"])
+                    continue
+                entry["width"], entry["height"] = size
+                cache[key] = entry
+            split = splits[key] = assign_splits([task["id"]], previous, val_fraction)[task["id"]]
+            coco = build_coco([{"task_id": task["id"], "file_name": entry["file_name"], "width": entry["width"],
+                                "height": entry["height"], "annotation": annotation}], categories, names,
+                              decode_brush=labelstudio.brush_to_mask)
+            spools[split].add(coco["images"][0], coco["annotations"])
+            snapshot[key] = str(annotation.get("updated_at") or annotation.get("created_at") or "")
 
-    if unreadable:
-        listed = ", ".join(str(tid) for tid, _ in unreadable[:20]) + (" ..." if len(unreadable) > 20 else "")
-        causes = sorted({reason for _, reason in unreadable})
-        message = (f"project {project_id}: the images of {len(unreadable)} submitted task(s) cannot be read "
-                   f"(tasks {listed}): {'; '.join(causes[:3])}")
-        if not skip_unreadable:
-            raise LoopError(message + ". Fix the cause, or leave those tasks out with export.skip_unreadable=true")
-        log.warning("%s; left out (export.skip_unreadable=true)", message)
-    splits = assign_splits([i["task_id"] for i in items], {int(k): v for k, v in state.get("splits", {}).items()},
-                           val_fraction)
-    merged_splits = {**state.get("splits", {}), **{str(k): v for k, v in splits.items()}}
-    changed = False
-    for split in ("train", "val"):
-        coco = build_coco([i for i in items if splits[i["task_id"]] == split], categories,
-                          [c["name"] for c in chosen], decode_brush=labelstudio.brush_to_mask)
-        coco["info"] = {"description": f"Label Studio project {project_id}, split {split}"}
-        changed |= _write_if_changed(out_dir / f"{split}.json", coco)
-    changed |= _write_if_changed(state_path, {"project_id": project_id, "categories": categories,
+        if unreadable:
+            listed = ", ".join(str(tid) for tid, _ in unreadable[:20]) + (" ..." if len(unreadable) > 20 else "")
+            causes = sorted({reason for _, reason in unreadable})
+            message = (f"project {project_id}: the images of {len(unreadable)} submitted task(s) cannot be read "
+                       f"(tasks {listed}): {'; '.join(causes[:3])}")
+            if not skip_unreadable:
+                raise LoopError(message + ". Fix the cause, or leave those tasks out with "
+                                "export.skip_unreadable=true")
+            log.warning("%s; left out (export.skip_unreadable=true)", message)
+        changed = False
+        for split, spool in spools.items():
+            info = {"description": f"Label Studio project {project_id}, split {split}"}
+            changed |= spool.write(out_dir / f"{split}.json", categories, info)
+        counts = {split: len(spool) for split, spool in spools.items()}
+    merged_splits = {**state.get("splits", {}), **splits}
+    changed |= write_json_if_changed(state_path, {"project_id": project_id, "categories": categories,
                                               "splits": merged_splits, "images": cache})
     manifest = {"project_id": project_id, "tasks": snapshot,
                 "max_updated_at": max(snapshot.values(), default=""),
-                "counts": {s: sum(splits[i["task_id"]] == s for i in items) for s in ("train", "val")}}
-    changed |= _write_if_changed(out_dir / "manifest.json", manifest)
-    result = {"project_id": project_id, "tasks": len(items), "train": manifest["counts"]["train"],
+                "counts": counts}
+    changed |= write_json_if_changed(out_dir / "manifest.json", manifest)
+    result = {"project_id": project_id, "tasks": len(snapshot), "train": manifest["counts"]["train"],
               "val": manifest["counts"]["val"], "categories": len(categories), "changed": changed,
               "unreadable": [tid for tid, _ in unreadable], "fetch_s": round(listing.seconds, 3),
               "total_s": round(time.perf_counter() - started, 3), "out_dir": str(out_dir)}
