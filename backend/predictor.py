@@ -38,6 +38,7 @@ class Detections:
     labels: np.ndarray  # N, model class index
     embedding: np.ndarray | None = None  # pooled neck features, for diversity-aware active learning
     masks: np.ndarray | None = None      # N x H x W bool in the input array's pixels (instance segmentation)
+    features: np.ndarray | None = None   # N x D: each box's neck features at its centre (embed="objects")
 
 
 class Predictor:
@@ -107,10 +108,11 @@ class Predictor:
         """Does the model give instance masks (what PolygonLabels and BrushLabels controls are drawn from)?"""
         return segments(self.model.cfg)
 
-    def predict(self, images: list[np.ndarray], embed: bool = False, classes: list[int] | None = None
+    def predict(self, images: list[np.ndarray], embed: bool | str = False, classes: list[int] | None = None
                 ) -> list[Detections]:
         """Detections for BGR uint8 images, in batches of `batch_size`; with `embed`, each also carries the
-        image's neck features averaged over space (one vector per image, from the same forward pass).
+        image's neck features averaged over space (one vector per image, from the same forward pass), and
+        with embed="objects" also each box's neck features at its centre (`features`, object_features).
         `classes`: only these class indices are detected; the others are dropped from the head's scores,
         before top-k and NMS, so they cannot crowd out the classes asked for."""
         import torch
@@ -131,8 +133,9 @@ class Predictor:
                 labels = inst.labels.cpu().numpy()
                 keep = np.ones(len(labels), bool) if drop is None else ~np.isin(labels, drop)
                 masks = inst.masks.cpu().numpy()[keep].astype(bool) if "masks" in inst else None
+                features = inst.features.cpu().numpy()[keep] if "features" in inst else None
                 out.append(Detections(inst.bboxes.cpu().numpy()[keep], inst.scores.cpu().numpy()[keep], labels[keep],
-                                      vector, masks))
+                                      vector, masks, features))
         return out
 
     def _infer(self, inputs, data_samples, embed: bool) -> tuple[list, list]:
@@ -143,6 +146,10 @@ class Predictor:
         if embed:
             feats = self.model.extract_feat(inputs)
             results = self.model.bbox_head.predict(feats, data_samples, rescale=True)
+            if embed == "objects":
+                for i, (inst, sample) in enumerate(zip(results, data_samples)):
+                    inst.features = object_features([f[i:i + 1] for f in feats], inst.bboxes, sample.metainfo,
+                                                    inputs.shape[-2:])
             return results, torch.cat([f.float().mean(dim=(2, 3)) for f in feats], dim=1).cpu().numpy()
         results = [s.pred_instances for s in self.model.predict(inputs, data_samples, rescale=True)]
         return results, [None] * len(results)
@@ -155,6 +162,31 @@ class Predictor:
             yield
         finally:
             self._drop = None
+
+
+def object_features(levels: list, boxes, meta: dict, input_hw):
+    """N x (sum of channels): each box's features at its centre, sampled (bilinear) from every neck level of
+    one image and concatenated. `boxes` are in the original image's pixels (rescaled predictions); `meta`
+    says how the image was scaled (scale_factor) and, for centred letterboxes, padded (pad_param: top,
+    bottom, left, right) into the network input of size `input_hw`.
+
+    Why per box: an image's pooled features say what the scene looks like; a detector learns objects, and
+    two images of the same background can hold objects it has never seen. Active learning's object-level
+    diversity (loop.al.acquisition.object_coverage) compares these."""
+    import torch
+    import torch.nn.functional as F
+
+    sw, sh = (float(v) for v in meta.get("scale_factor", (1.0, 1.0)))
+    top, _, left, _ = (float(v) for v in meta.get("pad_param", (0, 0, 0, 0)))
+    if len(boxes) == 0:
+        return torch.zeros((0, sum(level.shape[1] for level in levels)))
+    b = boxes.float()
+    cx = (b[:, 0] + b[:, 2]) / 2 * sw + left
+    cy = (b[:, 1] + b[:, 3]) / 2 * sh + top
+    h, w = (float(v) for v in input_hw)
+    grid = torch.stack([cx / w * 2 - 1, cy / h * 2 - 1], dim=1).view(1, 1, -1, 2)
+    return torch.cat([F.grid_sample(level.float(), grid.to(level.device), align_corners=False)[0, :, 0].T
+                      for level in levels], dim=1)
 
 
 def recorded_class_counts(meta: dict, classes: list[str], path: Path) -> list[int] | None:

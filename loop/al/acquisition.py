@@ -35,6 +35,13 @@ calibrated uncertainty sampling"):
   (`loop.al.stability`): the boxes the model would draw elsewhere on the mirrored image, which the scores
   do not show. It needs a second forward pass per image.
 
+Object-level diversity (`object_coverage`):
+- `object_diverse`: `entropy_sum`'s shortlist (`prefilter` x k), then the images whose detected objects are
+  farthest from every object already labeled or picked, in the model's per-box features. A detector learns
+  objects, not scenes: the image-level embeddings of the _diverse strategies see two images of one
+  background as alike whatever objects they hold, and a batch of uncertain images can repeat one hard kind
+  of object many times.
+
 Cold start (`cold`): while the model finds nothing on most of the pool, every uncertainty score ranks
 images by the same "nothing found" value, i.e. by pool order. `select(..., cold_start="random" or
 "coreset")` then chooses the batch by that strategy instead.
@@ -216,12 +223,68 @@ def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None =
     return chosen
 
 
+def object_coverage(objects: Sequence[np.ndarray], k: int, labeled: np.ndarray | None = None) -> list[int]:
+    """Positions of k images, chosen greedily: each time the one whose objects add the most novelty, the sum
+    over its objects of the distance to the nearest object already covered (the `labeled` images' objects,
+    then those of the images picked). `objects[i]` is image i's n_i x D per-object features; rows are
+    L2-normalised, so a distance is at most 2.
+
+    Why the sum: the budget is counted in images and each new-looking object in an image is one more thing
+    the model learns from it (the reason entropy_sum sums). Why greedy coverage: once an image is picked,
+    the objects like its own are covered, so the next pick goes to another kind. An image with no object
+    adds nothing and is picked last (in the given order, which is the shortlist's uncertainty order). With
+    nothing labeled the first pick is the image whose objects lie farthest from the mean object."""
+    n = len(objects)
+    k = min(k, n)
+    feats = [_rows(o) for o in objects]
+    dim = next((f.shape[1] for f in feats if f.size), None)
+    if dim is None:
+        return list(range(k))  # no image has an object: keep the given order
+    fresh = labeled is None or not len(labeled)  # nothing covered yet: the first pick goes by the centre
+    if fresh:
+        centre = np.concatenate([f for f in feats if f.size]).mean(axis=0, keepdims=True)
+        nearest = [_nearest(f, centre) for f in feats]
+    else:
+        covered = _unit(np.asarray(labeled, dtype=float).reshape(-1, dim))
+        nearest = [_nearest(f, covered) for f in feats]
+    chosen: list[int] = []
+    while len(chosen) < k:
+        gain = [-1.0 if i in chosen else float(d.sum()) for i, d in enumerate(nearest)]
+        i = int(np.argmax(gain))
+        chosen.append(i)
+        if feats[i].size:
+            nearest = [_nearest(f, feats[i]) if fresh else np.minimum(d, _nearest(f, feats[i]))
+                       for f, d in zip(feats, nearest)]
+            fresh = False
+    return chosen
+
+
+def _rows(objects) -> np.ndarray:
+    a = np.asarray(objects, dtype=float)
+    return _unit(a.reshape(len(a), -1)) if a.size else np.zeros((0, 0))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None) if x.size else x
+
+
+def _nearest(x: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each row of x, its distance to the nearest row of `others`."""
+    if not x.size:
+        return np.zeros(0)
+    return np.min(np.linalg.norm(x[:, None, :] - others[None, :, :], axis=2), axis=1)
+
+
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
-              "class_balanced_entropy", "class_balanced_diverse", "entropy_flip")
-# Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist.
-SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy"}
+              "class_balanced_entropy", "class_balanced_diverse", "entropy_flip", "object_diverse")
+# Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
+# embeddings; over per-object features for OBJECT_STRATEGIES).
+SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
+                   "object_diverse": "entropy_sum"}
+# Strategies that need each detected box's features (the predictor's embed="objects").
+OBJECT_STRATEGIES = ("object_diverse",)
 # Strategies that need image embeddings (the predictor's pooled neck features).
-EMBEDDING_STRATEGIES = ("coreset", *SHORTLIST_SCORE)
+EMBEDDING_STRATEGIES = ("coreset", *(x for x in SHORTLIST_SCORE if x not in OBJECT_STRATEGIES))
 # Strategies whose score weighs each box by its class (labels and class weights).
 CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_diverse")
 # Strategies that also score each image's mirror (`instability` in select: loop.al.stability).
@@ -251,7 +314,7 @@ def queue_strategy_error(strategy: str | None) -> str | None:
                 f"backend does not; use {_queue_choices()} (or null for no queue), or compare {strategy} with "
                 "stage=simulate")
     if strategy in STRATEGIES:
-        return (f"preannotate.queue_strategy={strategy} picks a batch jointly from image embeddings, which the "
+        return (f"preannotate.queue_strategy={strategy} picks a batch jointly from the model's features, which the "
                 f"served model does not report, so it cannot order Label Studio's queue; use "
                 f"{_queue_choices()} (or null for no queue), or compare {strategy} with stage=simulate")
     return (f"preannotate.queue_strategy={strategy!r} is no strategy; use {_queue_choices()} "
@@ -300,13 +363,15 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
            embeddings: np.ndarray | None = None, labeled_embeddings: np.ndarray | None = None,
            prefilter: int = 3, labels: Sequence[Sequence[int]] | None = None,
            class_weights: Sequence[float] | None = None, threshold: float = 0.0,
-           cold_start: str | None = None, instability: Sequence[float] | None = None) -> list[int]:
+           cold_start: str | None = None, instability: Sequence[float] | None = None,
+           objects: Sequence[np.ndarray] | None = None, labeled_objects: np.ndarray | None = None) -> list[int]:
     """Positions of the k candidates to label next. `scores[i]` are candidate i's detection confidences,
     `labels[i]` their class indices (class_balanced_*, with `class_weights`, one per class), `embeddings[i]`
     its feature vector; `labeled_embeddings` describe what is already labeled. `threshold`: the boxes the
     sum scores and the cold-start rule count. `cold_start` (random or coreset; None: never): while the model
     is cold (`cold`), every strategy but random and coreset picks the batch that way instead. `instability[i]`:
-    candidate i's localisation instability under a flip (entropy_flip)."""
+    candidate i's localisation instability under a flip (entropy_flip). `objects[i]`: candidate i's per-box
+    features, one row per box of `scores[i]`; `labeled_objects`: those of the labeled images (object_diverse)."""
     n = len(scores) if scores is not None else len(embeddings) if embeddings is not None else 0
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -336,7 +401,13 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
     if strategy not in SHORTLIST_SCORE:
         return order[:k]
     shortlist = order[:max(k, prefilter * k)]
-    picked = k_center_greedy(np.asarray(embeddings)[shortlist], k, labeled_embeddings)
+    if strategy in OBJECT_STRATEGIES:
+        if objects is None or len(objects) != len(scores):
+            raise ValueError(f"strategy {strategy} needs each candidate's per-object features")
+        kept = [np.asarray(objects[i])[np.asarray(scores[i], dtype=float) >= threshold] for i in shortlist]
+        picked = object_coverage(kept, k, labeled_objects)
+    else:
+        picked = k_center_greedy(np.asarray(embeddings)[shortlist], k, labeled_embeddings)
     return [shortlist[i] for i in picked]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -36,6 +37,7 @@ from loop.al.acquisition import (
     CLASS_WEIGHTED,
     COLD_START,
     EMBEDDING_STRATEGIES,
+    OBJECT_STRATEGIES,
     QUEUE_STRATEGIES,
     STRATEGIES,
     TWO_VIEW,
@@ -47,11 +49,13 @@ from loop.al.acquisition import (
 )
 from loop.al.curves import mean_curves, summarise
 from loop.al.stability import flip_instability
+from loop.clients.checkpoints import file_sha256
 from loop.common.demo_data import VARIANTS, ensure
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
 from loop.stages.adapters import open_registry, plain, train_spec
 from loop.stages.demo import demo
+from loop.stages.simulate_cache import TrainingCache
 from train.evaluate import coco_eval
 from train.package import coco_class_counts, read_class_counts
 from train.plots import plot_learning_curves
@@ -122,8 +126,22 @@ class Simulation:
             if img is None:
                 raise LoopError(f"cannot read pool image {f}")
             self.images[i] = img
+        data = {"pool": file_sha256(pool_file), "test": file_sha256(self.test_file),
+                "images": hashlib.sha256(b"".join(img.tobytes() for _, img in sorted(self.images.items())))
+                .hexdigest()}
+        cache_dir = self.stage.get("cache_dir")
+        self.cache = TrainingCache(resolve(cache_dir) if cache_dir else None,
+                                   {"train": plain(cfg.train), "model": plain(cfg.model), "data": data,
+                                    "device": str(cfg.device)})
 
-    def train(self, labeled: list[int], work: Path, load_from: str | None, iters: int, seed: int) -> dict:
+    def train(self, labeled: list[int], work: Path, start: dict | None, iters: int, seed: int) -> dict:
+        """Train on these images from `start` (a previous round's result; None: from scratch), or reuse the
+        same round trained before (loop.stages.simulate_cache)."""
+        key = self.cache.key(labeled, start and start["key"], iters, seed)
+        return self.cache.get_or_train(key, lambda: self._train(labeled, work, start and start["checkpoint"],
+                                                                iters, seed))
+
+    def _train(self, labeled: list[int], work: Path, load_from: str | None, iters: int, seed: int) -> dict:
         recipe = self.cfg.train
         per_epoch = math.ceil(len(labeled) / int(recipe.batch_size))
         epochs = max(1, round(iters / per_epoch))
@@ -154,8 +172,12 @@ class Simulation:
                                    score_threshold=float(self.stage.score_threshold))
         # the pool's embeddings come from the same forward pass; the labeled images' cost one more
         embed = strategy in EMBEDDING_STRATEGIES or self.cold_start == "coreset"
+        per_object = strategy in OBJECT_STRATEGIES
         pool = [self.images[i] for i in unlabeled]
-        if not embed and self.stage.get("runtime", "onnx") == "onnx":
+        if per_object:  # each box's features come from torch's neck, in the same forward pass
+            dets = predictor.predict(pool, embed="objects")
+            mirror = predictor.predict
+        elif not embed and self.stage.get("runtime", "onnx") == "onnx":
             # the pool scored as the backend scores it, by the exported network in ONNX Runtime (a few times
             # faster on CPU than torch); embeddings come from torch's neck features
             onnx = load_onnx(predictor, Path(checkpoint).parent, score_threshold=float(self.stage.score_threshold))
@@ -179,13 +201,18 @@ class Simulation:
         if strategy in EMBEDDING_STRATEGIES or (is_cold and self.cold_start == "coreset"):
             labeled_emb = np.stack([d.embedding for d in predictor.predict([self.images[i] for i in labeled],
                                                                            embed=True)])
+        labeled_objects = None
+        if per_object:  # what is labeled already covers: the objects the model finds on those images
+            found = predictor.predict([self.images[i] for i in labeled], embed="objects")
+            labeled_objects = np.concatenate([d.features[d.scores >= self.box_threshold] for d in found])
         weights = self.class_weights(labeled, scores, labels, len(predictor.classes)) \
             if strategy in CLASS_WEIGHTED else None
         picked = select(strategy, k, rng, scores=scores,
                         embeddings=np.stack([d.embedding for d in dets]) if embed else None,
                         labeled_embeddings=labeled_emb, prefilter=int(self.stage.prefilter), labels=labels,
                         class_weights=weights, threshold=self.box_threshold, cold_start=self.cold_start,
-                        instability=instability)
+                        instability=instability, objects=[d.features for d in dets] if per_object else None,
+                        labeled_objects=labeled_objects)
         return [unlabeled[i] for i in picked]
 
     def labeled_counts(self, labeled: list[int]) -> list[int]:
@@ -341,8 +368,8 @@ def simulate(cfg) -> dict[str, Any]:
                         select_s = time.perf_counter() - t
                         labeled = labeled + picked
                         t = time.perf_counter()
-                        load_from = result["checkpoint"] if stage.warm_start else None
-                        result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}", load_from,
+                        result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}",
+                                           result if stage.warm_start else None,
                                            round_iterations(stage, len(labeled), int(cfg.train.batch_size)), seed)
                         train_s = time.perf_counter() - t
                         rare = sim.rare_figures(labeled, result)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from backend.images import decode
-from backend.predictor import Predictor
+from backend.predictor import Predictor, object_features
 from loop.common.errors import LoopError
 
 pytestmark = pytest.mark.integration
@@ -53,3 +54,18 @@ def test_cuda_asked_for_without_cuda_says_so(demo_model):
         pytest.fail("this test expects a machine without CUDA")
     with pytest.raises(LoopError, match="CUDA is not available"):
         Predictor.load(str(demo_model["checkpoint"]), device="cuda:0")
+
+
+def test_object_features_sample_every_level_at_the_box_centre_in_network_input_pixels():
+    def level(stride, h, w):  # channel 0 holds each cell centre's x in input pixels, channel 1 its y
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        return torch.stack([(xs + 0.5) * stride, (ys + 0.5) * stride]).float()[None]
+
+    levels = [level(8, 16, 24), level(16, 8, 12)]  # a 128 x 192 input
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0], [100.0, 0.0, 120.0, 10.0]])  # original image pixels
+    meta = {"scale_factor": (0.5, 0.25), "pad_param": (16, 0, 8, 0)}  # top, bottom, left, right
+    feats = object_features(levels, boxes, meta, (128, 192))
+    centres = [[20 * 0.5 + 8, 30 * 0.25 + 16], [110 * 0.5 + 8, 5 * 0.25 + 16]]
+    assert feats.shape == (2, 4)
+    assert torch.allclose(feats, torch.tensor([c + c for c in centres]), atol=1e-3)
+    assert object_features(levels, torch.zeros((0, 4)), meta, (128, 192)).shape == (0, 4)

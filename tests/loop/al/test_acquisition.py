@@ -16,6 +16,7 @@ from loop.al.acquisition import (
     image_score,
     k_center_greedy,
     least_confidence,
+    object_coverage,
     queue_score,
     queue_strategy_error,
     random_score,
@@ -88,7 +89,7 @@ def test_entropy_diverse_skips_near_duplicate_uncertain_images():
 def test_only_per_image_scores_can_order_the_queue():
     assert all(queue_strategy_error(s) is None for s in (None, *QUEUE_STRATEGIES))
     for s in set(STRATEGIES) - set(QUEUE_STRATEGIES) - {"random", *TWO_VIEW}:
-        assert "image embeddings" in queue_strategy_error(s)
+        assert "the model's features" in queue_strategy_error(s)
     assert "mirror" in queue_strategy_error("entropy_flip")
     assert "Uniform sampling" in queue_strategy_error("random")
     assert "is no strategy" in queue_strategy_error("entrop")
@@ -228,7 +229,8 @@ def test_every_strategy_is_either_a_queue_score_or_refused_with_the_fix():
         else:
             assert "use entropy, least_confidence, entropy_sum or class_balanced_entropy" in why, strategy
         assert len(select(strategy, 2, rng, [[0.5], [0.4], [0.9]], np.eye(3), labels=[[0], [1], [0]],
-                          class_weights=np.ones(2), instability=[0.0, 1.0, 0.5])) == 2
+                          class_weights=np.ones(2), instability=[0.0, 1.0, 0.5],
+                          objects=[np.eye(3)[i:i + 1] for i in range(3)])) == 2
     assert set(QUEUE_STRATEGIES) <= set(STRATEGIES)
 
 
@@ -250,3 +252,38 @@ def test_entropy_flip_adds_the_flip_instability_to_the_sum():
     assert select("entropy_flip", 1, rng, scores, instability=[0.0, 0.0, 0.0]) == [0]  # entropy_sum's order
     with pytest.raises(ValueError, match="flip instability"):
         select("entropy_flip", 1, rng, scores)
+
+
+def unit(*angles):
+    """Per-object features on the unit circle, one row per angle (degrees)."""
+    return np.array([[np.cos(np.radians(a)), np.sin(np.radians(a))] for a in angles]).reshape(-1, 2)
+
+
+def test_object_coverage_picks_images_of_objects_not_yet_covered():
+    labeled = unit(0, 5)
+    objects = [unit(2), unit(90), unit(88, 92), unit(180), unit()]
+    # image 2 holds two objects of the uncovered kind at 90 degrees: the most novelty; then image 3 (at 180)
+    # beats image 1, whose object image 2 already covers; the image without objects comes last
+    assert object_coverage(objects, 4, labeled) == [2, 3, 1, 0]
+    assert object_coverage(objects, 5, labeled)[-1] == 4
+    # nothing labeled: the first pick is the image farthest from the mean object
+    assert object_coverage([unit(0), unit(10), unit(180)], 1) == [2]
+    assert object_coverage([unit(), unit()], 1) == [0]  # no objects anywhere: the given order
+    # the scale of the features does not matter (rows are normalised)
+    assert object_coverage([o * 7 for o in objects], 4, labeled * 3) == [2, 3, 1, 0]
+
+
+def test_object_diverse_shortlists_by_entropy_sum_then_covers_objects():
+    scores = [[0.5, 0.5], [0.5, 0.5], [0.5], [0.95]]
+    objects = [unit(0, 0), unit(1, 2), unit(120), unit(240)]
+    rng = np.random.default_rng(0)
+    # the shortlist (prefilter 3 x 2) holds all; images 0 and 1 have the most novelty (two objects each, far
+    # from the labeled one), but they hold the same kind of object: the second pick goes to image 2's kind
+    first, second = select("object_diverse", 2, rng, scores, objects=objects, labeled_objects=unit(300),
+                           threshold=0.3)
+    assert first in (0, 1) and second == 2
+    # boxes under the threshold do not count as objects
+    assert select("object_diverse", 1, rng, [[0.5], [0.1, 0.5]], objects=[unit(0), unit(180, 0)],
+                  labeled_objects=unit(0), threshold=0.3, prefilter=2) == [0]
+    with pytest.raises(ValueError, match="per-object features"):
+        select("object_diverse", 1, rng, scores)

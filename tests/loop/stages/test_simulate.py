@@ -32,7 +32,7 @@ def sim_cfg(data_root, tmp_path, mlflow_store, *extra):
 def test_model_driven_strategies_pick_new_distinct_images(demo_data, demo_model, tmp_path, mlflow_store):
     sim = Simulation(sim_cfg(demo_data, tmp_path, mlflow_store, "stage.per_round=8"))
     labeled = sim.ids[:20]
-    for strategy in ("entropy", "least_confidence", "coreset", "entropy_diverse", "entropy_flip"):
+    for strategy in ("entropy", "least_confidence", "coreset", "entropy_diverse", "entropy_flip", "object_diverse"):
         picked = sim.choose(strategy, str(demo_model["checkpoint"]), labeled, np.random.default_rng(0))
         assert len(set(picked)) == 8 and not set(picked) & set(labeled), strategy
     # Uncertainty picks are the images the model is least sure of, not a random draw.
@@ -73,6 +73,20 @@ def test_simulate_writes_curves_to_csv_plot_and_mlflow(small_demo, tmp_path, mlf
     assert [m.step for m in history] == [6, 10, 14]
     assert {a.path for a in registry.client.list_artifacts(parent.info.run_id)} == {
         "results.csv", "summary.json", "curves.png"}
+
+    # A second run adding a strategy trains only its rounds: the first model and random's chain are reused
+    # from the training cache, with the same figures. (Without the cold-start rule, so that entropy does not
+    # draw the same random batches entropy_diverse drew, whose rounds the cache would rightly reuse too.)
+    again = run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.seeds=[3]", "stage.strategies=[entropy]",
+                              "stage.cold_start=null",
+                              "stage.initial=6", "stage.per_round=4", "stage.rounds=2", "stage.first_iters=2",
+                              "stage.round_iters=1", "model.img_size=128", "train.num_workers=0"))
+    rows2 = list(csv.DictReader((Path(again["out_dir"]) / "results.csv").read_text().splitlines()))
+    assert [(r["strategy"], r["labeled"], r["mAP"]) for r in rows2[:3]] == \
+        [(r["strategy"], r["labeled"], r["mAP"]) for r in rows[:3]]
+    assert [float(r["train_s"]) for r in rows2[:3]] == [0.0, 0.0, 0.0]
+    assert [r["strategy"] for r in rows2[3:]] == ["entropy"] * 3 and all(float(r["train_s"]) > 0 for r in rows2[4:])
+    assert len(list((tmp_path / "simulate" / "cache").glob("*/model.pth"))) == 7  # 1 first + 2 x 2 + 2 new
 
 
 def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, tmp_path, mlflow_store):
