@@ -4,7 +4,8 @@ Layout of the export directory (stable across runs, so re-exports only add what 
     images/<task_id>-<urlhash>.<ext>   each image downloaded once
     train.json, val.json               COCO, image id = Label Studio task id; boxes, or instance masks
                                        (segmentation) from PolygonLabels / BrushLabels controls
-    state.json                         category ids, split of every task ever seen, image cache index
+    state.db                           category ids, split of every task ever seen, image cache index
+                                       (SQLite: train.export_state)
     manifest.json                      task ids with their annotation's updated_at: the training snapshot
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import os
 import time
@@ -27,15 +27,15 @@ from loop.clients import labelstudio
 from loop.clients.media import MediaError, MediaFetcher
 from loop.common.errors import LoopError
 from loop.common.label_configs import LabelConfigError
-from train.coco_writer import CocoSpool, write_json_if_changed
+from train.coco_writer import Pairs, write_json_if_changed
 from train.export_coco import (
-    assign_splits,
     build_coco,
     export_controls,
     image_size_hint,
     pick_annotation,
     stable_categories,
 )
+from train.export_state import ExportState
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,18 @@ class _timed:
             self.seconds += time.perf_counter() - started
 
 
+def _refuse_or_warn(project_id: int, unreadable: list[tuple[int, str]], skip: bool) -> None:
+    """Submitted tasks whose images cannot be read stop the export (naming them and the causes), or with
+    `skip` are left out with a warning: never dropped quietly."""
+    listed = ", ".join(str(tid) for tid, _ in unreadable[:20]) + (" ..." if len(unreadable) > 20 else "")
+    causes = sorted({reason for _, reason in unreadable})
+    message = (f"project {project_id}: the images of {len(unreadable)} submitted task(s) cannot be read "
+               f"(tasks {listed}): {'; '.join(causes[:3])}")
+    if not skip:
+        raise LoopError(message + ". Fix the cause, or leave those tasks out with export.skip_unreadable=true")
+    log.warning("%s; left out (export.skip_unreadable=true)", message)
+
+
 def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetcher | None = None,
                    val_fraction: float = 0.2, control: str | None = None, progress: bool = True,
                    skip_unreadable: bool = False,
@@ -83,8 +95,9 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
     dropped quietly: the export stops, naming the tasks and the cause, before it writes anything, unless
     `skip_unreadable` (then they are left out and listed in the log). `on_task` sees the submitted tasks as
     listed (annotations and predictions), one at a time, for figures drawn from the same listing (labeling
-    effort). Tasks are streamed page by page, and each one's COCO entries go to a spool file on disk as it
-    is listed (train.coco_writer): memory holds a few fields per task, never the listing or the regions.
+    effort). Tasks are streamed page by page; what is kept of each (its split, image entry and COCO entries)
+    goes to SQLite as it is listed (train.export_state), and the files are written from there one task at a
+    time (train.coco_writer): memory stays flat however large the project.
     `control` names the region control to export; by default the mask controls (PolygonLabels, BrushLabels)
     win when the project has any, else its first RectangleLabels control exports boxes
     (train.export_coco.export_controls)."""
@@ -99,23 +112,12 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
         raise LoopError(f"project {project_id}: {exc}") from None
     image_key = chosen[0]["image_value"].lstrip("$")
 
-    state_path = out_dir / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    if state and state.get("project_id") != project_id:
-        raise LoopError(f"{out_dir} holds an export of project {state.get('project_id')}, not {project_id}; "
-                        "use another export directory")
     labels = list(dict.fromkeys(label for c in chosen for label in c["labels"]))  # config order, once each
-    categories = stable_categories(labels, state.get("categories"))
-    cache: dict[str, dict] = state.get("images", {})
-
-    listing = _timed(labelstudio.iter_tasks(client, project_id, only_annotated=True, page_size=page_size))
-    previous = {int(k): v for k, v in state.get("splits", {}).items()}
     names = [c["name"] for c in chosen]
-    splits: dict[str, str] = {}
-    snapshot: dict[str, str] = {}
+    listing = _timed(labelstudio.iter_tasks(client, project_id, only_annotated=True, page_size=page_size))
     unreadable: list[tuple[int, str]] = []
-    with CocoSpool(out_dir) as train_spool, CocoSpool(out_dir) as val_spool:
-        spools = {"train": train_spool, "val": val_spool}
+    with ExportState(out_dir, project_id) as state:
+        categories = stable_categories(labels, state.categories())
         for task in tqdm(listing, desc="export", unit="task", disable=not progress,
                          total=project.get("num_tasks_with_annotations")):
             if on_task is not None:
@@ -127,8 +129,7 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
             if not url:
                 log.warning("task %s has no '%s' field; skipped", task["id"], image_key)
                 continue
-            key = str(task["id"])
-            entry = cache.get(key)
+            entry = state.image(task["id"])
             if entry is None or entry["url"] != url or (download and not (out_dir / entry["file_name"]).exists()):
                 entry = {"url": url, "file_name": _image_name(task["id"], url)}
                 size = image_size_hint(annotation)
@@ -144,37 +145,26 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
                     log.warning("task %s: image size unknown without download; skipped", task["id"])
                     continue
                 entry["width"], entry["height"] = size
-                cache[key] = entry
-            split = splits[key] = assign_splits([task["id"]], previous, val_fraction)[task["id"]]
             coco = build_coco([{"task_id": task["id"], "file_name": entry["file_name"], "width": entry["width"],
                                 "height": entry["height"], "annotation": annotation}], categories, names,
                               decode_brush=labelstudio.brush_to_mask)
-            spools[split].add(coco["images"][0], coco["annotations"])
-            snapshot[key] = str(annotation.get("updated_at") or annotation.get("created_at") or "")
+            state.add(task["id"], state.split(task["id"], val_fraction), entry,
+                      str(annotation.get("updated_at") or annotation.get("created_at") or ""), coco)
 
         if unreadable:
-            listed = ", ".join(str(tid) for tid, _ in unreadable[:20]) + (" ..." if len(unreadable) > 20 else "")
-            causes = sorted({reason for _, reason in unreadable})
-            message = (f"project {project_id}: the images of {len(unreadable)} submitted task(s) cannot be read "
-                       f"(tasks {listed}): {'; '.join(causes[:3])}")
-            if not skip_unreadable:
-                raise LoopError(message + ". Fix the cause, or leave those tasks out with "
-                                "export.skip_unreadable=true")
-            log.warning("%s; left out (export.skip_unreadable=true)", message)
+            _refuse_or_warn(project_id, unreadable, skip_unreadable)
         changed = False
-        for split, spool in spools.items():
-            info = {"description": f"Label Studio project {project_id}, split {split}"}
-            changed |= spool.write(out_dir / f"{split}.json", categories, info)
-        counts = {split: len(spool) for split, spool in spools.items()}
-    merged_splits = {**state.get("splits", {}), **splits}
-    changed |= write_json_if_changed(state_path, {"project_id": project_id, "categories": categories,
-                                              "splits": merged_splits, "images": cache})
-    manifest = {"project_id": project_id, "tasks": snapshot,
-                "max_updated_at": max(snapshot.values(), default=""),
-                "counts": counts}
-    changed |= write_json_if_changed(out_dir / "manifest.json", manifest)
-    result = {"project_id": project_id, "tasks": len(snapshot), "train": manifest["counts"]["train"],
-              "val": manifest["counts"]["val"], "categories": len(categories), "changed": changed,
+        for split in ("train", "val"):
+            changed |= write_json_if_changed(out_dir / f"{split}.json", {
+                "annotations": state.annotations(split), "categories": categories, "images": state.images(split),
+                "info": {"description": f"Label Studio project {project_id}, split {split}"}})
+        counts = state.counts()
+        changed |= write_json_if_changed(out_dir / "manifest.json", {
+            "project_id": project_id, "tasks": Pairs(state.snapshot()), "max_updated_at": state.max_updated_at(),
+            "counts": counts})
+        state.commit(categories)
+    result = {"project_id": project_id, "tasks": counts["train"] + counts["val"], "train": counts["train"],
+              "val": counts["val"], "categories": len(categories), "changed": changed,
               "unreadable": [tid for tid, _ in unreadable], "fetch_s": round(listing.seconds, 3),
               "total_s": round(time.perf_counter() - started, 3), "out_dir": str(out_dir)}
     log.info("exported %d tasks (%d train, %d val) to %s%s", result["tasks"], result["train"], result["val"],

@@ -11,6 +11,7 @@ from loop.clients.media import MediaConfig, MediaFetcher
 from loop.common.errors import LoopError
 from tests.helpers import make_demo_project, regions, submit_ground_truth
 from train.export import export_project
+from train.export_state import ExportState
 
 pytestmark = pytest.mark.integration
 
@@ -72,14 +73,16 @@ def test_export_matches_ground_truth(ls_client, ls_fetcher, annotated_project, t
 def test_validation_split_is_frozen_as_the_project_grows(ls_client, ls_fetcher, annotated_project, tmp_path):
     p = annotated_project
     export_project(ls_client, p["project"].id, tmp_path, fetcher=ls_fetcher, val_fraction=0.3, progress=False)
-    before = json.loads((tmp_path / "state.json").read_text())["splits"]
+    exported = [int(t) for t in json.loads((tmp_path / "manifest.json").read_text())["tasks"]]
+    with ExportState(tmp_path, p["project"].id) as state:  # the splits it remembers, asked with another fraction
+        before = {tid: state.split(tid, 0.6) for tid in exported}
     # More annotations arrive (the untouched task), and the user asks for a different fraction.
     im, boxes = p["gt"][p["file_of"][p["untouched"]]]
     labelstudio.submit_annotation(ls_client, p["untouched"], regions(im, boxes))
     result = export_project(ls_client, p["project"].id, tmp_path, fetcher=ls_fetcher, val_fraction=0.6, progress=False)
-    after = json.loads((tmp_path / "state.json").read_text())["splits"]
     assert result["tasks"] == 11 and result["changed"]
-    assert {k: after[k] for k in before} == before
+    with ExportState(tmp_path, p["project"].id) as state:
+        assert {tid: state.split(tid, 0.6) for tid in before} == before
     val_ids = {im["id"] for im in json.loads((tmp_path / "val.json").read_text())["images"]}
     train_ids = {im["id"] for im in json.loads((tmp_path / "train.json").read_text())["images"]}
     assert not val_ids & train_ids
