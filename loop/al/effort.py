@@ -11,16 +11,21 @@ Label Studio's `lead_time` (seconds the annotation was open) is summed per versi
 made without any prediction shown, the baseline the loop must beat.
 
 IoU is computed on Label Studio's percent coordinates: scaling x and y by the image size scales every area
-by the same factor, so the ratio is the one in pixels.
+by the same factor, so the ratio is the one in pixels. Polygons (PolygonLabels) and brush masks (BrushLabels)
+are compared by the IoU of their pixels (pycocotools, as COCO evaluation does): rasterised on the brush
+mask's pixel grid when the task has one, else on a 1000 x 1000 grid over the percent coordinates, with
+rectangles beside them rasterised the same way. Brush masks come in Label Studio's RLE, which the caller
+decodes (`decode_brush`, loop.clients.labelstudio.brush_to_mask: this module stays pure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
 from loop.al.stability import pairwise_iou
@@ -31,7 +36,21 @@ MATCH_IOU = 0.5
 CATEGORIES = ("accepted", "adjusted", "relabeled", "deleted", "added")
 NO_PREDICTION = "(no prediction shown)"
 
-Box = tuple[str, tuple[float, float, float, float]]  # (label, (x, y, width, height))
+PERCENT_GRID = 1000  # pixels per side where polygons are rasterised without a brush mask's grid
+
+
+@dataclass(frozen=True)
+class Polygon:
+    points: tuple[tuple[float, float], ...]  # in percent of the image
+
+
+@dataclass(frozen=True, eq=False)
+class Mask:
+    pixels: np.ndarray  # H x W bool, the image's own pixels
+
+
+# (label, geometry): a rectangle (x, y, width, height) in percent, a Polygon or a Mask
+Box = tuple[str, Any]
 
 
 @dataclass
@@ -74,13 +93,37 @@ class Effort:
 
 
 def iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
-    """IoU of every box of `a` with every box of `b` (x, y, width, height; any common unit)."""
+    """IoU of every region of `a` with every region of `b`: rectangles (x, y, width, height; any common unit)
+    exactly, and as pixels as soon as either side holds a polygon or a mask."""
     if not a or not b:
         return np.zeros((len(a), len(b)))
+    if any(not isinstance(r[1], tuple) for r in (*a, *b)):
+        return _mask_iou(a, b)
     xa, xb = np.array([r[1] for r in a], float), np.array([r[1] for r in b], float)
     xa[:, 2:] += xa[:, :2]  # x0 y0 x1 y1
     xb[:, 2:] += xb[:, :2]
     return pairwise_iou(xa, xb)
+
+
+def _mask_iou(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
+    masks = [r[1].pixels for r in (*a, *b) if isinstance(r[1], Mask)]
+    h, w = masks[0].shape if masks else (PERCENT_GRID, PERCENT_GRID)
+    if any(m.shape != (h, w) for m in masks):
+        raise ValueError(f"brush masks of one task differ in size ({sorted({m.shape for m in masks})}): they "
+                         "cannot be compared")
+
+    def rle(geometry):
+        if isinstance(geometry, Mask):
+            return mask_utils.encode(np.asfortranarray(geometry.pixels.astype(np.uint8)))
+        if isinstance(geometry, Polygon):
+            flat = [v for x, y in geometry.points for v in (x * w / 100.0, y * h / 100.0)]
+            return mask_utils.merge(mask_utils.frPyObjects([flat], h, w))
+        x, y, bw, bh = geometry
+        box = np.array([[x * w / 100.0, y * h / 100.0, bw * w / 100.0, bh * h / 100.0]], dtype=np.float64)
+        return mask_utils.frPyObjects(box, h, w)[0]
+
+    ious = mask_utils.iou([rle(r[1]) for r in a], [rle(r[1]) for r in b], [0] * len(b))
+    return np.asarray(ious, dtype=float).reshape(len(a), len(b))
 
 
 def _assign(iou: np.ndarray, allowed: np.ndarray) -> list[tuple[int, int]]:
@@ -111,16 +154,30 @@ def match(predicted: Sequence[Box], final: Sequence[Box]) -> tuple[Effort, list[
     return counts, pairs
 
 
-def boxes(result: Iterable[dict[str, Any]]) -> list[Box]:
-    """The rectangles of a Label Studio result (annotation or prediction) as (label, (x, y, w, h))."""
-    out = []
+def boxes(result: Iterable[dict[str, Any]],
+          decode_brush: Callable[[list[int], int, int], np.ndarray] | None = None) -> list[Box]:
+    """The regions of a Label Studio result (annotation or prediction) as (label, geometry): rectangles as
+    (x, y, w, h) in percent, polygons as Polygon, brush masks as Mask (decoded by `decode_brush(rle, width,
+    height)`; without it a brush region raises ValueError rather than go uncounted)."""
+    out: list[Box] = []
     for region in result or []:
-        value = region.get("value") or {}
-        labels = value.get("rectanglelabels") or value.get("labels")
-        if region.get("type") not in (None, "rectanglelabels") or not labels or "width" not in value:
-            continue
-        out.append((str(labels[0]), (float(value["x"]), float(value["y"]), float(value["width"]),
-                                     float(value["height"]))))
+        value, kind = region.get("value") or {}, region.get("type")
+        if kind in (None, "rectanglelabels"):
+            labels = value.get("rectanglelabels") or value.get("labels")
+            if labels and "width" in value:
+                out.append((str(labels[0]), (float(value["x"]), float(value["y"]), float(value["width"]),
+                                             float(value["height"]))))
+        elif kind == "polygonlabels":
+            labels, points = value.get("polygonlabels"), value.get("points") or []
+            if labels and len(points) >= 3:
+                out.append((str(labels[0]), Polygon(tuple((float(x), float(y)) for x, y in points))))
+        elif kind == "brushlabels":
+            labels, rle = value.get("brushlabels"), value.get("rle")
+            if labels and rle:
+                if decode_brush is None:
+                    raise ValueError("brush regions need decode_brush (loop.clients.labelstudio.brush_to_mask)")
+                out.append((str(labels[0]), Mask(decode_brush(rle, int(region["original_width"]),
+                                                              int(region["original_height"])))))
     return out
 
 
@@ -139,8 +196,11 @@ def shown_prediction(task: dict[str, Any], annotation: dict[str, Any]) -> dict[s
 
 @dataclass
 class EffortTable:
-    """Effort per model version, in the order versions first appear, plus the no-prediction baseline."""
+    """Effort per model version, in the order versions first appear, plus the no-prediction baseline.
+    `decode_brush`: Label Studio's brush RLE to a mask (loop.clients.labelstudio.brush_to_mask), for projects
+    with BrushLabels."""
     by_version: dict[str, Effort] = field(default_factory=dict)
+    decode_brush: Callable[[list[int], int, int], np.ndarray] | None = None
 
     def rows(self) -> list[tuple[str, Effort]]:
         return list(self.by_version.items())
@@ -151,12 +211,12 @@ class EffortTable:
             if annotation.get("was_cancelled"):
                 continue
             prediction = shown_prediction(task, annotation)
-            final = boxes(annotation.get("result"))
+            final = boxes(annotation.get("result"), self.decode_brush)
             if prediction is None:
                 version, counts = NO_PREDICTION, Effort(tasks=1, added=len(final))
             else:
                 version = str(prediction.get("model_version") or "(unnamed)")
-                counts = match(boxes(prediction.get("result")), final)[0]
+                counts = match(boxes(prediction.get("result"), self.decode_brush), final)[0]
             lead = annotation.get("lead_time")
             if lead is not None:
                 counts.seconds, counts.timed_tasks = float(lead), 1
@@ -169,9 +229,10 @@ class EffortTable:
                 for v, e in self.rows()]
 
 
-def effort_by_version(tasks: Iterable[dict[str, Any]]) -> EffortTable:
+def effort_by_version(tasks: Iterable[dict[str, Any]],
+                      decode_brush: Callable[[list[int], int, int], np.ndarray] | None = None) -> EffortTable:
     """Effort per model version over every submitted (not skipped) annotation of these tasks."""
-    table = EffortTable()
+    table = EffortTable(decode_brush=decode_brush)
     for task in tasks:
         table.add_task(task)
     return table

@@ -99,7 +99,7 @@ def corrected(predicted: list[dict], truth: list[dict]) -> tuple[list[dict], Eff
     """What a careful person submits when the labeling screen shows `predicted` and `truth` is right: good
     boxes kept as they are, near ones moved onto the truth, wrong labels changed, wrong boxes deleted, missed
     objects drawn. Returns (the result to submit, its effort, its lead time in seconds)."""
-    rects = [r for r in predicted if boxes([r])]
+    rects = [r for r in predicted if r.get("type") in (None, "rectanglelabels") and boxes([r])]  # boxes only
     counts, pairs = match(boxes(rects), boxes(truth))
     final = [truth[t] for t in range(len(truth)) if t not in {f for _, f, _ in pairs}]
     for p, t, category in pairs:

@@ -76,7 +76,7 @@ def record_table(cfg: DictConfig, table: EffortTable, project: int) -> dict[str,
 def effort(cfg: DictConfig) -> dict[str, Any]:
     project = project_id(cfg)
     tasks = labelstudio.iter_tasks(connect_labelstudio(cfg), project, only_annotated=True)
-    return record_table(cfg, effort_by_version(tasks), project)
+    return record_table(cfg, effort_by_version(tasks, decode_brush=labelstudio.brush_to_mask), project)
 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from backend.jobs import retrain_is_running, retrain_lock, update_current_job
 from backend.onnx_check import onnx_check
 from loop.al.effort import EffortTable
 from loop.al.gate import gate_metric, should_promote
+from loop.clients import labelstudio
 from loop.clients.checkpoints import file_sha256
 from loop.clients.registry import DIGEST_TAG, Version
 from loop.clients.services import run_to_end
@@ -104,7 +105,8 @@ def retrain(cfg: DictConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    effort = EffortTable()  # counted from the tasks the export streams past, no second listing
+    # counted from the tasks the export streams past, no second listing
+    effort = EffortTable(decode_brush=labelstudio.brush_to_mask)
     exp = _export(cfg, on_task=effort.add_task)
     exported = Path(exp["out_dir"])
     manifest = json.loads((exported / "manifest.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from loop.al.effort import NO_PREDICTION, Effort, boxes, effort_by_version, iou_matrix, match, shown_prediction
@@ -44,9 +45,55 @@ def test_same_label_pairs_win_over_a_better_iou_with_another_label():
     assert (counts.adjusted, counts.relabeled, counts.added) == (1, 0, 1)
 
 
-def test_only_rectangles_are_read():
+def test_only_regions_are_read():
     other = {"type": "choices", "value": {"choices": ["x"]}}
     assert boxes([other, rect("a", 1, 2, 3, 4)]) == [("a", (1.0, 2.0, 3.0, 4.0))]
+
+
+def polygon(label, *points):
+    return {"type": "polygonlabels", "from_name": "polygon", "to_name": "image",
+            "value": {"points": [list(p) for p in points], "closed": True, "polygonlabels": [label]}}
+
+
+def brush(label, mask):
+    """A brush region whose 'RLE' the test decoder below reads back: the mask itself, flattened."""
+    return {"type": "brushlabels", "from_name": "brush", "to_name": "image", "original_width": mask.shape[1],
+            "original_height": mask.shape[0], "value": {"format": "rle", "rle": mask.ravel().astype(int).tolist(),
+                                                        "brushlabels": [label]}}
+
+
+def decode(rle, width, height):
+    return np.asarray(rle, bool).reshape(height, width)
+
+
+def test_polygons_are_counted_by_the_iou_of_their_pixels():
+    square = [(10, 10), (50, 10), (50, 50), (10, 50)]
+    predicted = [polygon("circle", *square), polygon("square", (60, 60), (90, 60), (90, 90)),
+                 polygon("star", (5, 70), (20, 70), (20, 90), (5, 90))]
+    final = [polygon("circle", *square),                                   # accepted: the same outline
+             polygon("square", (60, 60), (90, 60), (90, 90), (75, 92)),    # adjusted: a corner added
+             polygon("star", (70, 5), (90, 5), (90, 20))]                  # added; the last one was deleted
+    counts, pairs = match(boxes(predicted), boxes(final))
+    assert sorted(pairs) == [(0, 0, "accepted"), (1, 1, "adjusted")]
+    assert (counts.deleted, counts.added) == (1, 1)
+    # a rectangle drawn over the same square as a polygon: pixels against pixels
+    assert iou_matrix(boxes([rect("circle", 10, 10, 40, 40)]), boxes([polygon("circle", *square)]))[0, 0] > 0.99
+
+
+def test_brush_masks_are_counted_on_their_own_pixel_grid():
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 12:42] = True
+    moved = np.roll(mask, 6, axis=1)  # 24 of 30 columns overlap: IoU 24/36
+    predicted = [brush("cat", mask), rect("dog", 0, 0, 10, 10)]
+    final = [brush("cat", moved), rect("dog", 0, 0, 10, 10)]
+    table = effort_by_version([{"predictions": [{"id": 1, "model_version": "m:v1", "result": predicted}],
+                                "annotations": [{"parent_prediction": 1, "result": final}]}], decode_brush=decode)
+    counts = table.by_version["m:v1"]
+    assert (counts.accepted, counts.adjusted, counts.deleted, counts.added) == (1, 1, 0, 0)
+    assert iou_matrix(boxes([brush("cat", mask)], decode), boxes([brush("cat", moved)], decode))[0, 0] == \
+        pytest.approx(24 / 36)
+    with pytest.raises(ValueError, match="decode_brush"):
+        boxes([brush("cat", mask)])
 
 
 def test_the_shown_prediction_is_the_parent_else_the_newest_before_the_annotation():
