@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loop.common.errors import LoopError
-from train.export_coco import split_of
+from train.export_coco import assign_splits
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,7 +93,7 @@ class ExportState:
     def split(self, task_id: int, val_fraction: float) -> str:
         """The task's split: the one it had (validation never leaks into training), else drawn from its id."""
         row = self.db.execute("SELECT split FROM tasks WHERE task_id = ?", (int(task_id),)).fetchone()
-        return row[0] if row else split_of(int(task_id), val_fraction)
+        return assign_splits([task_id], {int(task_id): row[0]} if row else {}, val_fraction)[int(task_id)]
 
     def add(self, task_id: int, split: str, image: dict[str, Any], updated_at: str, coco: dict[str, Any]) -> None:
         """A listed task: its split and image entry remembered, its COCO image and annotations kept for the

@@ -126,9 +126,10 @@ class Simulation:
             if img is None:
                 raise LoopError(f"cannot read pool image {f}")
             self.images[i] = img
-        data = {"pool": file_sha256(pool_file), "test": file_sha256(self.test_file),
-                "images": hashlib.sha256(b"".join(img.tobytes() for _, img in sorted(self.images.items())))
-                .hexdigest()}
+        pixels = hashlib.sha256()  # image by image: the pool's pixels are never copied into one buffer
+        for _, img in sorted(self.images.items()):
+            pixels.update(img.tobytes())
+        data = {"pool": file_sha256(pool_file), "test": file_sha256(self.test_file), "images": pixels.hexdigest()}
         cache_dir = self.stage.get("cache_dir")
         self.cache = TrainingCache(resolve(cache_dir) if cache_dir else None,
                                    {"train": plain(cfg.train), "model": plain(cfg.model), "data": data,
