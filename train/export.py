@@ -145,9 +145,12 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
                     log.warning("task %s: image size unknown without download; skipped", task["id"])
                     continue
                 entry["width"], entry["height"] = size
-            coco = build_coco([{"task_id": task["id"], "file_name": entry["file_name"], "width": entry["width"],
-                                "height": entry["height"], "annotation": annotation}], categories, names,
-                              decode_brush=labelstudio.brush_to_mask)
+            try:
+                coco = build_coco([{"task_id": task["id"], "file_name": entry["file_name"], "width": entry["width"],
+                                    "height": entry["height"], "annotation": annotation}], categories, names,
+                                  decode_brush=labelstudio.brush_to_mask)
+            except LoopError as exc:  # a region that does not decode: name the task to fix
+                raise LoopError(f"project {project_id}, task {task['id']}: {exc}") from None
             state.add(task["id"], state.split(task["id"], val_fraction), entry,
                       str(annotation.get("updated_at") or annotation.get("created_at") or ""), coco)
 

@@ -102,8 +102,8 @@ def region_instance(region: dict[str, Any], width: int, height: int,
                     ) -> dict[str, Any] | None:
     """A region as COCO annotation fields in pixels: a rectangle's bbox and area; a polygon's segmentation
     (one polygon) or a brush mask's (RLE, counts as text), each with the bbox and area of its pixels. None if
-    it is empty. `decode_brush(rle, width, height)` turns Label Studio's brush RLE into a bool mask (the SDK's
-    codec, loop.clients.labelstudio.brush_to_mask): this module stays pure."""
+    it is empty. `decode_brush(rle, width, height)` turns Label Studio's brush RLE into a bool mask
+    (loop.clients.labelstudio.brush_to_mask): this module stays pure."""
     kind = region.get("type")
     if kind == "rectanglelabels":
         box = region_to_bbox(region, width, height)

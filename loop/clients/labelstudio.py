@@ -16,9 +16,9 @@ from typing import Any, Iterable, Iterator
 import httpx
 import numpy as np
 from label_studio_sdk import LabelStudio, PredictionRequest
-from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from label_studio_sdk.core.api_error import ApiError
 
+from loop.common.brush_rle import mask_to_rle, rle_to_values
 from loop.common.errors import LoopError
 
 log = logging.getLogger(__name__)
@@ -249,13 +249,17 @@ def prefill_from(client, project_id: int, model_version: str) -> None:
 
 
 def mask_to_brush(mask: np.ndarray) -> list[int]:
-    """A binary H x W mask in Label Studio's brush RLE (the SDK's encoder): a BrushLabels region's value.rle."""
-    return [int(v) for v in mask2rle((np.asarray(mask) > 0).astype(np.uint8) * 255)]
+    """A binary H x W mask in Label Studio's brush RLE (the bytes the SDK's encoder writes, written from the mask's
+    own runs): a BrushLabels region's value.rle."""
+    return mask_to_rle(np.asarray(mask) > 0)
 
 
 def brush_to_mask(rle: list[int], width: int, height: int) -> np.ndarray:
-    """A BrushLabels region's value.rle as a boolean H x W mask (the SDK's decoder: RGBA, alpha is the mask)."""
-    flat = decode_rle(rle)
+    """A BrushLabels region's value.rle as a boolean H x W mask (RGBA bytes; alpha is the mask)."""
+    try:
+        flat = rle_to_values(rle)
+    except ValueError as exc:
+        raise LoopError(f"{exc}; delete the region in Label Studio and draw it again") from None
     if flat.size != width * height * 4:
         raise LoopError(f"a brush mask holds {flat.size // 4} pixels, not {width}x{height}: it was drawn on an "
                         "image of another size")
