@@ -10,6 +10,7 @@ import json
 import logging
 import mimetypes
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -25,12 +26,13 @@ log = logging.getLogger(__name__)
 ACCESS_MARGIN_S = 60.0  # renew an access token this long before it expires
 
 
-def connect(url: str, api_key: str | None, timeout: float = 60.0):
-    """An SDK client, checked with one call so a wrong URL or token fails here with a clear message."""
+def connect(url: str, api_key: str | None, timeout: float = 60.0, http: httpx.Client | None = None):
+    """An SDK client, checked with one call so a wrong URL or token fails here with a clear message. `http`:
+    the connection pool it sends through (its owner closes it; see session), else one of the SDK's own."""
     if not api_key:
         raise LoopError("no Label Studio API key: set LABEL_STUDIO_API_KEY (or labelstudio.api_key_file=PATH) to a "
                         "personal access token (Account & Settings in Label Studio) or a legacy token")
-    client = LabelStudio(base_url=url.rstrip("/"), api_key=api_key, timeout=timeout)
+    client = LabelStudio(base_url=url.rstrip("/"), api_key=api_key, timeout=timeout, httpx_client=http)
     renew_access_early(client)
     try:
         client.users.whoami()
@@ -44,6 +46,15 @@ def connect(url: str, api_key: str | None, timeout: float = 60.0):
         raise LoopError(f"cannot reach Label Studio at {url} ({exc}); is it running? (python -m loop.run "
                         "stage=labelstudio starts a local one)") from None
     return client
+
+
+@contextmanager
+def session(url: str, api_key: str | None, timeout: float = 60.0) -> Iterator[Any]:
+    """A checked client (connect) whose connections are closed when the block ends. The SDK's client has no
+    close of its own, so a long-running stage=loop that connects for every export and pre-annotation would
+    leave a pool of open sockets to Label Studio behind each time."""
+    with httpx.Client(timeout=timeout, follow_redirects=True) as http:
+        yield connect(url, api_key, timeout, http=http)
 
 
 def renew_access_early(client, margin_s: float = ACCESS_MARGIN_S) -> None:

@@ -5,8 +5,9 @@ server). Libraries below this layer never see a DictConfig, so they can be calle
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -62,9 +63,12 @@ def labelstudio_api_key(cfg: DictConfig) -> str | None:
                         "that holds the personal access token") from None
 
 
-def connect_labelstudio(cfg: DictConfig):
-    """An SDK client for the configured Label Studio (checked with one call)."""
-    return labelstudio.connect(cfg.labelstudio.url, labelstudio_api_key(cfg))
+@contextmanager
+def labelstudio_session(cfg: DictConfig) -> Iterator[Any]:
+    """An SDK client for the configured Label Studio (checked with one call), its connections closed when the
+    block ends."""
+    with labelstudio.session(cfg.labelstudio.url, labelstudio_api_key(cfg)) as client:
+        yield client
 
 
 def model_name(cfg: DictConfig) -> str:

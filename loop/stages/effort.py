@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from loop.al.effort import NO_PREDICTION, EffortTable, effort_by_version, format_table
 from loop.clients import labelstudio
 from loop.common.paths import resolve
-from loop.stages.adapters import connect_labelstudio, model_name, open_registry, project_id
+from loop.stages.adapters import labelstudio_session, model_name, open_registry, project_id
 from train.plots import plot_effort
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,10 @@ def record_table(cfg: DictConfig, table: EffortTable, project: int) -> dict[str,
 
 def effort(cfg: DictConfig) -> dict[str, Any]:
     project = project_id(cfg)
-    tasks = labelstudio.iter_tasks(connect_labelstudio(cfg), project, only_annotated=True)
-    return record_table(cfg, effort_by_version(tasks, decode_brush=labelstudio.brush_to_mask), project)
+    with labelstudio_session(cfg) as client:
+        tasks = labelstudio.iter_tasks(client, project, only_annotated=True)
+        table = effort_by_version(tasks, decode_brush=labelstudio.brush_to_mask)
+    return record_table(cfg, table, project)
 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:

@@ -11,14 +11,13 @@ from omegaconf import DictConfig
 from loop.clients import labelstudio
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
-from loop.stages.adapters import connect_labelstudio, media_fetcher, project_id
+from loop.stages.adapters import labelstudio_session, media_fetcher, project_id
 from train.export import export_project
 
 
 def export(cfg: DictConfig, download: bool | None = None, on_task=None) -> dict[str, Any]:
     """Export labelstudio.project_id as the config says; a project with nothing submitted is an error."""
     project = project_id(cfg)
-    client = connect_labelstudio(cfg)
     settings = cfg.export
     out = resolve(settings.dir) if settings.dir else resolve(cfg.work_dir) / "exports" / f"project-{project}"
     download = bool(settings.download if download is None else download)
@@ -26,8 +25,9 @@ def export(cfg: DictConfig, download: bool | None = None, on_task=None) -> dict[
     # as new at the next poll (one retrain too many, never one too few). It leaves out annotations imported
     # with their tasks (Label Studio marks them ground truth), which the export includes, so the scheduler
     # compares it with this figure, not with the exported task count.
-    submitted = labelstudio.get_project(client, project)["num_tasks_with_annotations"] or 0
     with ExitStack() as stack:
+        client = stack.enter_context(labelstudio_session(cfg))
+        submitted = labelstudio.get_project(client, project)["num_tasks_with_annotations"] or 0
         fetcher = stack.enter_context(media_fetcher(cfg)) if download else None
         result = export_project(client, project, out, fetcher=fetcher, val_fraction=float(settings.val_fraction),
                                 control=settings.control, skip_unreadable=bool(settings.skip_unreadable),

@@ -26,7 +26,7 @@ from loop.common.paths import resolve
 from loop.common.streams import read_ahead
 from loop.stages.adapters import (
     check_queue_strategy,
-    connect_labelstudio,
+    labelstudio_session,
     media_fetcher,
     open_registry,
     project_id,
@@ -37,8 +37,13 @@ log = logging.getLogger(__name__)
 
 
 def preannotate(cfg: DictConfig) -> dict[str, Any]:
+    check_queue_strategy(cfg.preannotate.get("queue_strategy"))  # before anything loads or connects
+    with labelstudio_session(cfg) as client:
+        return _preannotate(cfg, client)
+
+
+def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
     strategy = cfg.preannotate.get("queue_strategy")
-    check_queue_strategy(strategy)
     project = project_id(cfg)
     models = open_registry(cfg)
     champion = models.champion()
@@ -49,7 +54,6 @@ def preannotate(cfg: DictConfig) -> dict[str, Any]:
     # the backend's runtime and precision: bulk pre-annotation is where a faster network pays most
     load = model_loader(serve_settings(cfg, checkpoint=""))
     predictor = load_registered(models, champion, cache / models.model_name, load)
-    client = connect_labelstudio(cfg)
     info = labelstudio.get_project(client, project)
     label_map = build_label_map(info["label_config"], predictor.classes)
     threshold = float(cfg.backend.score_threshold)

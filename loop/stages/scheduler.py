@@ -15,7 +15,7 @@ from loop.al.gate import due
 from loop.clients import labelstudio
 from loop.clients.registry import CHALLENGER
 from loop.common.errors import LoopError
-from loop.stages.adapters import check_queue_strategy, connect_labelstudio, open_registry, project_id
+from loop.stages.adapters import check_queue_strategy, labelstudio_session, open_registry, project_id
 from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain_once
 
@@ -43,41 +43,49 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         raise LoopError("stage=loop needs stage.min_new_annotations=N and/or stage.interval_s=SECONDS")
     if stage.get("preannotate_after_promotion"):
         check_queue_strategy(cfg.preannotate.get("queue_strategy"))  # before the first retrain, not after it
-    client = connect_labelstudio(cfg)
     registry = open_registry(cfg)
     report = {"iterations": 0, "failures": 0, "promotions": 0}
-    backoff = float(stage.poll_s)
-    last_run = time.monotonic()
     log.info("loop on project %s: retrain at %s new submitted tasks%s; Ctrl-C stops", project,
              min_new, f" or every {interval_s:.0f} s" if interval_s else "")
-    try:
-        while stage.get("max_iterations") is None or report["iterations"] < int(stage.max_iterations):
-            wait = float(stage.poll_s)
-            try:
-                submitted = labelstudio.get_project(client, project)["num_tasks_with_annotations"] or 0
-                reason = due(submitted, trained_snapshot_size(registry), min_new, interval_s,
-                             time.monotonic() - last_run)
-                if reason:
-                    log.info("retraining: %s", reason)
-                    summary = retrain_once(cfg)
-                    last_run = time.monotonic()
-                    report["iterations"] += 1
-                    report["promotions"] += bool(summary["promoted"])
-                    log.info("iteration %d: version %d, held-out mAP %.3f, %s", report["iterations"],
-                             summary["version"], summary["heldout_bbox_mAP"],
-                             "promoted" if summary["promoted"] else "not promoted")
-                    if summary["promoted"] and stage.get("preannotate_after_promotion"):
-                        preannotate(cfg)
-                backoff = float(stage.poll_s)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # one failed iteration must not stop the loop
-                report["failures"] += 1
-                last_run = time.monotonic()
-                backoff = min(backoff * 2, float(stage.max_backoff_s))
-                wait = backoff
-                log.error("iteration failed (%s: %s); next try in %.0f s", type(exc).__name__, exc, wait)
-            time.sleep(wait)
-    except KeyboardInterrupt:
-        log.info("stopped by Ctrl-C")
+    with labelstudio_session(cfg) as client:
+        try:
+            follow(cfg, client, registry, report)
+        except KeyboardInterrupt:
+            log.info("stopped by Ctrl-C")
     return report
+
+
+def follow(cfg: DictConfig, client, registry, report: dict[str, int]) -> None:
+    """Poll the project's counter every stage.poll_s and retrain when due, until stage.max_iterations (or
+    forever); counts into `report`. A failed iteration is logged and retried with a growing back-off."""
+    stage, project = cfg.stage, project_id(cfg)
+    min_new, interval_s = stage.get("min_new_annotations"), stage.get("interval_s")
+    backoff = float(stage.poll_s)
+    last_run = time.monotonic()
+    while stage.get("max_iterations") is None or report["iterations"] < int(stage.max_iterations):
+        wait = float(stage.poll_s)
+        try:
+            submitted = labelstudio.get_project(client, project)["num_tasks_with_annotations"] or 0
+            reason = due(submitted, trained_snapshot_size(registry), min_new, interval_s,
+                         time.monotonic() - last_run)
+            if reason:
+                log.info("retraining: %s", reason)
+                summary = retrain_once(cfg)
+                last_run = time.monotonic()
+                report["iterations"] += 1
+                report["promotions"] += bool(summary["promoted"])
+                log.info("iteration %d: version %d, held-out mAP %.3f, %s", report["iterations"],
+                         summary["version"], summary["heldout_bbox_mAP"],
+                         "promoted" if summary["promoted"] else "not promoted")
+                if summary["promoted"] and stage.get("preannotate_after_promotion"):
+                    preannotate(cfg)
+            backoff = float(stage.poll_s)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # one failed iteration must not stop the loop
+            report["failures"] += 1
+            last_run = time.monotonic()
+            backoff = min(backoff * 2, float(stage.max_backoff_s))
+            wait = backoff
+            log.error("iteration failed (%s: %s); next try in %.0f s", type(exc).__name__, exc, wait)
+        time.sleep(wait)

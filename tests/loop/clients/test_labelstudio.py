@@ -73,3 +73,14 @@ def test_tasks_stream_page_by_page_filtered_in_label_studio(ls_client, n):
     unlabeled = list(labelstudio.iter_tasks(ls_client, project.id, only_unlabeled=True, page_size=3))
     assert len(annotated) == (n + 1) // 2 and all(t["annotations"] for t in annotated)
     assert len(unlabeled) == n // 2 and not any(t["annotations"] for t in unlabeled)
+
+
+def test_a_session_closes_its_connections_when_the_block_ends(ls_server, ls_token):
+    with labelstudio.session(ls_server.url, ls_token) as client:
+        pool = client._client_wrapper.httpx_client.httpx_client  # the SDK keeps the pool it was given here
+        client.users.whoami()
+        assert not pool.is_closed
+    assert pool.is_closed
+    with pytest.raises(LoopError, match="rejected the API key"):
+        with labelstudio.session(ls_server.url, "not-a-token"):
+            pass
