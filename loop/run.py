@@ -90,23 +90,39 @@ def precheck(argv: list[str]) -> DictConfig | None:
         raise UsageError(explain_composition_error(exc)) from None
 
 
-def warnings_to_log_file() -> None:
-    """Python warnings (libraries' deprecation notices: pkg_resources, torch.cuda.amp, meshgrid, …) go to the
-    stage's log file under runs/hydra, not to the console a person reads. Without a log file (Hydra's job
-    logging turned off) they stay on the console, as log lines."""
+OURS = ("loop", "backend", "train", "__main__")  # the loggers whose INFO lines a person reads on the console
+
+
+class LibraryInfoFilter(logging.Filter):
+    """Lets through our own log lines and anyone's warnings and errors: the libraries' INFO lines (one per
+    HTTP request from httpx, MLflow's and alembic's notes) are for the log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] in OURS
+
+
+def chatter_to_log_file() -> None:
+    """Library chatter goes to the stage's log file under runs/hydra, not to the console a person reads:
+    Python warnings (deprecation notices: pkg_resources, torch.cuda.amp, meshgrid, ...) and the libraries'
+    INFO lines. Without a log file (Hydra's job logging turned off) everything stays on the console."""
+    root = logging.getLogger()
+    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return
     logging.captureWarnings(True)
-    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    if files:
-        warned = logging.getLogger("py.warnings")
-        warned.propagate = False
-        for handler in files:
-            warned.addHandler(handler)
+    warned = logging.getLogger("py.warnings")
+    warned.propagate = False
+    for handler in files:
+        warned.addHandler(handler)
+    for handler in root.handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.addFilter(LibraryInfoFilter())
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     logging.getLogger().setLevel(cfg.get("log_level", "INFO"))
-    warnings_to_log_file()
+    chatter_to_log_file()
     try:
         run(cfg)
     except LoopError as exc:
@@ -126,8 +142,9 @@ FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 # Nothing the loop starts phones home: MLflow's usage telemetry is off here and in every child process
-# (servers, Start Training jobs, the MLflow UI), unless the user set these themselves.
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+# (servers, Start Training jobs, the MLflow UI), unless the user set these themselves. MLflow's progress bar
+# for downloading a version's few files is off too: the console shows the loop's own steps.
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 from loop.common.errors import UsageError
 from loop.common.paths import CONF_DIR, REPO_ROOT
-from loop.run import precheck, warnings_to_log_file
+from loop.run import chatter_to_log_file, precheck
 from loop.stages.catalogue import catalogue, resolve_entry
 
 STAGES = catalogue()
@@ -112,22 +112,29 @@ def test_a_queue_strategy_the_queue_cannot_follow_is_refused_before_anything_run
     assert [p.name for p in tmp_path.iterdir()] == ["hydra"]  # its own run log only: no store, no demo folder
 
 
-def test_library_warnings_go_to_the_log_file_not_the_console(tmp_path):
+def test_library_warnings_and_info_lines_go_to_the_log_file_not_the_console(tmp_path):
     root, console = logging.getLogger(), logging.StreamHandler(io.StringIO())
     logfile = logging.FileHandler(tmp_path / "loop.log")
     root.addHandler(console)
     root.addHandler(logfile)
-    warned = logging.getLogger("py.warnings")
+    warned, level = logging.getLogger("py.warnings"), root.level
+    root.setLevel(logging.INFO)  # as a stage runs (log_level)
     try:
-        warnings_to_log_file()
+        chatter_to_log_file()
         warnings.showwarning("pkg_resources is deprecated", UserWarning, "lib.py", 17)
-        logging.getLogger("loop").warning("a warning of ours")
+        logging.getLogger("httpx").info('HTTP Request: GET http://ls/api/tasks/ "HTTP/1.1 200 OK"')
+        logging.getLogger("httpx").warning("a library's warning")
+        logging.getLogger("loop.stages.export").info("a step of ours")
+        logging.getLogger("backend").warning("a warning of ours")
     finally:
         logging.captureWarnings(False)
         warned.handlers.clear()
         warned.propagate = True
         root.removeHandler(console)
         root.removeHandler(logfile)
+        root.setLevel(level)
         logfile.close()
-    assert "pkg_resources" in (tmp_path / "loop.log").read_text()
-    assert "pkg_resources" not in console.stream.getvalue() and "a warning of ours" in console.stream.getvalue()
+    said, logged = console.stream.getvalue(), (tmp_path / "loop.log").read_text()
+    assert "pkg_resources" in logged and "HTTP Request" in logged and "a step of ours" in logged
+    assert "pkg_resources" not in said and "HTTP Request" not in said
+    assert "a library's warning" in said and "a step of ours" in said and "a warning of ours" in said
