@@ -6,8 +6,10 @@
 For each size N, a fresh project in a real Label Studio (SQLite, its default) gets N tasks in bulk, small
 demo images served from local files (LOCAL_FILES_DOCUMENT_ROOT, read by the loop straight from disk), half
 of them with a submitted annotation. Then, measured in this process:
-- export: `train.export.export_project` without downloads (sizes from the annotations), tasks/s, at the page
-  size it uses (1000) and at the SDK's default (100);
+- export: `train.export.export_project` without downloads (sizes from the annotations), tasks/s: a first
+  export (every task read in full), the same again with nothing changed, and again after 1 % of the tasks
+  were newly labeled (what each retrain's export costs: only new or changed tasks are read in full); and the
+  listing alone, every field (as before) against the fields the export names;
 - scheduler poll: the project counters it reads, against listing the annotated tasks;
 - pre-annotation of the unlabeled half: `stage=preannotate` as users run it (the demo model, registered in a
   temporary MLflow store), split into listing, inference and storing; and, on the first 300 of those tasks,
@@ -102,11 +104,33 @@ def run_size(n: int, server, client, token_file: Path, images: list[Path], root:
     created, create_s, _ = measured(lambda: labelstudio.import_tasks(client, project.id, make_tasks(images, root, n)))
     row = {"tasks": created, "import_s": create_s}
     out = tmp / f"export-{n}"
-    for label, page in (("export", 1000), ("export_page100", 100))[:2 if compare else 1]:
-        shutil.rmtree(out, ignore_errors=True)
-        result, seconds, peak = measured(lambda: export_project(client, project.id, out, progress=False,
-                                                                page_size=page))  # noqa: B023
-        row[f"{label}_tasks_s"], row[f"{label}_peak_mb"] = result["tasks"] / seconds, peak
+    # a first export (every task read in full), the same again with nothing changed, then after 1 % of the
+    # tasks were labeled: what each retrain's export costs. Timed without tracemalloc (it slows Python code
+    # down); peak memory from the same two exports, traced, into a second directory.
+    started = time.perf_counter()
+    result = export_project(client, project.id, out, progress=False)
+    row["export_tasks_s"] = result["tasks"] / (time.perf_counter() - started)
+    started = time.perf_counter()
+    result = export_project(client, project.id, out, progress=False)
+    row.update(reexport_same_tasks_s=result["tasks"] / (time.perf_counter() - started),
+               reexport_same_listed=result["listed_in_full"])
+    labeled = {tid for tid, _ in labelstudio.task_versions(client, project.id)}
+    fresh = sorted(tid for tid, _ in labelstudio.task_versions(client, project.id, only_annotated=False)
+                   if tid not in labeled)
+    for tid in fresh[:max(10, n // 100)]:
+        labelstudio.submit_annotation(client, tid, [bbox_to_region([8, 8, 40, 30], CLASSES[0], 320, 240)])
+    started = time.perf_counter()
+    result = export_project(client, project.id, out, progress=False)
+    row.update(reexport_changed_tasks_s=result["tasks"] / (time.perf_counter() - started),
+               reexport_changed_listed=result["listed_in_full"])
+    traced = tmp / f"export-{n}-traced"
+    row["export_peak_mb"] = measured(lambda: export_project(client, project.id, traced, progress=False))[2]
+    row["reexport_peak_mb"] = measured(lambda: export_project(client, project.id, traced, progress=False))[2]
+    if compare:  # the listing alone: every field, as before, against the fields the export names
+        for label, include in (("all_fields", None), ("export_fields", labelstudio.EXPORT_FIELDS)):
+            listed, seconds, _ = measured(lambda: sum(1 for _ in labelstudio.iter_tasks(  # noqa: B023
+                client, project.id, only_annotated=True, include=include)))  # noqa: B023
+            row[f"listing_{label}_tasks_s"] = listed / seconds
     polls = [measured(lambda: labelstudio.get_project(client, project.id)["num_tasks_with_annotations"])[1]
              for _ in range(5)]
     row["poll_counters_ms"] = 1000 * sorted(polls)[2]
@@ -153,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     found = [Path(args.checkpoint)] if args.checkpoint else \
         [Path(p) for p in sorted(glob.glob(str(REPO_ROOT / "runs/test-cache/demo-model-*/model.pth")))]
-    if not found or not found[0].exists():
+    if not args.export_only and (not found or not found[0].exists()):
         sys.exit("no checkpoint: run `make test` once (it trains the demo model) or pass --checkpoint")
     demo = ensure(REPO_ROOT / "data" / "demo")
     images = sorted((demo / "images").glob("*.jpg"))[:200]
@@ -166,16 +190,22 @@ def main() -> None:
             client = labelstudio.connect(server.url, token_file.read_text())
             rows = []
             for n in [int(x) for x in args.sizes.split(",")]:
-                row = run_size(n, server, client, token_file, images, demo, found[0], tmp,
+                row = run_size(n, server, client, token_file, images, demo, found[0] if found else None, tmp,
                                compare=n <= args.compare_up_to, export_only=args.export_only)
                 rows.append(row)
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
                       flush=True)
-        print(f"\nLabel Studio (SQLite) on {len(images)} demo images from local files; model {found[0]}")
+        model = found[0] if found else "none (export only)"
+        print(f"\nLabel Studio (SQLite) on {len(images)} demo images from local files; model {model}")
         keys = [("tasks", "tasks", "{:.0f}"), ("import_s", "bulk import s", "{:.1f}"),
-                ("export_tasks_s", "export tasks/s (page 1000)", "{:.0f}"),
-                ("export_page100_tasks_s", "export tasks/s (page 100)", "{:.0f}"),
-                ("export_peak_mb", "export peak MB", "{:.1f}"),
+                ("export_tasks_s", "export tasks/s: first (all read)", "{:.0f}"),
+                ("reexport_same_tasks_s", "export tasks/s: again, nothing changed", "{:.0f}"),
+                ("reexport_changed_tasks_s", "export tasks/s: again, 1 % newly labeled", "{:.0f}"),
+                ("reexport_changed_listed", "  tasks read in full", "{:.0f}"),
+                ("export_peak_mb", "export peak MB: first", "{:.1f}"),
+                ("reexport_peak_mb", "export peak MB: again", "{:.1f}"),
+                ("listing_all_fields_tasks_s", "listing tasks/s: every field (before)", "{:.0f}"),
+                ("listing_export_fields_tasks_s", "listing tasks/s: the export's fields", "{:.0f}"),
                 ("poll_counters_ms", "scheduler poll: counters ms", "{:.1f}"),
                 ("poll_listing_ms", "scheduler poll: listing ms", "{:.0f}"),
                 ("preannotate_s", "pre-annotation s (with model loading)", "{:.1f}"),
@@ -185,9 +215,9 @@ def main() -> None:
                 ("preannotate_peak_mb", "pre-annotation peak MB", "{:.1f}"),
                 ("new_store_ms_per_task", "store ms/task: bulk", "{:.2f}"),
                 ("old_store_ms_per_task", "store ms/task: per request + queue write", "{:.2f}")]
-        print(f"{'':42}" + "".join(f"{r['tasks']:>12}" for r in rows))
+        print(f"{'':44}" + "".join(f"{r['tasks']:>12}" for r in rows))
         for key, name, fmt in keys[1:]:
-            print(f"{name:42}" + "".join(f"{fmt.format(r[key]) if key in r else '-':>12}" for r in rows))
+            print(f"{name:44}" + "".join(f"{fmt.format(r[key]) if key in r else '-':>12}" for r in rows))
         if "runtime" in rows[0]:
             print(f"runtime: {rows[0]['runtime']}")
     finally:

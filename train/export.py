@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ from loop.clients import labelstudio
 from loop.clients.media import MediaError, MediaFetcher
 from loop.common.errors import LoopError
 from loop.common.label_configs import LabelConfigError
+from loop.common.streams import read_ahead
 from train.coco_writer import Pairs, write_json_if_changed
 from train.export_coco import (
     build_coco,
@@ -38,6 +40,8 @@ from train.export_coco import (
 from train.export_state import ExportState
 
 log = logging.getLogger(__name__)
+# bump when what an export makes of a task changes: the next export then lists every task in full again
+EXPORT_FORMAT = 1
 
 
 def _image_name(task_id: int, url: str) -> str:
@@ -82,22 +86,64 @@ def _refuse_or_warn(project_id: int, unreadable: list[tuple[int, str]], skip: bo
     log.warning("%s; left out (export.skip_unreadable=true)", message)
 
 
+def _export_task(task: dict[str, Any], state: ExportState, out_dir: Path, fetcher: MediaFetcher | None,
+                 categories: list[dict[str, Any]], names: list[str], image_key: str, val_fraction: float,
+                 project_id: int, unreadable: list[tuple[int, str]], version: str) -> None:
+    """One task listed in full: its image (downloaded once), its COCO entries and its split into the state,
+    kept under Label Studio's `version` (updated_at) of it for the next export."""
+    annotation = pick_annotation(task.get("annotations") or [])
+    if annotation is None:
+        return  # only skipped/cancelled annotations: not labeled
+    url = (task.get("data") or {}).get(image_key)
+    if not url:
+        log.warning("task %s has no '%s' field; skipped", task["id"], image_key)
+        return
+    entry = state.image(task["id"])
+    if entry is None or entry["url"] != url or (fetcher is not None and not (out_dir / entry["file_name"]).exists()):
+        entry = {"url": url, "file_name": _image_name(task["id"], url)}
+        size = image_size_hint(annotation)
+        if fetcher is not None:
+            try:
+                data = fetcher.fetch(url, task["id"])
+            except MediaError as exc:
+                unreadable.append((task["id"], str(exc)))
+                return
+            (out_dir / entry["file_name"]).write_bytes(data)
+            size = size or _image_size(data)
+        if size is None:
+            log.warning("task %s: image size unknown without download; skipped", task["id"])
+            return
+        entry["width"], entry["height"] = size
+    try:
+        coco = build_coco([{"task_id": task["id"], "file_name": entry["file_name"], "width": entry["width"],
+                            "height": entry["height"], "annotation": annotation}], categories, names,
+                          decode_brush=labelstudio.brush_to_mask)
+    except LoopError as exc:  # a region that does not decode: name the task to fix
+        raise LoopError(f"project {project_id}, task {task['id']}: {exc}") from None
+    state.add(task["id"], state.split(task["id"], val_fraction), entry,
+              str(annotation.get("updated_at") or annotation.get("created_at") or ""), coco)
+    state.keep(task["id"], version, {k: v for k, v in task.items() if v is not None})
+
+
 def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetcher | None = None,
                    val_fraction: float = 0.2, control: str | None = None, progress: bool = True,
                    skip_unreadable: bool = False,
                    on_task: Callable[[dict[str, Any]], None] | None = None,
-                   page_size: int = 1000) -> dict[str, Any]:
+                   page_size: int = 1000, incremental: bool = True) -> dict[str, Any]:
     """Export the project's submitted annotations to `out_dir`; returns counts and timings.
 
     Images come through `fetcher`, the same guarded fetcher the backend serves with (SSRF guard, size cap,
     token only to Label Studio, cloud presign). Without one nothing is downloaded: sizes come from the
     annotations, for fast checks of a big project. A submitted task whose image cannot be read is never
     dropped quietly: the export stops, naming the tasks and the cause, before it writes anything, unless
-    `skip_unreadable` (then they are left out and listed in the log). `on_task` sees the submitted tasks as
-    listed (annotations and predictions), one at a time, for figures drawn from the same listing (labeling
-    effort). Tasks are streamed page by page; what is kept of each (its split, image entry and COCO entries)
-    goes to SQLite as it is listed (train.export_state), and the files are written from there one task at a
-    time (train.coco_writer): memory stays flat however large the project.
+    `skip_unreadable` (then they are left out and listed in the log). `on_task` sees every submitted task
+    (annotations and predictions), one at a time, for figures drawn from the same listing (labeling effort).
+    `incremental`: a cheap listing of task ids and dates first; tasks Label Studio reports unchanged since
+    the last export into `out_dir` are taken from its state, and only new or changed ones are listed in full
+    (train.export_state: reuse). False lists every task in full again.
+    Tasks are streamed page by page, the next page read while this one is worked on; what is kept of each
+    (its split, image entry and COCO entries) goes to SQLite as it is listed, and the files are written from
+    there one task at a time (train.coco_writer): memory stays flat however large the project.
     `control` names the region control to export; by default the mask controls (PolygonLabels, BrushLabels)
     win when the project has any, else its first RectangleLabels control exports boxes
     (train.export_coco.export_controls)."""
@@ -114,45 +160,39 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
 
     labels = list(dict.fromkeys(label for c in chosen for label in c["labels"]))  # config order, once each
     names = [c["name"] for c in chosen]
-    listing = _timed(labelstudio.iter_tasks(client, project_id, only_annotated=True, page_size=page_size))
     unreadable: list[tuple[int, str]] = []
     with ExportState(out_dir, project_id) as state:
         categories = stable_categories(labels, state.categories())
-        for task in tqdm(listing, desc="export", unit="task", disable=not progress,
-                         total=project.get("num_tasks_with_annotations")):
+        settings = json.dumps({"format": EXPORT_FORMAT, "controls": names, "categories": categories,
+                               "image": image_key, "download": download}, sort_keys=True)
+        versions = _timed(labelstudio.task_versions(client, project_id)) if incremental else None
+        if versions is not None:
+            known = state.reuse(versions, settings, out_dir if download else None)
+            total = state.todo_count()
+            reused = known - total
+            if on_task is not None:
+                for task in state.reused():
+                    on_task(task)
+            # a few changed tasks by id; many (a first export, new settings) page through the filtered listing,
+            # passing over the tasks taken over above
+            by_id = total <= known // 4
+            listing = _timed(read_ahead(labelstudio.iter_tasks(
+                client, project_id, only_annotated=True, page_size=page_size, include=labelstudio.EXPORT_FIELDS,
+                ids=list(state.todo()) if by_id else None), depth=page_size))
+        else:
+            total, reused = project.get("num_tasks_with_annotations"), 0
+            listing = _timed(read_ahead(labelstudio.iter_tasks(
+                client, project_id, only_annotated=True, page_size=page_size, include=labelstudio.EXPORT_FIELDS),
+                depth=page_size))
+        listed = 0
+        for task in tqdm(listing, desc="export", unit="task", disable=not progress, total=total):
+            if reused and state.is_listed(task["id"]):
+                continue  # unchanged: taken over above
+            listed += 1
             if on_task is not None:
                 on_task(task)
-            annotation = pick_annotation(task.get("annotations") or [])
-            if annotation is None:
-                continue  # only skipped/cancelled annotations: not labeled
-            url = (task.get("data") or {}).get(image_key)
-            if not url:
-                log.warning("task %s has no '%s' field; skipped", task["id"], image_key)
-                continue
-            entry = state.image(task["id"])
-            if entry is None or entry["url"] != url or (download and not (out_dir / entry["file_name"]).exists()):
-                entry = {"url": url, "file_name": _image_name(task["id"], url)}
-                size = image_size_hint(annotation)
-                if download:
-                    try:
-                        data = fetcher.fetch(url, task["id"])
-                    except MediaError as exc:
-                        unreadable.append((task["id"], str(exc)))
-                        continue
-                    (out_dir / entry["file_name"]).write_bytes(data)
-                    size = size or _image_size(data)
-                if size is None:
-                    log.warning("task %s: image size unknown without download; skipped", task["id"])
-                    continue
-                entry["width"], entry["height"] = size
-            try:
-                coco = build_coco([{"task_id": task["id"], "file_name": entry["file_name"], "width": entry["width"],
-                                    "height": entry["height"], "annotation": annotation}], categories, names,
-                                  decode_brush=labelstudio.brush_to_mask)
-            except LoopError as exc:  # a region that does not decode: name the task to fix
-                raise LoopError(f"project {project_id}, task {task['id']}: {exc}") from None
-            state.add(task["id"], state.split(task["id"], val_fraction), entry,
-                      str(annotation.get("updated_at") or annotation.get("created_at") or ""), coco)
+            _export_task(task, state, out_dir, fetcher, categories, names, image_key, val_fraction, project_id,
+                         unreadable, state.version(task["id"]) if versions is not None else "")
 
         if unreadable:
             _refuse_or_warn(project_id, unreadable, skip_unreadable)
@@ -165,11 +205,12 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
         changed |= write_json_if_changed(out_dir / "manifest.json", {
             "project_id": project_id, "tasks": Pairs(state.snapshot()), "max_updated_at": state.max_updated_at(),
             "counts": counts})
-        state.commit(categories)
+        state.commit(categories, settings)
     result = {"project_id": project_id, "tasks": counts["train"] + counts["val"], "train": counts["train"],
               "val": counts["val"], "categories": len(categories), "changed": changed,
-              "unreadable": [tid for tid, _ in unreadable], "fetch_s": round(listing.seconds, 3),
+              "unreadable": [tid for tid, _ in unreadable], "listed_in_full": listed, "reused": reused,
+              "fetch_s": round(listing.seconds + (versions.seconds if versions is not None else 0.0), 3),
               "total_s": round(time.perf_counter() - started, 3), "out_dir": str(out_dir)}
-    log.info("exported %d tasks (%d train, %d val) to %s%s", result["tasks"], result["train"], result["val"],
-             out_dir, "" if changed else " (nothing changed)")
+    log.info("exported %d tasks (%d train, %d val; %d read again, %d unchanged) to %s%s", result["tasks"],
+             result["train"], result["val"], listed, reused, out_dir, "" if changed else " (nothing changed)")
     return result

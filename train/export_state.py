@@ -1,6 +1,7 @@
 """What an export directory remembers between exports, and what the current export has listed, in SQLite
-(`state.db`): category ids, the split of every task ever seen, the image cache index, and this export's
-tasks with their COCO entries.
+(`state.db`): category ids, the split of every task ever seen, the image cache index, this export's tasks
+with their COCO entries, and what the last export made of each task (so the next one reads again only the
+tasks that changed).
 
 Why SQLite: an export must keep every task's split frozen and know which images it already has, for every
 task the project ever had, and it writes COCO files whose images come sorted by task id. Held in Python,
@@ -9,6 +10,12 @@ more. In SQLite the export's memory stays flat: a task is looked up when it is l
 written from ordered queries, one task at a time. Nothing is committed until the export has written its
 files: an export that stops (an unreadable image, Label Studio gone) leaves the previous state as it was.
 
+What the last export made of each task (`kept`) is reused while Label Studio reports the task unchanged
+(its updated_at, from a cheap listing) and the export settings are the same (`settings`: controls, labels,
+image field, downloads); the raw task is kept too, so figures drawn from the listing (labeling effort) see
+every task either way. Re-exporting a big project then costs a listing of ids and dates plus the tasks that
+changed, not every task's annotations and predictions again.
+
 Export directories from earlier versions kept this in `state.json`; it is read once into `state.db`.
 """
 
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,8 @@ CREATE TABLE IF NOT EXISTS tasks (task_id INTEGER PRIMARY KEY, split TEXT NOT NU
                                   width INTEGER, height INTEGER);
 CREATE TABLE IF NOT EXISTS listed (task_id INTEGER PRIMARY KEY, split TEXT NOT NULL, updated_at TEXT NOT NULL,
                                    entry TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kept (task_id INTEGER PRIMARY KEY, version TEXT NOT NULL, split TEXT NOT NULL,
+                                 updated_at TEXT NOT NULL, entry TEXT NOT NULL, task TEXT NOT NULL);
 """
 
 
@@ -103,6 +112,55 @@ class ExportState:
         self.db.execute("INSERT OR REPLACE INTO listed VALUES (?, ?, ?, ?)",
                         (int(task_id), split, updated_at, json.dumps(coco)))
 
+    def reuse(self, versions: Iterable[tuple[int, str]], settings: str, files: Path | None = None) -> int:
+        """Take over what the last export made of every task in `versions` ((task id, Label Studio's
+        updated_at), streamed into SQLite) whose updated_at is the same and whose export `settings` did not
+        change; with `files` (downloads), only where the image file is still there. Returns how many tasks
+        `versions` held; `todo` then yields the others: new or changed, to be listed in full and `add`ed."""
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (task_id INTEGER PRIMARY KEY, version TEXT NOT NULL)")
+        self.db.execute("DELETE FROM seen")
+        self.db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)", ((int(i), str(v)) for i, v in versions))
+        if self._meta("settings") == settings:
+            self.db.execute("INSERT OR REPLACE INTO listed SELECT k.task_id, k.split, k.updated_at, k.entry "
+                            "FROM kept k JOIN seen s ON s.task_id = k.task_id AND s.version = k.version")
+            if files is not None:
+                gone = [(tid,) for tid, name in self.db.execute(
+                    "SELECT l.task_id, t.file_name FROM listed l JOIN tasks t ON t.task_id = l.task_id")
+                        if not (Path(files) / name).exists()]
+                self.db.executemany("DELETE FROM listed WHERE task_id = ?", gone)
+        return self.db.execute("SELECT COUNT(*) FROM seen").fetchone()[0]
+
+    def todo(self) -> Iterator[int]:
+        """The tasks `reuse` did not take over, by id."""
+        for (tid,) in self.db.execute("SELECT task_id FROM seen WHERE task_id NOT IN (SELECT task_id FROM listed) "
+                                      "ORDER BY task_id").fetchall():
+            yield tid
+
+    def todo_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM seen WHERE task_id NOT IN (SELECT task_id FROM listed)"
+                               ).fetchone()[0]
+
+    def version(self, task_id: int) -> str:
+        """Label Studio's updated_at of a task in `reuse`'s listing; "" for a task it did not list."""
+        row = self.db.execute("SELECT version FROM seen WHERE task_id = ?", (int(task_id),)).fetchone()
+        return "" if row is None else row[0]
+
+    def is_listed(self, task_id: int) -> bool:
+        """Whether this export has the task already (taken over by `reuse`, or added)."""
+        return self.db.execute("SELECT 1 FROM listed WHERE task_id = ?", (int(task_id),)).fetchone() is not None
+
+    def reused(self) -> Iterator[dict[str, Any]]:
+        """The raw tasks (as Label Studio listed them last time) of the tasks `reuse` took over."""
+        for (task,) in self.db.execute("SELECT k.task FROM kept k JOIN listed l ON l.task_id = k.task_id "
+                                       "ORDER BY k.task_id"):
+            yield json.loads(task)
+
+    def keep(self, task_id: int, version: str, task: dict[str, Any]) -> None:
+        """Remember what this export made of a task it listed in full (after `add`), with Label Studio's
+        updated_at for it, for the next export's `reuse`."""
+        self.db.execute("INSERT OR REPLACE INTO kept SELECT task_id, ?, split, updated_at, entry, ? FROM listed "
+                        "WHERE task_id = ?", (str(version), json.dumps(task, default=str), int(task_id)))
+
     def counts(self) -> dict[str, int]:
         found = dict(self.db.execute("SELECT split, COUNT(*) FROM listed GROUP BY split").fetchall())
         return {s: int(found.get(s, 0)) for s in ("train", "val")}
@@ -132,10 +190,13 @@ class ExportState:
                 yield {**ann, "id": next_id}
                 next_id += 1
 
-    def commit(self, categories: list[dict[str, Any]]) -> None:
-        """This export becomes the state (with these category ids); the listing's entries are dropped."""
+    def commit(self, categories: list[dict[str, Any]], settings: str = "") -> None:
+        """This export becomes the state (with these category ids and export settings); the listing's entries
+        are dropped, and what was kept of tasks this export did not list (no longer submitted)."""
         self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                            [("project_id", str(self.project_id)), ("categories", json.dumps(categories))])
+                            [("project_id", str(self.project_id)), ("categories", json.dumps(categories)),
+                             ("settings", settings)])
+        self.db.execute("DELETE FROM kept WHERE task_id NOT IN (SELECT task_id FROM listed)")
         self.db.execute("DELETE FROM listed")
         self.db.commit()
         legacy = self.path.with_name("state.json")

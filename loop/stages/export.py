@@ -31,7 +31,7 @@ def export(cfg: DictConfig, download: bool | None = None, on_task=None) -> dict[
         fetcher = stack.enter_context(media_fetcher(cfg)) if download else None
         result = export_project(client, project, out, fetcher=fetcher, val_fraction=float(settings.val_fraction),
                                 control=settings.control, skip_unreadable=bool(settings.skip_unreadable),
-                                on_task=on_task)
+                                on_task=on_task, incremental=bool(settings.get("incremental", True)))
     if result["tasks"] == 0:
         raise LoopError(f"project {project} has no submitted annotations yet; label and submit some tasks in "
                         "Label Studio first")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from loop.al.effort import EffortTable
 from loop.clients import labelstudio
 from loop.clients.media import MediaConfig, MediaFetcher
 from loop.common.errors import LoopError
@@ -109,3 +110,58 @@ def test_a_task_whose_image_cannot_be_read_stops_the_export_with_its_id_and_caus
     with MediaFetcher(MediaConfig(ls_url=ls_server.url, api_key="not-a-valid-token")) as wrong_token:
         with pytest.raises(LoopError, match="HTTP 401.*check LABEL_STUDIO_API_KEY"):
             export_project(ls_client, project.id, tmp_path / "token", fetcher=wrong_token, progress=False)
+
+
+def test_a_re_export_reads_only_the_tasks_that_changed_and_writes_what_a_full_export_writes(ls_client, ls_fetcher,
+                                                                                            demo_data, tmp_path):
+    project, gt, file_of = make_demo_project(ls_client, demo_data, 7, "export-incremental")
+    ids = sorted(file_of)
+    kept_out = ids[-1]  # labeled only later, as a new submission
+    for tid in ids[:3]:  # a model's boxes on screen before the person labels
+        im, boxes = gt[file_of[tid]]
+        moved = [(label, [x + 3, y, w, h]) for label, (x, y, w, h) in boxes]
+        labelstudio.create_prediction(ls_client, tid, {"result": regions(im, moved), "score": 0.5,
+                                                       "model_version": "v1"})
+    submitted = {tid: labelstudio.submit_annotation(ls_client, tid, regions(*gt[file_of[tid]]))["id"]
+                 for tid in ids[:-1]}
+
+    def exported(out, **kwargs):
+        table, seen = EffortTable(decode_brush=labelstudio.brush_to_mask), []
+        result = export_project(ls_client, project.id, out, fetcher=ls_fetcher, progress=False,
+                                on_task=lambda t: (seen.append(t["id"]), table.add_task(t)), **kwargs)
+        return result, sorted(seen), table.records()
+
+    first, seen, _ = exported(tmp_path / "a")
+    assert (first["listed_in_full"], first["reused"], first["tasks"]) == (6, 0, 6) and seen == ids[:-1]
+    again, seen, effort = exported(tmp_path / "a")
+    assert (again["listed_in_full"], again["reused"], again["changed"]) == (0, 6, False) and seen == ids[:-1]
+    assert {r["model_version"]: r["tasks"] for r in effort} == {"v1": 3, "(no prediction shown)": 3}
+
+    # a correction, a deleted annotation, a prediction on a labeled task, and a newly labeled task
+    im, boxes = gt[file_of[ids[0]]]
+    ls_client.annotations.update(id=submitted[ids[0]], result=regions(im, boxes[:1]))
+    ls_client.annotations.delete(id=submitted[ids[1]])
+    labelstudio.create_prediction(ls_client, ids[4], {"result": [], "score": 0.1, "model_version": "v2"})
+    labelstudio.submit_annotation(ls_client, kept_out, regions(*gt[file_of[kept_out]]))
+
+    after, seen, effort = exported(tmp_path / "a")
+    assert (after["listed_in_full"], after["reused"], after["tasks"]) == (3, 3, 6)  # ids 0, 4 and the new one
+    assert seen == [t for t in ids if t != ids[1]]
+    full, full_seen, full_effort = exported(tmp_path / "b", incremental=False)
+    assert (full["listed_in_full"], full["reused"]) == (6, 0) and full_seen == seen and full_effort == effort
+    for name in ("train.json", "val.json", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    train = json.loads((tmp_path / "a" / "train.json").read_text())
+    val = json.loads((tmp_path / "a" / "val.json").read_text())
+    anns = [a for a in train["annotations"] + val["annotations"] if a["image_id"] == ids[0]]
+    assert len(anns) == 1  # the correction, not the annotation as first submitted
+
+    # one task of six changed: read by its id, not by paging through the project
+    im, boxes = gt[file_of[ids[2]]]
+    ls_client.annotations.update(id=submitted[ids[2]], result=regions(im, boxes[1:]))
+    after, seen, effort = exported(tmp_path / "a")
+    assert (after["listed_in_full"], after["reused"], after["tasks"]) == (1, 5, 6)
+    full, full_seen, full_effort = exported(tmp_path / "c", incremental=False)
+    assert full_seen == seen and full_effort == effort
+    for name in ("train.json", "val.json", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name

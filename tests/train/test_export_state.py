@@ -87,3 +87,51 @@ def test_a_second_export_into_the_same_directory_at_once_is_refused(tmp_path, mo
         monkeypatch.setattr(sqlite3, "connect", lambda path: sqlite3.Connection(path, timeout=0.1))
         with pytest.raises(LoopError, match="another export is writing to .*export.dir"):
             ExportState(tmp_path, 7)
+
+
+def test_unchanged_tasks_are_taken_over_and_only_new_or_changed_ones_are_listed_again(tmp_path):
+    raw = {tid: {"id": tid, "annotations": [{"id": tid * 10}]} for tid in (1, 2, 3, 4)}
+    with ExportState(tmp_path, 7) as state:
+        assert state.reuse(iter([(1, "a"), (2, "b"), (3, "c")]), "s1") == 3
+        assert list(state.todo()) == [1, 2, 3] and state.todo_count() == 3  # nothing known yet
+        assert state.version(2) == "b" and state.version(9) == ""
+        for tid in (1, 2, 3):
+            state.add(tid, "train", image(tid), f"t{tid}", coco(tid, tid))
+            state.keep(tid, "abc"[tid - 1], raw[tid])
+        state.commit(CATS, "s1")
+    with ExportState(tmp_path, 7) as state:
+        # 2 changed, 3 no longer submitted, 4 new
+        state.reuse([(1, "a"), (2, "b2"), (4, "d")], "s1")
+        assert list(state.todo()) == [2, 4] and state.is_listed(1) and not state.is_listed(2)
+        assert list(state.reused()) == [raw[1]] and [i["id"] for i in state.images("train")] == [1]
+        for tid in (2, 4):
+            state.add(tid, "train", image(tid), f"t{tid}", coco(tid, tid))
+            state.keep(tid, {2: "b2", 4: "d"}[tid], raw[tid])
+        assert [(a["image_id"], a["bbox"][0]) for a in state.annotations("train")] == [(1, 1), (2, 2), (4, 4)]
+        assert list(state.snapshot()) == [("1", "t1"), ("2", "t2"), ("4", "t4")]
+        state.commit(CATS, "s1")
+    with ExportState(tmp_path, 7) as state:
+        state.reuse([(1, "a"), (2, "b2"), (3, "c"), (4, "d")], "s1")
+        assert list(state.todo()) == [3]  # 3's entry left with it
+        assert [t["id"] for t in state.reused()] == [1, 2, 4]
+    with ExportState(tmp_path, 7) as state:  # other settings (controls, labels, downloads): everything again
+        state.reuse([(1, "a"), (2, "b2"), (4, "d")], "s2")
+        assert list(state.todo()) == [1, 2, 4] and list(state.reused()) == []
+
+
+def test_a_task_whose_image_file_is_gone_is_listed_again_when_images_are_downloaded(tmp_path):
+    (tmp_path / "images").mkdir()
+    with ExportState(tmp_path, 7) as state:
+        state.reuse([(1, "a"), (2, "b")], "s")
+        for tid in (1, 2):
+            (tmp_path / image(tid)["file_name"]).write_bytes(b"png")
+            state.add(tid, "train", image(tid), "t", coco(tid))
+            state.keep(tid, "ab"[tid - 1], {"id": tid})
+        state.commit(CATS, "s")
+    (tmp_path / image(2)["file_name"]).unlink()
+    with ExportState(tmp_path, 7) as state:
+        state.reuse([(1, "a"), (2, "b")], "s")
+        assert list(state.todo()) == []  # without downloads the files do not matter
+    with ExportState(tmp_path, 7) as state:
+        state.reuse([(1, "a"), (2, "b")], "s", files=tmp_path)
+        assert list(state.todo()) == [2]
