@@ -76,7 +76,7 @@ def record_table(cfg: DictConfig, table: EffortTable, project: int) -> dict[str,
 def effort(cfg: DictConfig) -> dict[str, Any]:
     project = project_id(cfg)
     with labelstudio_session(cfg) as client:
-        tasks = labelstudio.iter_tasks(client, project, only_annotated=True)
+        tasks = labelstudio.iter_tasks(client, project, only_annotated=True, include=labelstudio.EXPORT_FIELDS)
         table = effort_by_version(tasks, decode_brush=labelstudio.brush_to_mask)
     return record_table(cfg, table, project)
 
