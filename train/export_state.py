@@ -110,7 +110,8 @@ class ExportState:
         self.db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
                         (int(task_id), split, image["url"], image["file_name"], image["width"], image["height"]))
         self.db.execute("INSERT OR REPLACE INTO listed VALUES (?, ?, ?, ?)",
-                        (int(task_id), split, updated_at, json.dumps(coco)))
+                        (int(task_id), split, updated_at,
+                         json.dumps({"images": coco["images"], "annotations": coco["annotations"]})))
 
     def reuse(self, versions: Iterable[tuple[int, str]], settings: str, files: Path | None = None) -> int:
         """Take over what the last export made of every task in `versions` ((task id, Label Studio's
