@@ -168,14 +168,15 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
         versions = _timed(labelstudio.task_versions(client, project_id)) if incremental else None
         if versions is not None:
             known = state.reuse(versions, settings, out_dir if download else None)
-            total = state.todo_count()
-            reused = known - total
+            todo = state.todo_count()
+            reused = known - todo
             if on_task is not None:
                 for task in state.reused():
                     on_task(task)
             # a few changed tasks by id; many (a first export, new settings) page through the filtered listing,
             # passing over the tasks taken over above
-            by_id = total <= known // 4
+            by_id = todo <= known // 4
+            total = todo if by_id else known  # what the listing below goes through
             listing = _timed(read_ahead(labelstudio.iter_tasks(
                 client, project_id, only_annotated=True, page_size=page_size, include=labelstudio.EXPORT_FIELDS,
                 ids=list(state.todo()) if by_id else None), depth=page_size))

@@ -132,9 +132,10 @@ def iter_tasks(client, project_id: int, *, only_annotated: bool = False, only_un
                ids: list[int] | None = None) -> Iterator[dict[str, Any]]:
     """A project's tasks with their data, annotations and predictions, as plain dicts (raw URLs), one page
     in memory at a time. `only_annotated` / `only_unlabeled` filter in Label Studio (a Data Manager filter on
-    submitted annotations), so the tasks left out are never serialized or sent. `include`: the task fields
-    Label Studio serializes (e.g. EXPORT_FIELDS); the others come back None. Naming them halves Label
-    Studio's work: it skips the Data Manager's computed columns (annotators, agreement, comments...).
+    submitted annotations), so the tasks left out are never serialized or sent. `include`: the fields
+    Label Studio serializes, of the task and of its annotations and predictions alike (e.g. EXPORT_FIELDS);
+    the task's others come back None. Naming them halves Label Studio's work: it skips the Data Manager's
+    computed columns (annotators, agreement, comments...).
     `ids`: only these tasks (listed in chunks of `page_size`)."""
     if ids is not None:
         for start in range(0, len(ids), page_size):
