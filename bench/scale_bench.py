@@ -97,7 +97,7 @@ def old_store(client, tasks: list[dict], version: str) -> float:
 
 def run_size(n: int, server, client, token_file: Path, images: list[Path], root: Path, checkpoint: Path,
              tmp: Path, compare: bool = True, export_only: bool = False) -> dict:
-    """One project of n tasks. `compare`: also the ways before bulk I/O (export in pages of 100, the scheduler
+    """One project of n tasks. `compare`: also the ways before (the listing with every field, the scheduler
     reading a listing, one request per prediction), which take minutes at 100,000 tasks and say nothing new.
     `export_only`: import, export and the scheduler poll, no pre-annotation."""
     project = labelstudio.create_project(client, f"scale {n}", rectangle_labels_config(CLASSES))
@@ -107,22 +107,21 @@ def run_size(n: int, server, client, token_file: Path, images: list[Path], root:
     # a first export (every task read in full), the same again with nothing changed, then after 1 % of the
     # tasks were labeled: what each retrain's export costs. Timed without tracemalloc (it slows Python code
     # down); peak memory from the same two exports, traced, into a second directory.
-    started = time.perf_counter()
-    result = export_project(client, project.id, out, progress=False)
-    row["export_tasks_s"] = result["tasks"] / (time.perf_counter() - started)
-    started = time.perf_counter()
-    result = export_project(client, project.id, out, progress=False)
-    row.update(reexport_same_tasks_s=result["tasks"] / (time.perf_counter() - started),
-               reexport_same_listed=result["listed_in_full"])
+    def timed_export() -> tuple[dict, float]:
+        started = time.perf_counter()
+        result = export_project(client, project.id, out, progress=False)
+        return result, result["tasks"] / (time.perf_counter() - started)
+
+    row["export_tasks_s"] = timed_export()[1]
+    result, row["reexport_same_tasks_s"] = timed_export()
+    row["reexport_same_listed"] = result["listed_in_full"]
     labeled = {tid for tid, _ in labelstudio.task_versions(client, project.id)}
     fresh = sorted(tid for tid, _ in labelstudio.task_versions(client, project.id, only_annotated=False)
                    if tid not in labeled)
     for tid in fresh[:max(10, n // 100)]:
         labelstudio.submit_annotation(client, tid, [bbox_to_region([8, 8, 40, 30], CLASSES[0], 320, 240)])
-    started = time.perf_counter()
-    result = export_project(client, project.id, out, progress=False)
-    row.update(reexport_changed_tasks_s=result["tasks"] / (time.perf_counter() - started),
-               reexport_changed_listed=result["listed_in_full"])
+    result, row["reexport_changed_tasks_s"] = timed_export()
+    row["reexport_changed_listed"] = result["listed_in_full"]
     traced = tmp / f"export-{n}-traced"
     row["export_peak_mb"] = measured(lambda: export_project(client, project.id, traced, progress=False))[2]
     row["reexport_peak_mb"] = measured(lambda: export_project(client, project.id, traced, progress=False))[2]

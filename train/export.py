@@ -166,6 +166,7 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
         settings = json.dumps({"format": EXPORT_FORMAT, "controls": names, "categories": categories,
                                "image": image_key, "download": download}, sort_keys=True)
         versions = _timed(labelstudio.task_versions(client, project_id)) if incremental else None
+        total, reused, ids = project.get("num_tasks_with_annotations"), 0, None
         if versions is not None:
             known = state.reuse(versions, settings, out_dir if download else None)
             todo = state.todo_count()
@@ -175,16 +176,13 @@ def export_project(client, project_id: int, out_dir: Path, *, fetcher: MediaFetc
                     on_task(task)
             # a few changed tasks by id; many (a first export, new settings) page through the filtered listing,
             # passing over the tasks taken over above
-            by_id = todo <= known // 4
-            total = todo if by_id else known  # what the listing below goes through
-            listing = _timed(read_ahead(labelstudio.iter_tasks(
-                client, project_id, only_annotated=True, page_size=page_size, include=labelstudio.EXPORT_FIELDS,
-                ids=list(state.todo()) if by_id else None), depth=page_size))
-        else:
-            total, reused = project.get("num_tasks_with_annotations"), 0
-            listing = _timed(read_ahead(labelstudio.iter_tasks(
-                client, project_id, only_annotated=True, page_size=page_size, include=labelstudio.EXPORT_FIELDS),
-                depth=page_size))
+            if todo <= known // 4:
+                total, ids = todo, list(state.todo())
+            else:
+                total = known  # what the listing below goes through
+        listing = _timed(read_ahead(labelstudio.iter_tasks(
+            client, project_id, only_annotated=True, page_size=page_size, include=labelstudio.EXPORT_FIELDS, ids=ids),
+            depth=page_size))
         listed = 0
         for task in tqdm(listing, desc="export", unit="task", disable=not progress, total=total):
             if reused and state.is_listed(task["id"]):
