@@ -4,6 +4,12 @@ runs too), calibrated with min/max ranges on images of the model's own task. Wei
 (reduce_range): without VNNI (AVX2-only x86, e.g. AMD Zen 2/3) the u8 x s8 kernels add pairs of products in
 16 bits, which full-range weights can saturate; on the demo model this costs 0.001 mAP.
 
+torch's exporter stores equal tensors once and hands them to their other users through Identity nodes: the zero
+biases of freshly initialised layers, or the weights of convolutions shared across a head's levels whose
+norms are still equal. The quantizer takes such an input for an activation, so those convolutions stayed
+fp32 between DequantizeLinear and QuantizeLinear (a random-initialised RTMDet-tiny ran slower in "int8"
+than in fp32). Each user gets its own copy before quantizing (`own_constants`).
+
 A version's int8 network is made and checked at retrain time, on its held-out images (see
 loop.stages.int8_check); the server only loads it, and only when the check passed. What the check
 decided lives next to the network in `int8_check.json`.
@@ -41,18 +47,42 @@ def quantize_int8(fp32: Path, out: Path, inputs: Iterable[np.ndarray]) -> Path:
             batch = next(self.batches, None)
             return None if batch is None else {"input": batch}
 
+    import onnx
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    source = out.with_suffix(f".{os.getpid()}.fp32.tmp")
+    model = onnx.load(str(fp32))
+    own_constants(model.graph)
+    onnx.save(model, str(source))
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # the tool suggests optional pre-processing on every call
     try:
-        quantize_static(str(fp32), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
                         calibrate_method=CalibrationMethod.MinMax)
     finally:
         logging.getLogger().setLevel(quiet)
+        source.unlink(missing_ok=True)
     os.replace(tmp, out)
     return out
+
+
+def own_constants(graph) -> int:
+    """Replace every Identity node that forwards an initializer by a copy of that initializer under the node's
+    output name (see the module docstring); returns how many. Works on the onnx GraphProto in place."""
+    from onnx import numpy_helper
+
+    constants = {init.name: init for init in graph.initializer}
+    forwarded = [node for node in graph.node if node.op_type == "Identity" and node.input[0] in constants]
+    outputs = {out.name for out in graph.output}
+    for node in forwarded:
+        if node.output[0] in outputs:  # a graph output must stay a node's output
+            continue
+        graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(constants[node.input[0]]),
+                                                         node.output[0]))
+        graph.node.remove(node)
+    return sum(1 for node in forwarded if node.output[0] not in outputs)
 
 
 def int8_verdict(fp32_map: float, int8_map: float, fp32_detections: int, tolerance: float) -> tuple[str, str]:

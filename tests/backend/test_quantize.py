@@ -14,7 +14,7 @@ from backend.loading import ServeSettings, model_loader, wanted_precision
 from backend.onnx_check import onnx_check
 from backend.onnx_runtime import detection_agreement
 from backend.predictor import Detections
-from backend.quantize import INT8_CHECK, INT8_FILE, int8_verdict, read_check
+from backend.quantize import INT8_CHECK, INT8_FILE, int8_verdict, quantize_int8, read_check
 from loop.common.demo_data import heldout_export
 from loop.stages.int8_check import int8_check
 
@@ -32,6 +32,48 @@ def test_agreement_counts_the_reference_detections_the_candidate_keeps():
                       np.array([0, 1, 0]))]
     cand = [Detections(np.array([[0, 0, 10, 11], [20, 20, 30, 30.0]]), np.array([0.85, 0.7]), np.array([0, 2]))]
     assert detection_agreement(ref, cand, 0.3) == (1, 2)  # the second has another label; the third scores 0.1
+
+
+def test_convolutions_that_share_equal_tensors_are_quantized_too(tmp_path):
+    """torch's exporter hands equal weights and biases (fresh layers, a head's levels) to their other users
+    through Identity nodes; every convolution must still get int8 weights and an int32 bias."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    class Twins(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.c = torch.nn.Conv2d(8, 8, 3, padding=1)
+            for conv in (self.a, self.b, self.c):
+                torch.nn.init.zeros_(conv.bias)
+            self.c.weight.data.copy_(self.b.weight.data)
+
+        def forward(self, x):
+            return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+    torch.manual_seed(0)
+    fp32, int8 = tmp_path / "twins.onnx", tmp_path / "twins.int8.onnx"
+    torch.onnx.export(Twins().eval(), torch.randn(1, 3, 16, 16), str(fp32), opset_version=17, dynamo=False,
+                      input_names=["input"], output_names=["out"])
+    assert any(n.op_type == "Identity" for n in onnx.load(str(fp32)).graph.node)  # the exporter shared them
+    rng = np.random.default_rng(0)
+    quantize_int8(fp32, int8, [rng.standard_normal((1, 3, 16, 16)).astype(np.float32) for _ in range(4)])
+    graph = onnx.load(str(int8)).graph
+    constants = {init.name: init.data_type for init in graph.initializer}
+    made_by = {out: node for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert len(convs) == 3
+    for conv in convs:
+        weight, bias = (made_by[name] for name in conv.input[1:])
+        assert weight.op_type == bias.op_type == "DequantizeLinear", conv.name
+        assert (constants[weight.input[0]], constants[bias.input[0]]) == (onnx.TensorProto.INT8, onnx.TensorProto.INT32)
+    assert not list(tmp_path.glob("*.tmp"))
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+               for f in (fp32, int8)]
+    assert np.abs(outputs[0] - outputs[1]).max() < 0.1 * np.abs(outputs[0]).max()
 
 
 @pytest.fixture(scope="module")
