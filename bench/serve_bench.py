@@ -16,11 +16,15 @@ a real Label Studio; plus single-task latency and backend cold start.
     PolygonLabels and a BrushLabels project (what masks cost next to the same model's boxes), and its naive loop.
 Every row prints how many boxes it returned. The floor is measured, not assumed: the network's work on
 these images, at the sizes the backend letterboxes them to, over the multiply throughput measured on the
-same cores in the same run (a large fp32 matrix product in torch; for int8, ONNX Runtime's MatMulInteger).
+same cores in the same run (for fp32 the faster of a large matrix product in torch and in ONNX Runtime:
+torch's MKL takes a slower path on AMD CPUs than ONNX Runtime's own kernels, which the network runs on;
+for int8, ONNX Runtime's MatMulInteger).
 Label Studio runs on the same cores, so every row also says how much CPU it spent serving the images.
-Without --checkpoint a randomly initialised RTMDet-tiny (our config at --img-size, mmdet's initialisation,
-seed 0) is used: the network's speed does not depend on the weights, and like any untrained model it finds
-nothing above the score threshold, as a trained one finds a few boxes; the bench prints how many.
+With --checkpoint and --img-size, the checkpoint is served at that size (a copy whose config says so): a
+model trained small timed at the model zoo's 640. Without --checkpoint a randomly initialised RTMDet-tiny
+(our config at --img-size, mmdet's initialisation, seed 0) is used: the network's speed does not depend on
+the weights, and like any untrained model it finds nothing above the score threshold, as a trained one finds
+a few boxes; the bench prints how many.
 """
 
 from __future__ import annotations
@@ -77,10 +81,27 @@ def random_checkpoint(img_size: int, out: Path) -> Path:
     return out
 
 
+def resized_checkpoint(ckpt: Path, img_size: int, out: Path) -> Path:
+    """A copy of a slim checkpoint whose config serves (and tests, and trains) at `img_size`: the same weights,
+    timed at another input size."""
+    import torch
+    from mmengine.config import Config
+
+    from loop.common.model_config import set_input_size
+    from train.slim import load_slim
+
+    slim = load_slim(ckpt)
+    cfg = Config.fromstring(slim["meta"]["config"], ".py")
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        set_input_size(loader.dataset.pipeline, img_size)
+    torch.save({**slim, "meta": {**slim["meta"], "img_size": img_size, "config": cfg.pretty_text}}, out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=32)
-    ap.add_argument("--img-size", type=int, default=640)
+    ap.add_argument("--img-size", type=int, help="input size (default 640; with --checkpoint: its config's)")
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--latency-requests", type=int, default=20)
     ap.add_argument("--seg-checkpoint", type=Path, help="an instance segmentation model (RTMDet-Ins) for rows (s)")
@@ -89,7 +110,11 @@ def main() -> None:
 
     demo = ensure(REPO_ROOT / "data" / "demo")
     tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    ckpt = args.checkpoint or random_checkpoint(args.img_size, tmp / "rtmdet_tiny_random.pth")
+    if args.checkpoint is None:
+        ckpt = random_checkpoint(args.img_size or 640, tmp / "rtmdet_tiny_random.pth")
+    else:
+        ckpt = args.checkpoint if args.img_size is None else \
+            resized_checkpoint(args.checkpoint, args.img_size, tmp / f"{args.checkpoint.stem}-{args.img_size}.pth")
 
     with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as ls, \
             MediaFetcher(MediaConfig(ls_url=ls.url, api_key=ls.personal_access_token())) as fetcher:
@@ -127,8 +152,8 @@ def main() -> None:
         if args.seg_checkpoint:
             segmentation(args.seg_checkpoint, ls, token, tmp, tasks, project.id, fetcher)
     n = len(tasks)
-    size = f"input {args.img_size}" if not args.checkpoint else "input size of its config"
-    print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else ckpt}, {size}, "
+    size = f"input {args.img_size or 640}" if args.img_size or not args.checkpoint else "input size of its config"
+    print(f"model: RTMDet-tiny {'random init' if not args.checkpoint else args.checkpoint}, {size}, "
           f"{n} images ({files[0].name}...), torch threads {torch.get_num_threads()}")
     thresholded_s = naive["(a')"]["s"]
     for label, what, _ in rows[:2]:
@@ -151,14 +176,17 @@ def main() -> None:
     fp32, inputs = prepared(predictor, files, tmp)
     shapes = [tuple(x.shape[2:]) for x in inputs]
     threads = torch.get_num_threads()
-    fp32_rate, int8_rate = sgemm_gflops(threads), matmul_integer_gops(threads)
-    square = gflop(predictor.model, (args.img_size, args.img_size))
+    torch_rate, ort_rate, int8_rate = sgemm_gflops(threads), matmul_gflops(threads), matmul_integer_gops(threads)
+    fp32_rate = max(torch_rate, ort_rate)
+    side = fp32.input_size
+    square = gflop(predictor.model, (side, side))
     per_shape = {s: gflop(predictor.model, s) for s in set(shapes)}
     mean_gflop = sum(per_shape[s] for s in shapes) / len(shapes)
     floor_ms = mean_gflop / fp32_rate * 1000
-    print(f"measured on {threads} threads: fp32 matrix product {fp32_rate:.0f} GFLOP/s (torch, 2048^3), int8 "
-          f"MatMulInteger {int8_rate:.0f} GOP/s (ONNX Runtime, 2048^3)")
-    print(f"floor: {square:.1f} GFLOP per {args.img_size}^2 image = {square / fp32_rate * 1000:.0f} ms in fp32; "
+    print(f"measured on {threads} threads, 2048^3 products: fp32 {torch_rate:.0f} GFLOP/s in torch, {ort_rate:.0f} "
+          f"GFLOP/s in ONNX Runtime (the floor takes the faster); int8 MatMulInteger {int8_rate:.0f} GOP/s "
+          "(ONNX Runtime)")
+    print(f"floor: {square:.1f} GFLOP per {side}^2 image = {square / fp32_rate * 1000:.0f} ms in fp32; "
           f"these images as the backend letterboxes them ({', '.join(f'{w}x{h}' for h, w in sorted(per_shape))}) "
           f"average {mean_gflop:.1f} GFLOP = {floor_ms:.0f} ms per image in fp32 (the floor used below), "
           f"{mean_gflop / int8_rate * 1000:.0f} ms in int8")
@@ -336,19 +364,37 @@ def matmul_integer_gops(threads: int, n: int = 2048, repeats: int = 5) -> float:
     """int8 multiply-add throughput measured here: ONNX Runtime's MatMulInteger (uint8 x int8 -> int32), the
     kernel its quantized convolutions run on, best of `repeats` n x n x n products."""
     import numpy as np
+
+    rng = np.random.default_rng(0)
+    return _ort_matmul_rate("MatMulInteger", {"a": rng.integers(0, 255, (n, n), dtype=np.uint8),
+                                              "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}, threads, repeats)
+
+
+def matmul_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """fp32 multiply-add throughput of ONNX Runtime's own MatMul (its MLAS kernels, which its convolutions
+    share), best of `repeats` n x n x n products."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return _ort_matmul_rate("MatMul", {"a": rng.standard_normal((n, n), dtype=np.float32),
+                                       "b": rng.standard_normal((n, n), dtype=np.float32)}, threads, repeats)
+
+
+def _ort_matmul_rate(op: str, feed: dict, threads: int, repeats: int) -> float:
+    """2 n^3 / the best time of one `op` (MatMul or MatMulInteger) on these two n x n inputs, in G/s."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
-                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
-                               helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])])
+    n = feed["a"].shape[0]
+    kind = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8, "int8": TensorProto.INT8}
+    out = TensorProto.INT32 if op == "MatMulInteger" else TensorProto.FLOAT
+    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], op,
+                              [helper.make_tensor_value_info(k, kind[str(v.dtype)], [n, n]) for k, v in feed.items()],
+                              [helper.make_tensor_value_info("y", out, [n, n])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feed = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
     session.run(None, feed)
     best = min(_timed(lambda: session.run(None, feed)) for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
