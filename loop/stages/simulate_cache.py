@@ -8,8 +8,9 @@ round.
 
 A round's key hashes everything its model depends on: the labeled image ids, the key of the model it starts
 from (so a chain is keyed as a whole), its iterations and seed, the training recipe and model settings, the
-data files, the device, and the versions of torch, mmengine and mmdet. Change the training code itself and
-the key does not see it: delete the cache directory (stage.cache_dir) then.
+data files, the device, the versions of torch, mmengine, mmcv and mmdet, and the training code itself (every
+file under train/: our trainer and our mmdet configs). A change anywhere else that alters training (a
+library edited in place, say) is not seen: delete the cache directory (stage.cache_dir) then.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
+
+from loop.common.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +41,23 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def code_digest(code: Path) -> str:
+    """sha256 over every file under `code` (relative path and bytes), compiled caches left out."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(code).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(code).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 class TrainingCache:
     """Rounds' models and figures under `root`, one directory per key. `setting` is what every round of this
-    run shares (recipe, model, data, device); `train` is called only on a miss."""
+    run shares (recipe, model, data, device); `code` the training code the key follows; `train` is called only
+    on a miss."""
 
-    def __init__(self, root: Path | None, setting: dict[str, Any]):
+    def __init__(self, root: Path | None, setting: dict[str, Any], code: Path = REPO_ROOT / "train"):
         self.root = Path(root) if root else None
-        self.setting = json.dumps({**setting, "versions": _versions()}, sort_keys=True, default=str)
+        self.setting = json.dumps({**setting, "versions": _versions(), "code": code_digest(code)}, sort_keys=True,
+                                  default=str)
 
     def key(self, labeled: list[int], start: str | None, iters: int, seed: int) -> str:
         text = json.dumps({"labeled": sorted(int(i) for i in labeled), "start": start, "iters": int(iters),

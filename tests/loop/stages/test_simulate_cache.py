@@ -45,6 +45,28 @@ def test_the_key_sees_every_input_of_a_round(tmp_path):
     assert TrainingCache(tmp_path, {"train": {"lr": 0.004}}).key([2, 1], "start", 100, 0) == base
 
 
+def test_the_key_follows_the_training_code(tmp_path):
+    code = tmp_path / "train"
+    (code / "configs").mkdir(parents=True)
+    (code / "trainer.py").write_text("lr = 0.004\n")
+    (code / "configs" / "rtmdet.py").write_text("_base_ = 'x'\n")
+
+    def key():
+        return TrainingCache(tmp_path / "cache", {"train": {}}, code=code).key([1, 2], None, 100, 0)
+
+    base = key()
+    (code / "__pycache__").mkdir()
+    (code / "__pycache__" / "trainer.cpython-311.pyc").write_bytes(b"\0")
+    assert key() == base  # compiled caches do not count
+    (code / "configs" / "rtmdet.py").write_text("_base_ = 'y'\n")
+    assert key() != base
+    (code / "configs" / "rtmdet.py").write_text("_base_ = 'x'\n")
+    assert key() == base
+    (code / "new.py").write_text("")
+    assert key() != base
+    assert TrainingCache(None, {}).key([1], None, 1, 0) != TrainingCache(None, {}, code=code).key([1], None, 1, 0)
+
+
 def test_no_cache_dir_always_trains(tmp_path):
     cache, trainer = TrainingCache(None, {}), Trainer(tmp_path)
     for _ in range(2):
