@@ -2,7 +2,9 @@
 per-channel weights: the pairing x86 VNNI and ARM dot-product instructions multiply natively, and that AVX2
 runs too), calibrated with min/max ranges on images of the model's own task. Weights use 7 of their 8 bits
 (reduce_range): without VNNI (AVX2-only x86, e.g. AMD Zen 2/3) the u8 x s8 kernels add pairs of products in
-16 bits, which full-range weights can saturate; on the demo model this costs 0.001 mAP.
+16 bits, which full-range weights can saturate. bench/int8_cpus.py measured it: with 7 bits an emulated
+AVX2-only x86-64 and ARM (with and without dot product) give outputs identical to an AVX512-VNNI CPU's; with
+8 bits the AVX2 outputs differ by tens. What the lost bit costs in mAP was within noise on the demo models.
 
 torch's exporter stores equal tensors once and hands them to their other users through Identity nodes: the zero
 biases of freshly initialised layers, or the weights of convolutions shared across a head's levels whose
@@ -28,9 +30,10 @@ import numpy as np
 INT8_FILE, INT8_CHECK = "model.int8.onnx", "int8_check.json"
 
 
-def quantize_int8(fp32: Path, out: Path, inputs: Iterable[np.ndarray]) -> Path:
+def quantize_int8(fp32: Path, out: Path, inputs: Iterable[np.ndarray], reduce_range: bool = True) -> Path:
     """Write the int8 network of `fp32` to `out`, calibrated on `inputs` (the N x 3 x H x W tensors the
-    detector feeds its network)."""
+    detector feeds its network). `reduce_range=False` (all 8 bits of the weights) only for comparisons: see
+    the module docstring."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -59,7 +62,7 @@ def quantize_int8(fp32: Path, out: Path, inputs: Iterable[np.ndarray]) -> Path:
     logging.getLogger().setLevel(logging.ERROR)  # the tool suggests optional pre-processing on every call
     try:
         quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
                         calibrate_method=CalibrationMethod.MinMax)
     finally:
         logging.getLogger().setLevel(quiet)

@@ -38,6 +38,19 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     fi
 fi
 
+# qemu-user (Debian's package): a test runs the int8 network on an emulated AVX2-only CPU (qemu-x86_64 -cpu
+# Haswell), so every host checks what CPUs without VNNI compute.
+if ! command -v qemu-x86_64 >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing qemu-user (apt-get install qemu-user)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q qemu-user >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q qemu-user >/dev/null; }
+    else
+        log "qemu-user is missing: run \`sudo apt-get install qemu-user\` (the int8 test on an AVX2-only CPU needs it)"
+    fi
+fi
+
 if [ ! -x "$PY" ]; then
     log "creating $VENV with $($PYTHON --version 2>&1)"
     "$PYTHON" -m venv "$VENV"

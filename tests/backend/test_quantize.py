@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -16,6 +18,7 @@ from backend.onnx_runtime import detection_agreement
 from backend.predictor import Detections
 from backend.quantize import INT8_CHECK, INT8_FILE, int8_verdict, quantize_int8, read_check
 from loop.common.demo_data import heldout_export
+from loop.common.paths import REPO_ROOT
 from loop.stages.int8_check import int8_check
 
 
@@ -120,6 +123,41 @@ def test_a_version_serves_int8_only_when_its_check_passed(checked_version, demo_
     assert (served.precision_note is None) == (expected == "passed")
     torch_auto = model_loader(ServeSettings(checkpoint="", runtime="torch", score_threshold=0.3))
     assert torch_auto(str(model / "model.pth")).precision == "fp32"
+
+
+def test_the_int8_network_gives_the_same_outputs_on_a_cpu_with_avx2_only(checked_version, tmp_path):
+    """Weights use 7 bits so that x86-64 CPUs without VNNI, whose u8 x s8 kernels add pairs of products in 16
+    bits, compute what VNNI (and ARM) CPUs compute. An AVX2-only CPU (Haswell) is emulated by qemu-x86_64, so
+    this checks the same thing on every host; bench/int8_cpus.py adds ARM and the 8-bit weights it guards
+    against (their outputs differ there by tens)."""
+    from backend.onnx_runtime import open_onnx
+    from backend.predictor import Detections, Predictor
+
+    qemu = shutil.which("qemu-x86_64")
+    assert qemu, "qemu-x86_64 is missing: apt-get install qemu-user (make setup installs it as root)"
+    model, exported = checked_version
+    reference = Predictor.load(str(model / "model.pth"), score_threshold=0.3)
+    fp32 = open_onnx(reference, model / "model.onnx", reference.input_size)
+    val = json.loads((exported / "val.json").read_text())
+    arrays = [cv2.imread(str(exported / im["file_name"])) for im in val["images"]]
+    int8 = quantize_int8(model / "model.onnx", tmp_path / INT8_FILE, (fp32.network_input([a]) for a in arrays))
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, **{f"x{i}": fp32.network_input([a]) for i, a in enumerate(arrays[:6])})
+    worker = [str(REPO_ROOT / "bench" / "ort_outputs.py"), str(int8), str(inputs)]
+    runs = {}
+    for name, prefix in (("here", [sys.executable]), ("haswell", [qemu, "-cpu", "Haswell", sys.executable])):
+        done = subprocess.run([*prefix, *worker, str(tmp_path / f"{name}.npz")], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[name] = (np.load(tmp_path / f"{name}.npz"), done.stdout)
+    assert "AVX2" in runs["haswell"][1] and "AVX512" not in runs["haswell"][1], runs["haswell"][1]
+    here, haswell = runs["here"][0], runs["haswell"][0]
+    assert sorted(here.files) == sorted(haswell.files) and len(here.files) == 6 * 6  # 6 images x 6 outputs
+    assert max(float(np.abs(here[k] - haswell[k]).max()) for k in here.files) <= 1e-3
+    detector = open_onnx(reference, int8, reference.input_size, 0.3, precision="int8")
+    boxes = [Detections(*detector._decode([here[f"y{i}_{k}"] for k in range(6)], 0, *detector._prepare(a)[1:]))
+             for i, a in enumerate(arrays[:6])]
+    assert sum(len(d.scores) for d in boxes) > 0  # the compared outputs hold detections
 
 
 def test_a_checkpoint_without_a_checked_int8_network_serves_fp32_and_says_why(demo_model, tmp_path):
