@@ -48,9 +48,8 @@ def bf16_refusal(report: CpuReport) -> str | None:
                if report.vendor and report.vendor.lower() != "intel" else "it found no CPU device")
         return (f"backend.precision=bf16 runs through OpenVINO's execution provider, which lists no device for "
                 f"this CPU (vendor {report.vendor or 'unknown'}; {why}): use backend.precision=int8 or auto (a "
-                "version's checked int8 network, measured 1.7-1.8x faster than fp32 on AMD and Intel CPUs with VNNI), "
-                "or use "
-                "backend.precision=fp32")
+                "version's checked int8 network, measured 1.7-1.8x faster than fp32 on AMD and Intel CPUs with "
+                "VNNI), or use backend.precision=fp32")
     if "BF16" not in report.openvino_capabilities.split():
         return ("backend.precision=bf16 needs a CPU whose bfloat16 units OpenVINO uses (AMX or AVX512-BF16); on "
                 f"this {report.vendor or 'unknown-vendor'} CPU it offers "

@@ -77,15 +77,14 @@ def own_constants(graph) -> int:
     from onnx import numpy_helper
 
     constants = {init.name: init for init in graph.initializer}
-    forwarded = [node for node in graph.node if node.op_type == "Identity" and node.input[0] in constants]
-    outputs = {out.name for out in graph.output}
+    outputs = {out.name for out in graph.output}  # a graph output must stay a node's output
+    forwarded = [node for node in graph.node
+                 if node.op_type == "Identity" and node.input[0] in constants and node.output[0] not in outputs]
     for node in forwarded:
-        if node.output[0] in outputs:  # a graph output must stay a node's output
-            continue
         graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(constants[node.input[0]]),
                                                          node.output[0]))
         graph.node.remove(node)
-    return sum(1 for node in forwarded if node.output[0] not in outputs)
+    return len(forwarded)
 
 
 def int8_verdict(fp32_map: float, int8_map: float, fp32_detections: int, tolerance: float) -> tuple[str, str]:
