@@ -54,19 +54,16 @@ def quantize_int8(fp32: Path, out: Path, inputs: Iterable[np.ndarray], reduce_ra
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    source = out.with_suffix(f".{os.getpid()}.fp32.tmp")
     model = onnx.load(str(fp32))
     own_constants(model.graph)
-    onnx.save(model, str(source))
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # the tool suggests optional pre-processing on every call
     try:
-        quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(model, str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
                         calibrate_method=CalibrationMethod.MinMax)
     finally:
         logging.getLogger().setLevel(quiet)
-        source.unlink(missing_ok=True)
     os.replace(tmp, out)
     return out
 

@@ -60,11 +60,9 @@ def run_outputs(prefix: list[str], env: dict[str, str], network: Path, inputs: P
                           text=True, env={"PATH": "/usr/bin:/bin", **env}, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(prefix[:3])}: {done.stderr.strip()[-500:]}")
-    saved = np.load(out)
-    count = len({name.split("_")[0] for name in saved.files})
-    outputs = [[saved[f"y{i}_{k}"] for k in range(len([n for n in saved.files if n.startswith(f"y{i}_")]))]
-               for i in range(count)]
-    return outputs, done.stdout.strip().splitlines()[-1]
+    saved, count = np.load(out), len(np.load(inputs).files)
+    per_input = len(saved.files) // count
+    return [[saved[f"y{i}_{k}"] for k in range(per_input)] for i in range(count)], done.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:

@@ -55,19 +55,25 @@ CLASSES = ["circle", "square", "triangle", "star"]
 SCORE_THRESHOLD = 0.3  # the backend's default
 
 
+def sized(cfg, img_size: int):
+    """`cfg` with every data pipeline (train, val, test) at a square of `img_size`."""
+    from loop.common.model_config import set_input_size
+
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        set_input_size(loader.dataset.pipeline, img_size)
+    return cfg
+
+
 def random_checkpoint(img_size: int, out: Path) -> Path:
     import torch
     from mmdet.apis import init_detector
     from mmengine.config import Config
 
-    from loop.common.model_config import set_input_size
     from train.slim import FORMAT
     from train.trainer import set_num_classes
 
-    cfg = Config.fromfile(str(CONFIG))
+    cfg = sized(Config.fromfile(str(CONFIG)), img_size)
     set_num_classes(cfg.model, len(CLASSES))
-    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        set_input_size(loader.dataset.pipeline, img_size)
     cfg.test_dataloader.dataset.pipeline = [s for s in cfg.test_dataloader.dataset.pipeline
                                             if s["type"] != "LoadAnnotations"]
     torch.manual_seed(0)
@@ -87,13 +93,10 @@ def resized_checkpoint(ckpt: Path, img_size: int, out: Path) -> Path:
     import torch
     from mmengine.config import Config
 
-    from loop.common.model_config import set_input_size
     from train.slim import load_slim
 
     slim = load_slim(ckpt)
-    cfg = Config.fromstring(slim["meta"]["config"], ".py")
-    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        set_input_size(loader.dataset.pipeline, img_size)
+    cfg = sized(Config.fromstring(slim["meta"]["config"], ".py"), img_size)
     torch.save({**slim, "meta": {**slim["meta"], "img_size": img_size, "config": cfg.pretty_text}}, out)
     return out
 
