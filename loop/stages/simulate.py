@@ -53,7 +53,7 @@ from loop.clients.checkpoints import file_sha256
 from loop.common.demo_data import VARIANTS, ensure
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
-from loop.stages.adapters import open_registry, plain, train_spec
+from loop.stages.adapters import local, open_registry, plain, train_spec
 from loop.stages.demo import demo
 from loop.stages.simulate_cache import TrainingCache
 from train.evaluate import coco_eval
@@ -130,17 +130,20 @@ class Simulation:
         for _, img in sorted(self.images.items()):
             pixels.update(img.tobytes())
         data = {"pool": file_sha256(pool_file), "test": file_sha256(self.test_file), "images": pixels.hexdigest()}
+        self.start_weights = start_weights(cfg)
         cache_dir = self.stage.get("cache_dir")
         self.cache = TrainingCache(resolve(cache_dir) if cache_dir else None,
                                    {"train": plain(cfg.train), "model": plain(cfg.model), "data": data,
-                                    "device": str(cfg.device)})
+                                    "device": str(cfg.device), "start_weights": self.start_weights and (
+                                        self.start_weights if "://" in self.start_weights
+                                        else file_sha256(Path(self.start_weights)))})
 
     def train(self, labeled: list[int], work: Path, start: dict | None, iters: int, seed: int) -> dict:
-        """Train on these images from `start` (a previous round's result; None: from scratch), or reuse the
-        same round trained before (loop.stages.simulate_cache)."""
+        """Train on these images from `start` (a previous round's result; None: from model.checkpoint, or from
+        scratch without one), or reuse the same round trained before (loop.stages.simulate_cache)."""
         key = self.cache.key(labeled, start and start["key"], iters, seed)
-        return self.cache.get_or_train(key, lambda: self._train(labeled, work, start and start["checkpoint"],
-                                                                iters, seed))
+        load_from = start["checkpoint"] if start else self.start_weights
+        return self.cache.get_or_train(key, lambda: self._train(labeled, work, load_from, iters, seed))
 
     def _train(self, labeled: list[int], work: Path, load_from: str | None, iters: int, seed: int) -> dict:
         recipe = self.cfg.train
@@ -241,6 +244,17 @@ class Simulation:
         return class_balance_weights(counts=counts, quality=quality)
 
 
+def start_weights(cfg) -> str | None:
+    """model.checkpoint, the weights every seed's first model fine-tunes from (a model-zoo checkpoint, or a
+    model trained on related data): real projects start there, and a model that already finds objects makes
+    uncertainty meaningful from the first round. None: first models train from scratch."""
+    weights = local(cfg.model.get("checkpoint"))
+    if weights and "://" not in weights and not Path(weights).is_file():
+        raise LoopError(f"model.checkpoint={weights} is not a file; give a checkpoint on disk (a .pth from "
+                        "stage=train or the model zoo), or null to train the first models from scratch")
+    return weights
+
+
 def write_report(rows: list[dict], out: Path) -> dict[str, dict]:
     """summary.json (what each strategy saves over random) and curves.png for these rows; returns the summary."""
 
@@ -284,7 +298,7 @@ class Results:
         tags = {"kind": "simulate", "mode": str(stage.mode)}
         with self.registry.run(f"simulate-{stage.mode}-{self.stamp}", tags=tags) as run:
             run.log_params({**params, **recipe, "img_size": self.cfg.model.img_size, "data": str(self.cfg.data.root),
-                            "model_config": self.cfg.model.config})
+                            "model_config": self.cfg.model.config, "start_weights": self.cfg.model.checkpoint})
             self.parent_run = run
             yield run
             self._finish(run)
@@ -354,8 +368,8 @@ def simulate(cfg) -> dict[str, Any]:
             first_s = time.perf_counter() - started
             bar.update()
             first_rare = sim.rare_figures(initial, first)
-            log.info("seed %d: %d random images -> mAP %.3f%s", seed, len(initial), first["bbox_mAP"],
-                     rare_text(first_rare))
+            log.info("seed %d: %d random images, from %s -> mAP %.3f%s", seed, len(initial),
+                     sim.start_weights or "scratch", first["bbox_mAP"], rare_text(first_rare))
             for si, strategy in enumerate(strategies):
                 srng = np.random.default_rng([seed, si])
                 with results.child(strategy, seed) as run:
