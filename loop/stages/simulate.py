@@ -49,7 +49,7 @@ from loop.al.acquisition import (
 )
 from loop.al.curves import mean_curves, summarise
 from loop.al.stability import flip_instability
-from loop.clients.checkpoints import file_sha256
+from loop.clients.checkpoints import fetch_checkpoint, file_sha256
 from loop.common.demo_data import VARIANTS, ensure
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
@@ -134,9 +134,8 @@ class Simulation:
         cache_dir = self.stage.get("cache_dir")
         self.cache = TrainingCache(resolve(cache_dir) if cache_dir else None,
                                    {"train": plain(cfg.train), "model": plain(cfg.model), "data": data,
-                                    "device": str(cfg.device), "start_weights": self.start_weights and (
-                                        self.start_weights if "://" in self.start_weights
-                                        else file_sha256(Path(self.start_weights)))})
+                                    "device": str(cfg.device),
+                                    "start_weights": self.start_weights and file_sha256(Path(self.start_weights))})
 
     def train(self, labeled: list[int], work: Path, start: dict | None, iters: int, seed: int) -> dict:
         """Train on these images from `start` (a previous round's result; None: from model.checkpoint, or from
@@ -249,7 +248,9 @@ def start_weights(cfg) -> str | None:
     model trained on related data): real projects start there, and a model that already finds objects makes
     uncertainty meaningful from the first round. None: first models train from scratch."""
     weights = local(cfg.model.get("checkpoint"))
-    if weights and "://" not in weights and not Path(weights).is_file():
+    if weights and "://" in weights:  # downloaded once (cached), so that the training cache keys its bytes
+        weights = str(fetch_checkpoint(weights))
+    if weights and not Path(weights).is_file():
         raise LoopError(f"model.checkpoint={weights} is not a file; give a checkpoint on disk (a .pth from "
                         "stage=train or the model zoo), or null to train the first models from scratch")
     return weights
