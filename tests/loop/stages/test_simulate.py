@@ -127,8 +127,10 @@ def test_first_models_fine_tune_from_model_checkpoint(small_demo, demo_model, tm
     from_weights = tuned.train(labeled, tmp_path / "tuned", None, 1, seed=0)
     assert from_scratch["key"] != from_weights["key"]
 
+    start = load_slim(demo_model["checkpoint"])["state_dict"]
+
     def distance(result):  # relative to the start weights, over every tensor they share
-        start, after = load_slim(demo_model["checkpoint"])["state_dict"], load_slim(result["checkpoint"])["state_dict"]
+        after = load_slim(result["checkpoint"])["state_dict"]
         shared = [k for k in start if k in after and start[k].is_floating_point()]
         return sum(float((after[k] - start[k]).norm()) for k in shared) / sum(float(start[k].norm()) for k in shared)
 
