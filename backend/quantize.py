@@ -86,9 +86,13 @@ def own_constants(graph) -> int:
 
 def int8_verdict(fp32_map: float, int8_map: float, fp32_detections: int, tolerance: float) -> tuple[str, str]:
     """(passed | failed | inconclusive, why): int8 may serve when its held-out mAP is within `tolerance` of
-    fp32's. With no fp32 detection on the held-out images there is nothing to compare (pure)."""
+    fp32's. With no fp32 detection on the held-out images, or none of them right (mAP 0, which int8 cannot
+    fall below), there is nothing to compare, and int8 does not serve (pure)."""
     if fp32_detections == 0:
         return "inconclusive", "the fp32 model finds nothing on the held-out images: no mAP to compare"
+    if fp32_map <= 0.0:
+        return "inconclusive", ("the fp32 model's held-out mAP is 0: no accuracy for int8 to keep; train further "
+                                "(stage=retrain) and register again")
     drop = fp32_map - int8_map
     figures = f"held-out mAP int8 {int8_map:.4f} vs fp32 {fp32_map:.4f} ({-drop:+.4f})"
     if drop <= tolerance:

@@ -28,6 +28,8 @@ def test_the_verdict_follows_the_tolerance_and_never_passes_an_empty_comparison(
     assert int8_verdict(0.50, 0.55, 10, 0.0)[0] == "passed"
     state, why = int8_verdict(0.0, 0.0, 0, 0.01)
     assert state == "inconclusive" and "finds nothing" in why
+    state, why = int8_verdict(0.0, 0.0, 12, 0.01)  # detections, none right: int8 has nothing to keep
+    assert state == "inconclusive" and "mAP is 0" in why and "stage=retrain" in why
 
 
 def test_agreement_counts_the_reference_detections_the_candidate_keeps():
