@@ -178,7 +178,7 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     stack.enter_context(server)
     token = server.personal_access_token()
     mlflow_url = start_mlflow_ui(cfg, work, stack)
-    client = labelstudio.connect(server.url, token)
+    client = stack.enter_context(labelstudio.session(server.url, token))  # its connections close with the demo
     project, gt, file_of = project_from_coco(client, data_root / cfg.data.train_ann, data_root, int(stage.images),
                                              f"labelloop demo {stamp}",
                                              partial(segmentation_labels_config, kind=masks) if masks else None)
