@@ -3,9 +3,13 @@
 Start from `initial` random images of the pool, then `rounds` of `per_round` images chosen by each strategy,
 labeled by the ground truth; after each round the model is trained again and scored on the fixed test
 split. Every strategy of one seed starts from the same initial images and the same first model, so the
-curves differ only by what the strategies chose. Rows go to a CSV as they come (a stopped run keeps its
-rounds), and to MLflow: one parent run with the CSV, the plot and the summary, one child run per
-strategy and seed with `bbox_mAP` against the labeled-image count as step.
+curves differ only by what the strategies chose. With a pretrained start (model.checkpoint) and
+`first_batch=strategy`, each strategy picks the initial images too, scored by that start model, as the
+production queue orders a new project's first tasks by the served checkpoint's predictions.
+
+Rows go to a CSV as they come (a stopped run keeps its rounds), and to MLflow: one parent run with the CSV,
+the plot and the summary, one child run per strategy and seed with `bbox_mAP` against the labeled-image
+count as step.
 
 In the full mode (`stage.mode=full`) the same oracle submits through a real Label Studio and the production
 loop runs (backend, export, retrain, registry, hot reload, pre-annotation and queue): one `stage=demo` run
@@ -64,6 +68,10 @@ from train.trainer import read_classes, train
 
 log = logging.getLogger(__name__)
 
+# Who picks the `initial` images: one random draw shared by every strategy, or each strategy itself
+# (scored by model.checkpoint, the start model; random's stay the shared draw).
+FIRST_BATCH = ("random", "strategy")
+
 FIELDS = ("strategy", "seed", "round", "labeled", "mAP", "mAP_50", "train_s", "select_s", "rare_class", "rare_AP",
           "rare_boxes")
 
@@ -107,6 +115,13 @@ class Simulation:
         unknown = [x for x in self.stage.strategies if x not in STRATEGIES]
         if unknown:
             raise LoopError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+        self.first_batch = str(self.stage.get("first_batch") or "random")
+        if self.first_batch not in FIRST_BATCH:
+            raise LoopError(f"stage.first_batch={self.first_batch!r}: use {' or '.join(FIRST_BATCH)}")
+        if self.first_batch == "strategy" and not cfg.model.get("checkpoint"):
+            raise LoopError("stage.first_batch=strategy scores the pool with the start model, and there is none: "
+                            "set model.checkpoint (a model-zoo checkpoint or a model trained on related data), "
+                            "or use stage.first_batch=random")
         self.cold_start = self.stage.get("cold_start") or None
         if self.cold_start not in (None, *COLD_START):
             raise LoopError(f"stage.cold_start={self.cold_start!r}: use {' or '.join(COLD_START)}, or null to "
@@ -164,10 +179,13 @@ class Simulation:
         full.unlink(missing_ok=True)
         return result
 
-    def choose(self, strategy: str, checkpoint: str, labeled: list[int],
-               rng: np.random.Generator) -> list[int]:
+    def choose(self, strategy: str, checkpoint: str, labeled: list[int], rng: np.random.Generator,
+               k: int | None = None, onnx_dir: Path | None = None) -> list[int]:
+        """The next `k` images (stage.per_round by default) `strategy` picks from the unlabeled pool, scored by
+        `checkpoint`; `labeled` may be empty (a first batch). ONNX exports go to onnx_dir (the checkpoint's
+        folder by default)."""
         unlabeled = [i for i in self.ids if i not in set(labeled)]
-        k = int(self.stage.per_round)
+        k = int(self.stage.per_round) if k is None else int(k)
         if strategy == "random":
             return [unlabeled[i] for i in select("random", k, rng, scores=[[]] * len(unlabeled))]
 
@@ -183,7 +201,8 @@ class Simulation:
         elif not embed and self.stage.get("runtime", "onnx") == "onnx":
             # the pool scored as the backend scores it, by the exported network in ONNX Runtime (a few times
             # faster on CPU than torch); embeddings come from torch's neck features
-            onnx = load_onnx(predictor, Path(checkpoint).parent, score_threshold=float(self.stage.score_threshold))
+            onnx = load_onnx(predictor, onnx_dir or Path(checkpoint).parent,
+                             score_threshold=float(self.stage.score_threshold))
             dets = onnx.predict(pool)
             mirror = onnx.predict
         else:
@@ -201,14 +220,14 @@ class Simulation:
             log.info("%s: the model is cold (no box >= %.2f on most of the pool), so %s picks this batch",
                      strategy, self.box_threshold, self.cold_start)
         labeled_emb = None
-        if strategy in EMBEDDING_STRATEGIES or (is_cold and self.cold_start == "coreset"):
+        if labeled and (strategy in EMBEDDING_STRATEGIES or (is_cold and self.cold_start == "coreset")):
             labeled_emb = np.stack([d.embedding for d in predictor.predict([self.images[i] for i in labeled],
                                                                            embed=True)])
         labeled_objects = None
-        if per_object:  # what is labeled already covers: the objects the model finds on those images
+        if per_object and labeled:  # what is labeled already covers: the objects the model finds on those images
             found = predictor.predict([self.images[i] for i in labeled], embed="objects")
             labeled_objects = np.concatenate([d.features[d.scores >= self.box_threshold] for d in found])
-        weights = self.class_weights(labeled, scores, labels, len(predictor.classes)) \
+        weights = self.class_weights(labeled, scores, labels, list(predictor.classes)) \
             if strategy in CLASS_WEIGHTED else None
         picked = select(strategy, k, rng, scores=scores,
                         embeddings=np.stack([d.embedding for d in dets]) if embed else None,
@@ -217,6 +236,19 @@ class Simulation:
                         instability=instability, objects=[d.features for d in dets] if per_object else None,
                         labeled_objects=labeled_objects)
         return [unlabeled[i] for i in picked]
+
+    def own_first_batch(self, strategy: str, out: Path, seed: int, rng: np.random.Generator) -> tuple[list, dict]:
+        """stage.first_batch=strategy: the `initial` images `strategy` picks from the whole pool, scored by the
+        start model, and the first model trained on them (as the shared first model is: from the start
+        weights, first_iters). Returns (images, result with train_s and select_s)."""
+        started = time.perf_counter()
+        picked = self.choose(strategy, self.start_weights, [], rng, k=int(self.stage.initial),
+                             onnx_dir=out / "start-onnx")  # not next to the user's checkpoint
+        select_s = time.perf_counter() - started
+        started = time.perf_counter()
+        result = self.train(picked, out / f"seed{seed}" / strategy / "round0", None, int(self.stage.first_iters),
+                            seed)
+        return picked, {**result, "train_s": time.perf_counter() - started, "select_s": select_s}
 
     def labeled_counts(self, labeled: list[int]) -> list[int]:
         """Boxes per class among the labeled images, in category-id order (`self.classes`)."""
@@ -232,14 +264,19 @@ class Simulation:
         ap = coco_eval(self.test_file, Path(result["detections"]))["per_class_AP"].get(self.rare, float("nan"))
         return {"rare_class": self.rare, "rare_AP": round(ap, 4), "rare_boxes": boxes}
 
-    def class_weights(self, labeled: list[int], scores: list, labels: list, num_classes: int) -> np.ndarray | None:
+    def class_weights(self, labeled: list[int], scores: list, labels: list, classes: list[str]) -> np.ndarray | None:
         """class_balanced_*'s weights: rarity from the labeled images' boxes per class, times (with
         stage.difficulty_weights) difficulty from the model's mean confidence per class over the unlabeled
-        pool. The production queue has the rarity part only (loop.al.acquisition.queue_score)."""
+        pool. The production queue has the rarity part only (loop.al.acquisition.queue_score). None (every
+        class weighs 1) when the model's classes are not the pool's: a start checkpoint made for other
+        classes (a COCO model) has no confidence per class of this project to weigh."""
+        if classes != self.classes:
+            log.info("the model's classes %s are not the pool's %s: every class weighs 1", classes, self.classes)
+            return None
         counts = self.labeled_counts(labeled)
         quality = None
         if self.stage.get("difficulty_weights", True):
-            quality = class_confidence(scores, labels, num_classes, self.box_threshold)
+            quality = class_confidence(scores, labels, len(classes), self.box_threshold)
         return class_balance_weights(counts=counts, quality=quality)
 
 
@@ -359,14 +396,16 @@ def simulate(cfg) -> dict[str, Any]:
     sim = Simulation(cfg)
     strategies, seeds, rounds = _strategies(stage), [int(x) for x in stage.seeds], int(stage.rounds)
     results = Results(cfg, out, stamp)
-    bar = tqdm(total=len(seeds) * (1 + len(strategies) * rounds), desc="simulate", unit="training")
+    own_first = [x for x in strategies if x != "random"] if sim.first_batch == "strategy" else []
+    bar = tqdm(total=len(seeds) * (1 + len(own_first) + len(strategies) * rounds), desc="simulate",
+               unit="training")
     with results.parent():
         for seed in seeds:
             rng = np.random.default_rng(seed)
             initial = sorted(int(i) for i in rng.choice(sim.ids, int(stage.initial), replace=False))
             started = time.perf_counter()
             first = sim.train(initial, out / f"seed{seed}" / "round0", None, int(stage.first_iters), seed)
-            first_s = time.perf_counter() - started
+            first = {**first, "train_s": time.perf_counter() - started, "select_s": 0.0}
             bar.update()
             first_rare = sim.rare_figures(initial, first)
             log.info("seed %d: %d random images, from %s -> mAP %.3f%s", seed, len(initial),
@@ -374,10 +413,17 @@ def simulate(cfg) -> dict[str, Any]:
             for si, strategy in enumerate(strategies):
                 srng = np.random.default_rng([seed, si])
                 with results.child(strategy, seed) as run:
-                    results.record(dict(strategy=strategy, seed=seed, round=0, labeled=len(initial),
-                                        mAP=first["bbox_mAP"], mAP_50=first["bbox_mAP_50"],
-                                        train_s=round(first_s, 1), select_s=0.0, **first_rare), run)
-                    labeled, result = list(initial), first
+                    labeled, result, rare = list(initial), first, first_rare
+                    if strategy in own_first:
+                        labeled, result = sim.own_first_batch(strategy, out, seed, srng)
+                        rare = sim.rare_figures(labeled, result)
+                        bar.update()
+                        log.info("seed %d %s: its own first %d images -> mAP %.3f%s", seed, strategy,
+                                 len(labeled), result["bbox_mAP"], rare_text(rare))
+                    results.record(dict(strategy=strategy, seed=seed, round=0, labeled=len(labeled),
+                                        mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
+                                        train_s=round(result["train_s"], 1), select_s=round(result["select_s"], 1),
+                                        **rare), run)
                     for r in range(1, rounds + 1):
                         t = time.perf_counter()
                         picked = sim.choose(strategy, result["checkpoint"], labeled, srng)

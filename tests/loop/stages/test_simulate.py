@@ -115,6 +115,33 @@ def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, m
     assert len(runs) == 2
 
 
+def test_each_strategy_picks_its_own_first_batch_when_asked(small_demo, demo_model, tmp_path, mlflow_store):
+    """stage.first_batch=strategy: random keeps the seed's shared random draw and first model; entropy_sum
+    trains its own first model on the images the start model doubts most."""
+    cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.seeds=[5]", "stage.strategies=[entropy_sum]",
+                  "stage.first_batch=strategy", f"model.checkpoint={demo_model['checkpoint']}", "stage.cold_start=null",
+                  "stage.initial=6", "stage.per_round=4", "stage.rounds=1", "stage.first_iters=1",
+                  "stage.round_iters=1", "model.img_size=128", "train.num_workers=0")
+    result = run_stage(cfg)
+    out = Path(result["out_dir"])
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert [(r["strategy"], int(r["labeled"])) for r in rows] == [
+        ("random", 6), ("random", 10), ("entropy_sum", 6), ("entropy_sum", 10)]
+    assert float(rows[2]["select_s"]) > 0  # the start model scored the pool
+
+    def images(folder):
+        return sorted(im["id"] for im in json.loads((folder / "train.json").read_text())["images"])
+
+    shared, own = images(out / "seed5" / "round0"), images(out / "seed5" / "entropy_sum" / "round0")
+    assert shared == sorted(int(i) for i in np.random.default_rng(5).choice(Simulation(cfg).ids, 6, replace=False))
+    assert len(own) == 6 and own != shared
+    # what the start model ranks first, with nothing labeled
+    sim = Simulation(cfg)
+    assert own == sorted(sim.choose("entropy_sum", sim.start_weights, [], np.random.default_rng([5, 1]), k=6,
+                                    onnx_dir=tmp_path / "onnx"))
+    assert not list(Path(demo_model["checkpoint"]).parent.glob("*.onnx"))  # nothing written next to the start
+
+
 def test_first_models_fine_tune_from_model_checkpoint(small_demo, demo_model, tmp_path, mlflow_store):
     """model.checkpoint is where every seed's first model starts (a pretrained model, as real projects have);
     the cache keys its rounds apart from the rounds of first models trained from scratch."""

@@ -85,14 +85,16 @@ def test_class_weights_favour_what_the_labeled_images_lack_and_the_model_doubts(
     for a in sim.pool["annotations"]:
         if a["image_id"] in labeled:
             counts[a["category_id"] - 1] += 1
-    rarity = sim.class_weights(labeled, [], [], len(CLASSES))  # nothing detected: difficulty is flat
+    rarity = sim.class_weights(labeled, [], [], list(CLASSES))  # nothing detected: difficulty is flat
     assert rarity.mean() == pytest.approx(1.0)
     assert all((rarity[a] > rarity[b]) == (counts[a] < counts[b]) for a in range(4) for b in range(4) if a != b)
     scores, labels = [[0.9, 0.9], [0.4]], [[0, 1], [2]]  # class 2 seen only at 0.4, class 3 never
-    both = sim.class_weights(labeled, scores, labels, len(CLASSES)) / rarity
+    both = sim.class_weights(labeled, scores, labels, list(CLASSES)) / rarity
     assert both[0] == pytest.approx(both[1]) and both[1] < both[2] < both[3]
     sim.stage.difficulty_weights = False  # the production queue's variant: rarity only
-    np.testing.assert_allclose(sim.class_weights(labeled, scores, labels, len(CLASSES)), rarity)
+    np.testing.assert_allclose(sim.class_weights(labeled, scores, labels, list(CLASSES)), rarity)
+    # a model made for other classes (a COCO start checkpoint) has no confidence per class of this pool
+    assert sim.class_weights(labeled, scores, labels, ["person", "car", "dog", "cat"]) is None
 
 
 def test_class_balanced_entropy_picks_the_borderline_rare_class(make_sim):
@@ -104,6 +106,31 @@ def test_class_balanced_entropy_picks_the_borderline_rare_class(make_sim):
     assert sim.choose("entropy_sum", "ckpt", labeled, np.random.default_rng(0)) == [5, 6]  # a tie: pool order
     picked = sim.choose("class_balanced_diverse", "ckpt", labeled, np.random.default_rng(0))
     assert len(set(picked)) == 2 and not set(picked) & set(labeled)
+
+
+def test_a_first_batch_is_picked_from_the_whole_pool_by_the_start_model(make_sim, tmp_path):
+    """stage.first_batch=strategy: nothing is labeled yet, and every strategy still picks by the start
+    model's predictions (the production queue's order for a new project)."""
+    start = tmp_path / "start.pth"  # the stand-in answers for it; Simulation checks that it is a file
+    start.write_bytes(b"weights")
+    # two borderline circles on 3 and 8, two borderline stars on 10 and 12; every other image: one sure circle
+    # (the stand-in reads image 1 as a mirror and finds nothing there: "nothing found" scores one box at 0.5)
+    table = {i: ([0.95], [0]) for i in range(1, 13)}
+    table.update({i: ([0.5, 0.5], [3 if i > 9 else 0] * 2) for i in (3, 8, 10, 12)})
+    sim = make_sim(table, "stage.first_batch=strategy", f"model.checkpoint={start}")
+    assert sim.start_weights == str(start)
+    pick = {s: sim.choose(s, sim.start_weights, [], np.random.default_rng(0), k=4)
+            for s in ("entropy_sum", "class_balanced_entropy", "coreset", "entropy_diverse", "random")}
+    assert sorted(pick["entropy_sum"]) == [3, 8, 10, 12]
+    # the start model doubts stars most: they come first for the class-balanced score
+    assert sorted(sim.choose("class_balanced_entropy", sim.start_weights, [], np.random.default_rng(0), k=2)) == \
+        [10, 12]
+    assert all(len(set(p)) == 4 and set(p) <= set(sim.ids) for p in pick.values())
+    # without a start model there is nothing to score the pool with
+    with pytest.raises(LoopError, match="stage.first_batch=strategy .* set model.checkpoint"):
+        make_sim(table, "stage.first_batch=strategy")
+    with pytest.raises(LoopError, match="stage.first_batch='uncertain'"):
+        make_sim(table, "stage.first_batch=uncertain", f"model.checkpoint={start}")
 
 
 def test_a_cold_model_picks_at_random_unless_the_rule_is_off(make_sim):
