@@ -19,13 +19,12 @@ per strategy and seed, recorded the same way.
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
 import json
 import logging
 import math
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,18 +50,17 @@ from loop.al.acquisition import (
     queue_strategy_error,
     select,
 )
-from loop.al.curves import mean_curves, summarise
 from loop.al.stability import flip_instability
 from loop.clients.checkpoints import fetch_checkpoint, file_sha256
 from loop.common.demo_data import VARIANTS, ensure
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
-from loop.stages.adapters import local, open_registry, plain, train_spec
+from loop.stages.adapters import local, plain, train_spec
 from loop.stages.demo import demo
 from loop.stages.simulate_cache import TrainingCache
+from loop.stages.simulate_report import Results, describe
 from train.evaluate import coco_eval
 from train.package import coco_class_counts, read_class_counts
-from train.plots import plot_learning_curves
 from train.slim import make_slim
 from train.trainer import read_classes, train
 
@@ -71,10 +69,6 @@ log = logging.getLogger(__name__)
 # Who picks the `initial` images: one random draw shared by every strategy, or each strategy itself
 # (scored by model.checkpoint, the start model; random's stay the shared draw).
 FIRST_BATCH = ("random", "strategy")
-
-FIELDS = ("strategy", "seed", "round", "labeled", "mAP", "mAP_50", "train_s", "select_s", "rare_class", "rare_AP",
-          "rare_boxes")
-
 
 def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
     """A COCO file with only these images and their annotations (all categories kept, ids unchanged)."""
@@ -291,71 +285,6 @@ def start_weights(cfg) -> str | None:
         raise LoopError(f"model.checkpoint={weights} is not a file; give a checkpoint on disk (a .pth from "
                         "stage=train or the model zoo), or null to train the first models from scratch")
     return weights
-
-
-def write_report(rows: list[dict], out: Path) -> dict[str, dict]:
-    """summary.json (what each strategy saves over random) and curves.png for these rows; returns the summary."""
-
-    summary = summarise(rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    plot_learning_curves(mean_curves(rows), out / "curves.png")
-    return summary
-
-
-def describe(summary: dict[str, dict]) -> list[str]:
-    """One line per strategy for the log."""
-    lines = []
-    for strategy, f in summary.items():
-        reach = f["labels_to_reach_control"]
-        lines.append(f"{strategy:<16} final mAP {f['final_mAP']:.3f} at {f['final_labeled']} labels; reaches "
-                     "random's final mAP " + ("within the budget: never" if reach is None else
-                                              f"with {reach:.0f} labels ({f['fraction_of_control_labels']:.0%})")
-                     + f"; mean gain {f['mean_gain']:+.3f}")
-    return lines
-
-
-class Results:
-    """Where the curves go: results.csv (row by row, so a stopped run keeps its rounds), one MLflow child run
-    per strategy and seed (bbox_mAP against labeled images), and at the end curves.png and summary.json
-    logged to the parent run."""
-
-    def __init__(self, cfg, out: Path, stamp: str):
-        self.out, self.rows = out, []
-        self.csv = out / "results.csv"
-        with open(self.csv, "w", newline="") as fh:
-            csv.DictWriter(fh, FIELDS).writeheader()
-        self.registry = open_registry(cfg, name=f"{cfg.registry.model_prefix}-simulate")  # tracking runs only
-        self.registry.experiment = str(cfg.stage.experiment)
-        self.stamp, self.cfg = stamp, cfg
-
-    @contextmanager
-    def parent(self):
-        stage = self.cfg.stage
-        params = {k: plain(v) for k, v in stage.items() if k not in ("name", "summary", "entry")}
-        recipe = {f"train.{k}": plain(v) for k, v in self.cfg.train.items()}
-        tags = {"kind": "simulate", "mode": str(stage.mode)}
-        with self.registry.run(f"simulate-{stage.mode}-{self.stamp}", tags=tags) as run:
-            run.log_params({**params, **recipe, "img_size": self.cfg.model.img_size, "data": str(self.cfg.data.root),
-                            "model_config": self.cfg.model.config, "start_weights": self.cfg.model.checkpoint})
-            self.parent_run = run
-            yield run
-            self._finish(run)
-
-    def child(self, strategy: str, seed: int):
-        return self.registry.run(f"{strategy}-seed{seed}", tags={"mlflow.parentRunId": self.parent_run.run_id,
-                                                                 "strategy": strategy, "seed": str(seed)})
-
-    def record(self, row: dict, run) -> None:
-        self.rows.append(row)
-        with open(self.csv, "a", newline="") as fh:
-            csv.DictWriter(fh, FIELDS).writerow(row)
-        run.log_metrics({"bbox_mAP": row["mAP"], "bbox_mAP_50": row["mAP_50"]}, step=row["labeled"])
-
-    def _finish(self, run) -> None:
-        self.summary = write_report(self.rows, self.out)
-        for name in ("results.csv", "summary.json", "curves.png"):
-            run.log_artifact(self.out / name)
-        run.log_metrics({f"{k}_mean_gain": v["mean_gain"] for k, v in self.summary.items()})
 
 
 def round_iterations(stage, labeled: int, batch_size: int) -> int:

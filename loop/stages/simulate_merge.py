@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from loop.common.errors import LoopError
-from loop.stages.simulate import FIELDS, describe, write_report
+from loop.stages.simulate_report import FIELDS, describe, write_report
 
 log = logging.getLogger(__name__)
 
