@@ -384,6 +384,9 @@ def simulate_full(cfg) -> dict[str, Any]:
     if wrong:
         raise LoopError(f"the Label Studio queue orders by a per-image score; {wrong} need the fast mode. "
                         f"Full mode strategies: random, {', '.join(QUEUE_STRATEGIES)}")
+    if str(stage.get("first_batch") or "random") != "random":
+        raise LoopError("stage.first_batch=strategy is the fast mode's: the full mode's demo labels its first "
+                        "tasks at random, before its first model. Use stage.mode=fast, or stage.first_batch=random")
     synthetic_if_missing(cfg)  # stage=demo generates data=demo itself, not the imbalanced variant
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / f"{stamp}-full"

@@ -98,6 +98,9 @@ def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, 
                            "stage.strategies=[bald]"))
     with pytest.raises(LoopError, match="need the fast mode"):
         run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.strategies=[coreset]"))
+    with pytest.raises(LoopError, match="first_batch=strategy is the fast mode's"):
+        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.first_batch=strategy",
+                          "stage.strategies=[entropy_sum]"))
 
 
 def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, mlflow_store):
