@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 # (scored by model.checkpoint, the start model; random's stay the shared draw).
 FIRST_BATCH = ("random", "strategy")
 
+
 def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
     """A COCO file with only these images and their annotations (all categories kept, ids unchanged)."""
     keep = set(image_ids)

@@ -125,11 +125,15 @@ def test_each_strategy_picks_its_own_first_batch_when_asked(small_demo, demo_mod
                   "stage.first_batch=strategy", f"model.checkpoint={demo_model['checkpoint']}", "stage.cold_start=null",
                   "stage.initial=6", "stage.per_round=4", "stage.rounds=1", "stage.first_iters=1",
                   "stage.round_iters=1", "model.img_size=128", "train.num_workers=0")
+    beside_start = set(Path(demo_model["checkpoint"]).parent.iterdir())
     result = run_stage(cfg)
     out = Path(result["out_dir"])
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert [(r["strategy"], int(r["labeled"])) for r in rows] == [
         ("random", 6), ("random", 10), ("entropy_sum", 6), ("entropy_sum", 10)]
+    # the start model's ONNX export went to the run's folder, nothing next to the user's checkpoint
+    assert list((out / "start-onnx").glob("*.onnx"))
+    assert set(Path(demo_model["checkpoint"]).parent.iterdir()) == beside_start
     assert float(rows[2]["select_s"]) > 0  # the start model scored the pool
 
     def images(folder):
@@ -142,7 +146,6 @@ def test_each_strategy_picks_its_own_first_batch_when_asked(small_demo, demo_mod
     sim = Simulation(cfg)
     assert own == sorted(sim.choose("entropy_sum", sim.start_weights, [], np.random.default_rng([5, 1]), k=6,
                                     onnx_dir=tmp_path / "onnx"))
-    assert not list(Path(demo_model["checkpoint"]).parent.glob("*.onnx"))  # nothing written next to the start
 
 
 def test_first_models_fine_tune_from_model_checkpoint(small_demo, demo_model, tmp_path, mlflow_store):
