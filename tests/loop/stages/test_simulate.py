@@ -139,11 +139,11 @@ def test_each_strategy_picks_its_own_first_batch_when_asked(small_demo, demo_mod
     def images(folder):
         return sorted(im["id"] for im in json.loads((folder / "train.json").read_text())["images"])
 
+    sim = Simulation(cfg)
     shared, own = images(out / "seed5" / "round0"), images(out / "seed5" / "entropy_sum" / "round0")
-    assert shared == sorted(int(i) for i in np.random.default_rng(5).choice(Simulation(cfg).ids, 6, replace=False))
+    assert shared == sorted(int(i) for i in np.random.default_rng(5).choice(sim.ids, 6, replace=False))
     assert len(own) == 6 and own != shared
     # what the start model ranks first, with nothing labeled
-    sim = Simulation(cfg)
     assert own == sorted(sim.choose("entropy_sum", sim.start_weights, [], np.random.default_rng([5, 1]), k=6,
                                     onnx_dir=tmp_path / "onnx"))
 
