@@ -15,6 +15,7 @@ from loop.stages.preannotate import preannotate
 from loop.stages.scheduler import run_stage as run_loop
 from tests.backend.conftest import publish
 from tests.helpers import key_file, make_demo_project, submit_ground_truth
+from train.slim import load_slim
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def test_preannotate_then_loop(ls_server, ls_token, ls_client, demo_data, demo_m
     first = preannotate(cfg("preannotate", "preannotate.batch_size=4"))
     assert first["stale_tasks"] == 6 and first["predicted"] == 6
     assert (first["runtime"], first["precision"]) == ("onnxruntime", "fp32")  # the backend's default runtime
-    assert_queue_ordered(ls_client, project.id, first["queue_view"], unlabeled)
+    assert_queue_ordered(ls_client, project.id, first["queue_view"], unlabeled, served_meta(registry, tmp_path))
     assert set(latest_versions(ls_client, project.id, unlabeled).values()) == {"loop-test:v1"}
     assert preannotate(cfg("preannotate"))["stale_tasks"] == 0  # a second run does nothing
 
@@ -58,21 +59,38 @@ def test_preannotate_then_loop(ls_server, ls_token, ls_client, demo_data, demo_m
     assert figures == {"iterations": 1, "failures": 0, "promotions": 1}
     assert registry.champion().version == 2
     assert set(latest_versions(ls_client, project.id, unlabeled).values()) == {"loop-test:v2"}
-    queue = assert_queue_ordered(ls_client, project.id, first["queue_view"], unlabeled)
+    meta = served_meta(registry, tmp_path)  # the retrained version records its training set's boxes per class
+    assert len(set(meta["class_counts"])) > 1  # so the classes weigh differently in the queue
+    queue = assert_queue_ordered(ls_client, project.id, first["queue_view"], unlabeled, meta)
     submit_ground_truth(ls_client, gt, file_of, [queue[0]])
     assert labelstudio.next_task(ls_client, project.id, first["queue_view"])["id"] == queue[1]
 
 
-def assert_queue_ordered(client, project_id, view_id, unlabeled):
+def served_meta(registry, tmp_path) -> dict:
+    """The champion checkpoint's meta: its classes, and the boxes per class it was trained on (none for the
+    published demo model), which the queue's class_balanced_entropy weighs classes by."""
+    version = registry.champion()
+    model = registry.download(version, tmp_path / f"champion-v{version.version}")
+    meta = load_slim(model / "model.pth")["meta"]
+    return {"classes": list(meta["classes"]), "class_counts": meta.get("class_counts")}
+
+
+def assert_queue_ordered(client, project_id, view_id, unlabeled, meta):
     """Every unlabeled task's newest prediction carries its acquisition score, and Label Studio's labeling
     stream opened from the queue tab hands out the highest-scored task first; returns the task ids in queue
     order."""
     tasks = {t["id"]: t for t in labelstudio.list_tasks(client, project_id) if t["id"] in unlabeled}
     scores = {tid: latest_prediction(t)["score"] for tid, t in tasks.items()}
     assert len(scores) == len(unlabeled) and len(set(scores.values())) > 1
-    for t in tasks.values():  # the default acquisition score (the boxes' entropy sum), not their mean confidence
-        shown = [r["score"] for r in latest_prediction(t)["result"]]  # rounded to 4 digits, hence the tolerance
-        assert scores[t["id"]] == pytest.approx(queue_score("entropy_sum", shown), abs=1e-2)
+    weighted = 0  # tasks whose score the class weights change by more than the tolerance
+    for t in tasks.values():  # the default acquisition score (class-weighted entropy sum), not the mean confidence
+        regions = latest_prediction(t)["result"]
+        shown = [r["score"] for r in regions]  # rounded to 4 digits, hence the tolerance
+        labels = [meta["classes"].index(r["value"]["rectanglelabels"][0]) for r in regions]
+        expected = queue_score("class_balanced_entropy", shown, labels, meta["class_counts"])
+        assert scores[t["id"]] == pytest.approx(expected, abs=1e-2)
+        weighted += abs(expected - queue_score("entropy_sum", shown)) > 2e-2
+    assert (weighted > 0) == (meta["class_counts"] is not None)  # without counts every class weighs 1
     by_score = sorted(scores, key=lambda tid: -scores[tid])
     assert labelstudio.next_task(client, project_id, view_id)["id"] == by_score[0]
     assert all(t["data"]["image"].startswith("/data/upload/") for t in tasks.values())  # other fields kept
