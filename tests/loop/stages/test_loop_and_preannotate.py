@@ -6,6 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401
+from backend.predictor import recorded_class_counts
 from loop.al.acquisition import queue_score
 from loop.al.tasks import latest_prediction
 from loop.clients import labelstudio
@@ -71,8 +72,8 @@ def served_meta(registry, tmp_path) -> dict:
     published demo model), which the queue's class_balanced_entropy weighs classes by."""
     version = registry.champion()
     model = registry.download(version, tmp_path / f"champion-v{version.version}")
-    meta = load_slim(model / "model.pth")["meta"]
-    return {"classes": list(meta["classes"]), "class_counts": meta.get("class_counts")}
+    meta = load_slim(model / "model.pth")["meta"]  # read as the backend reads it
+    return {"classes": meta["classes"], "class_counts": recorded_class_counts(meta, meta["classes"], model)}
 
 
 def assert_queue_ordered(client, project_id, view_id, unlabeled, meta):
