@@ -288,6 +288,14 @@ def start_weights(cfg) -> str | None:
     return weights
 
 
+def strategy_variant(strategy: str, difficulty_weights: bool) -> str:
+    """results.csv's variant column: the setting a strategy ran with, where it has one, so that runs merged
+    later tell them apart. The queue (full mode) weighs by rarity only."""
+    if strategy not in CLASS_WEIGHTED:
+        return ""
+    return "rarity+difficulty" if difficulty_weights else "rarity"
+
+
 def round_iterations(stage, labeled: int, batch_size: int) -> int:
     """Training iterations of a round after the first: stage.round_epochs passes over the labeled images when
     set (so a round on 80 images trains twice as long as one on 40, as stage=demo's recipe does), else
@@ -342,6 +350,7 @@ def simulate(cfg) -> dict[str, Any]:
                      sim.start_weights or "scratch", first["bbox_mAP"], rare_text(first_rare))
             for si, strategy in enumerate(strategies):
                 srng = np.random.default_rng([seed, si])
+                variant = strategy_variant(strategy, bool(stage.get("difficulty_weights", True)))
                 with results.child(strategy, seed) as run:
                     labeled, result, rare = list(initial), first, first_rare
                     if strategy in own_first:
@@ -350,7 +359,7 @@ def simulate(cfg) -> dict[str, Any]:
                         bar.update()
                         log.info("seed %d %s: its own first %d images -> mAP %.3f%s", seed, strategy,
                                  len(labeled), result["bbox_mAP"], rare_text(rare))
-                    results.record(dict(strategy=strategy, seed=seed, round=0, labeled=len(labeled),
+                    results.record(dict(strategy=strategy, variant=variant, seed=seed, round=0, labeled=len(labeled),
                                         mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
                                         train_s=round(result["train_s"], 1), select_s=round(result["select_s"], 1),
                                         **rare), run)
@@ -365,7 +374,8 @@ def simulate(cfg) -> dict[str, Any]:
                                            round_iterations(stage, len(labeled), int(cfg.train.batch_size)), seed)
                         train_s = time.perf_counter() - t
                         rare = sim.rare_figures(labeled, result)
-                        results.record(dict(strategy=strategy, seed=seed, round=r, labeled=len(labeled),
+                        results.record(dict(strategy=strategy, variant=variant, seed=seed, round=r,
+                                            labeled=len(labeled),
                                             mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
                                             train_s=round(train_s, 1), select_s=round(select_s, 1), **rare), run)
                         bar.update()
@@ -410,7 +420,8 @@ def simulate_full(cfg) -> dict[str, Any]:
                 with ExitStack() as stack, results.child(strategy, seed) as run:
                     outcome = demo(run_cfg, stack)
                     for h in outcome["history"]:
-                        results.record(dict(strategy=strategy, seed=seed, round=h["iteration"] - 1,
+                        results.record(dict(strategy=strategy, variant=strategy_variant(strategy, False),
+                                            seed=seed, round=h["iteration"] - 1,
                                             labeled=h["labeled"], mAP=h["test_mAP"], mAP_50=h["test_mAP_50"],
                                             train_s="", select_s=""), run)
     return _outcome(results)

@@ -14,8 +14,10 @@ from loop.al.curves import mean_curves, summarise
 from loop.stages.adapters import open_registry, plain
 from train.plots import plot_learning_curves
 
-FIELDS = ("strategy", "seed", "round", "labeled", "mAP", "mAP_50", "train_s", "select_s", "rare_class", "rare_AP",
-          "rare_boxes")
+# variant: the setting a strategy ran with where it has one (class_balanced_*: "rarity", or "rarity+difficulty"
+# with stage.difficulty_weights), so that merged runs tell two settings of one strategy apart.
+FIELDS = ("strategy", "variant", "seed", "round", "labeled", "mAP", "mAP_50", "train_s", "select_s", "rare_class",
+          "rare_AP", "rare_boxes")
 
 
 def write_report(rows: list[dict], out: Path) -> dict[str, dict]:

@@ -16,7 +16,7 @@ import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 from loop.clients.registry import Registry
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR
-from loop.stages.simulate import Simulation, run_stage
+from loop.stages.simulate import Simulation, run_stage, strategy_variant
 from train.slim import load_slim
 
 pytestmark = pytest.mark.integration
@@ -174,3 +174,9 @@ def test_first_models_fine_tune_from_model_checkpoint(small_demo, demo_model, tm
 
     with pytest.raises(LoopError, match="model.checkpoint=.*is not a file"):
         Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, *common, f"model.checkpoint={tmp_path}/none.pth"))
+
+
+def test_the_variant_column_names_the_class_weights_a_run_used():
+    assert strategy_variant("class_balanced_entropy", True) == "rarity+difficulty"
+    assert strategy_variant("class_balanced_diverse", False) == "rarity"
+    assert strategy_variant("entropy_sum", True) == strategy_variant("random", False) == ""

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from loop.common.errors import LoopError
-from loop.stages.simulate_merge import main, merge_rows
+from loop.stages.simulate_merge import main, merge_rows, one_curve_per_variant
+from loop.stages.simulate_report import write_report
 
 
 def _rows(strategy, seed, points):
@@ -45,3 +46,21 @@ def test_the_command_writes_table_summary_and_plot(tmp_path, caplog):
     assert (out / "curves.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="does not exist"):
         main([str(tmp_path / "missing"), "--out", str(out)])
+
+
+def test_two_variants_of_one_strategy_give_two_curves(tmp_path):
+    """class_balanced_entropy with and without difficulty weights, run apart, merge into two curves; the same
+    variant measured twice must still agree."""
+    control = _rows("random", 0, [(10, 0.1), (20, 0.2)])
+    rarity = [{**r, "variant": "rarity"} for r in _rows("class_balanced_entropy", 0, [(10, 0.1), (20, 0.4)])]
+    both = [{**r, "variant": "rarity+difficulty"} for r in _rows("class_balanced_entropy", 0, [(10, 0.1), (20, 0.3)])]
+    merged = merge_rows([control + rarity, control + both])
+    assert len(merged) == 6 and {r["variant"] for r in merged} == {"", "rarity", "rarity+difficulty"}
+    summary = write_report(one_curve_per_variant(merged), tmp_path)
+    assert set(summary) == {"random", "class_balanced_entropy (rarity)", "class_balanced_entropy (rarity+difficulty)"}
+    assert summary["class_balanced_entropy (rarity)"]["final_mAP"] == pytest.approx(0.4)
+    # a strategy run in one variant keeps its plain name
+    assert {r["strategy"] for r in one_curve_per_variant(control + rarity)} == {"random", "class_balanced_entropy"}
+    changed = [{**r, "mAP": "0.35"} if r["labeled"] == "20" else r for r in rarity]
+    with pytest.raises(LoopError, match=r"class_balanced_entropy \(rarity\), seed 0, 20 labels"):
+        merge_rows([control + rarity, control + changed])
