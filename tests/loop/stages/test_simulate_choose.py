@@ -22,11 +22,12 @@ from loop.common.shapes import CLASSES
 from loop.stages.simulate import Simulation
 
 SPLITS = {"pool": 12, "test": 2}
+MARK = 255  # no pool id: an image whose pixels all hold its id never reads as mirrored
 
 
 class StandIn:
     """Reads each image's pool id from its first pixel and answers what `table` says about that id (scores,
-    labels and optionally boxes). An image marked as mirrored (`mirrorable`: green 1 in its first pixel,
+    labels and optionally boxes). An image marked as mirrored (`mirrorable`: green MARK in its first pixel,
     the id in its last) gets what `mirrored` says instead."""
 
     classes = list(CLASSES)
@@ -37,7 +38,7 @@ class StandIn:
     def predict(self, images, embed=False):
         out = []
         for img in images:
-            flipped = img[0, 0, 1] == 1
+            flipped = img[0, 0, 1] == MARK
             i = int(img[0, -1, 0] if flipped else img[0, 0, 0])
             scores, labels, *boxes = (self.mirrored if flipped else self.table).get(i, ([], []))
             boxes = np.array(boxes[0], float) if boxes else np.zeros((len(scores), 4))
@@ -49,7 +50,7 @@ class StandIn:
 def mirrorable(i: int) -> np.ndarray:
     """A 4x4 image whose id the stand-in reads in either orientation."""
     img = np.full((4, 4, 3), i, np.uint8)
-    img[0, -1, 1] = 1
+    img[0, -1, 1] = MARK
     return img
 
 
@@ -65,6 +66,7 @@ def make_sim(tmp_path, monkeypatch):
                 "stage.per_round=2", "stage.rounds=2", "stage.runtime=torch", *overrides])  # the stand-in scores
         sim = Simulation(cfg)
         sim.images = {i: np.full((4, 4, 3), i, np.uint8) for i in sim.ids}  # the stand-in reads the id back
+        assert max(sim.ids) < MARK
         monkeypatch.setattr(simulate.Predictor, "load",
                             classmethod(lambda cls, *a, **k: StandIn(table or {}, mirrored)))
         return sim
