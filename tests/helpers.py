@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from pathlib import Path
 
 from backend import ort_session
@@ -19,10 +18,6 @@ def make_demo_project(client, demo_data: Path, n: int, title: str, split: str = 
     return project_from_coco(client, demo_data / f"{split}.json", demo_data, n, title, label_config)
 
 
-class MachineCannotExercise(UserWarning):
-    """Shown in the test summary where a test could check only the refusal half of a path on this machine."""
-
-
 def bf16_refusal_here() -> str | None:
     """Why bf16 is refused on this machine, by OpenVINO's own report of the CPU (not the kernel's flags:
     AMD Zen 4 has AVX512-BF16, yet OpenVINO lists no device for it); None where it serves."""
@@ -33,11 +28,6 @@ def forced_refusal() -> str:
     """What a bf16 request must answer with OpenVINO's devices hidden (WITHOUT_OPENVINO_DEVICES): no device
     for this CPU, or, where the plugin is not installed at all (not x86-64), how to install it."""
     return "lists no device" if importlib.util.find_spec("onnxruntime_ep_openvino") else "pip install"
-
-
-def cannot_exercise(what: str, reason: str) -> None:
-    warnings.warn(MachineCannotExercise(f"this machine cannot exercise {what}; it checked the refusal instead: "
-                                        f"{reason}"), stacklevel=2)
 
 
 # Runs `python -m loop.run ...` with OpenVINO's devices hidden from ONNX Runtime, as on an AMD CPU, where the

