@@ -375,8 +375,7 @@ def simulate(cfg) -> dict[str, Any]:
                         train_s = time.perf_counter() - t
                         rare = sim.rare_figures(labeled, result)
                         results.record(dict(strategy=strategy, variant=variant, seed=seed, round=r,
-                                            labeled=len(labeled),
-                                            mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
+                                            labeled=len(labeled), mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
                                             train_s=round(train_s, 1), select_s=round(select_s, 1), **rare), run)
                         bar.update()
                         log.info("seed %d %s: %d labeled -> mAP %.3f%s", seed, strategy, len(labeled),
