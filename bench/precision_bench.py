@@ -72,6 +72,16 @@ def kept_clear(reference, candidate, threshold: float, margin: float = 0.02) -> 
     return kept, clear
 
 
+def trained_checkpoint(given: Path | None) -> Path:
+    """`given`, else the model the test suite trains on the demo data (runs/test-cache/demo-model-*/model.pth,
+    made by `make test`); exits with how to get one where there is neither."""
+    cached = sorted((REPO_ROOT / "runs" / "test-cache").glob("demo-model-*/model.pth"))
+    ckpt = given or next(iter(cached), None)
+    if ckpt is None:
+        sys.exit("no trained model: pass --checkpoint PATH, or run `make test` once (it trains the demo model)")
+    return ckpt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path)
@@ -83,10 +93,7 @@ def main() -> None:
     precisions = ["fp32", "int8"] + ([] if refusal else ["bf16"])
     if refusal:
         print(f"bf16 left out on this machine: {refusal}")
-    cached = sorted((REPO_ROOT / "runs" / "test-cache").glob("demo-model-*/model.pth"))
-    ckpt = args.checkpoint or next(iter(cached), None)
-    if ckpt is None:
-        sys.exit("no trained model: pass --checkpoint PATH, or run `make test` once (it trains the demo model)")
+    ckpt = trained_checkpoint(args.checkpoint)
 
     from backend.images import decode
     from backend.loading import configure_threads

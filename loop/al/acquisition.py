@@ -53,6 +53,8 @@ from typing import Sequence
 
 import numpy as np
 
+# rarity_weights' exponent where none is given, the production queue's (see rarity_weights for why).
+RARITY_ALPHA = 0.5
 
 def random_score(rng: np.random.Generator) -> float:
     return float(rng.random())
@@ -122,7 +124,7 @@ def box_entropy_sum(scores: Sequence[float], labels: Sequence[int] | None = None
     return float(h.sum())
 
 
-def rarity_weights(counts: Sequence[float], alpha: float = 0.5) -> np.ndarray:
+def rarity_weights(counts: Sequence[float], alpha: float = RARITY_ALPHA) -> np.ndarray:
     """One weight per class, proportional to (total / (count_c + 1)) ** alpha and normalised to mean 1, from
     the labeled set's boxes per class (`counts`).
 
@@ -131,6 +133,8 @@ def rarity_weights(counts: Sequence[float], alpha: float = 0.5) -> np.ndarray:
     yet the largest finite weight; alpha 0.5 (a square root) keeps a class 100x rarer at 10x, not 100x,
     so one rare class does not take the whole batch."""
     c = np.asarray(counts, dtype=float).reshape(-1)
+    if not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"rarity alpha must be a finite number >= 0 (0: every class alike), got {alpha}")
     if c.size == 0:
         return np.ones(0)
     if (c < 0).any() or not np.isfinite(c).all():
@@ -157,7 +161,7 @@ def difficulty_weights(quality: Sequence[float], alpha: float = 1.0, floor: floa
 
 
 def class_balance_weights(counts: Sequence[float] | None = None, quality: Sequence[float] | None = None,
-                  rarity_alpha: float = 0.5, difficulty_alpha: float = 1.0) -> np.ndarray | None:
+                  rarity_alpha: float = RARITY_ALPHA, difficulty_alpha: float = 1.0) -> np.ndarray | None:
     """The class weights of class_balanced_entropy: rarity (from the labeled set's `counts` per class) times
     difficulty (from the model's `quality` per class), either one alone when the other is unknown,
     normalised to mean 1 (so the sum scores keep their scale). None when neither is known: every class

@@ -185,6 +185,7 @@ def train_spec(cfg: DictConfig, work_dir: Path, **changes: Any) -> TrainSpec:
         img_size=cfg.model.get("img_size"), epochs=int(recipe.epochs), batch_size=int(recipe.batch_size),
         lr=float(recipe.lr), warmup_iters=int(recipe.warmup_iters), num_workers=int(recipe.num_workers),
         val_interval=int(recipe.val_interval), min_iters=int(recipe.get("min_iters") or 0),
+        drop_small_last=bool(recipe.get("drop_small_last", True)),
         load_from=local(cfg.model.get("checkpoint")), seed=int(cfg.seed),
         device=str(cfg.device), launcher=str(recipe.get("launcher", "none")),
         cfg_options=dict(plain(recipe.cfg_options) or {}))

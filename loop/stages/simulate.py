@@ -22,7 +22,6 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import time
 from contextlib import ExitStack
 from datetime import datetime
@@ -42,6 +41,7 @@ from loop.al.acquisition import (
     EMBEDDING_STRATEGIES,
     OBJECT_STRATEGIES,
     QUEUE_STRATEGIES,
+    RARITY_ALPHA,
     STRATEGIES,
     TWO_VIEW,
     class_balance_weights,
@@ -62,7 +62,7 @@ from loop.stages.simulate_report import Results, describe
 from train.evaluate import coco_eval
 from train.package import coco_class_counts, read_class_counts
 from train.slim import make_slim
-from train.trainer import read_classes, train
+from train.trainer import batches_per_epoch, read_classes, train
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,8 @@ class Simulation:
 
     def _train(self, labeled: list[int], work: Path, load_from: str | None, iters: int, seed: int) -> dict:
         recipe = self.cfg.train
-        per_epoch = math.ceil(len(labeled) / int(recipe.batch_size))
+        per_epoch = batches_per_epoch(len(labeled), int(recipe.batch_size),
+                                      drop_small_last=bool(recipe.get("drop_small_last", True)))
         epochs = max(1, round(iters / per_epoch))
         ann = subset_coco(self.pool, labeled, work / "train.json")
         # the test run evaluates once, at the end
@@ -272,7 +273,7 @@ class Simulation:
         quality = None
         if self.stage.get("difficulty_weights", True):
             quality = class_confidence(scores, labels, len(classes), self.box_threshold)
-        return class_balance_weights(counts=counts, quality=quality)
+        return class_balance_weights(counts=counts, quality=quality, rarity_alpha=rarity_alpha(self.stage))
 
 
 def start_weights(cfg) -> str | None:
@@ -288,15 +289,32 @@ def start_weights(cfg) -> str | None:
     return weights
 
 
-def strategy_variant(strategy: str, difficulty_weights: bool) -> str:
+def rarity_alpha(stage) -> float:
+    """stage.rarity_alpha, the exponent of class_balanced_*'s rarity weights; null: the queue's
+    (loop.al.acquisition.RARITY_ALPHA)."""
+    alpha = stage.get("rarity_alpha")
+    if alpha is None:
+        return RARITY_ALPHA
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        alpha = float("nan")
+    if not alpha >= 0 or alpha == float("inf"):
+        raise LoopError(f"stage.rarity_alpha={stage.get('rarity_alpha')}: give a number >= 0 (1: a class 10x rarer "
+                        f"weighs 10x; 0: every class alike), or null for the queue's {RARITY_ALPHA}")
+    return alpha
+
+
+def strategy_variant(strategy: str, difficulty_weights: bool, alpha: float = RARITY_ALPHA) -> str:
     """results.csv's variant column: the setting a strategy ran with, where it has one, so that runs merged
-    later tell them apart. The queue (full mode) weighs by rarity only."""
+    later tell them apart. The queue (full mode) weighs by rarity only, with RARITY_ALPHA."""
     if strategy not in CLASS_WEIGHTED:
         return ""
-    return "rarity+difficulty" if difficulty_weights else "rarity"
+    name = "rarity+difficulty" if difficulty_weights else "rarity"
+    return name if alpha == RARITY_ALPHA else f"{name} alpha={alpha:g}"
 
 
-def round_iterations(stage, labeled: int, batch_size: int) -> int:
+def round_iterations(stage, labeled: int, batch_size: int, drop_small_last: bool = True) -> int:
     """Training iterations of a round after the first: stage.round_epochs passes over the labeled images when
     set (so a round on 80 images trains twice as long as one on 40, as stage=demo's recipe does), else
     stage.round_iters; first_iters when rounds train from scratch (warm_start=false).
@@ -311,7 +329,7 @@ def round_iterations(stage, labeled: int, batch_size: int) -> int:
         return int(stage.round_iters)
     if int(epochs) < 1:
         raise LoopError(f"stage.round_epochs={epochs}: give at least 1, or null to train stage.round_iters")
-    return int(epochs) * math.ceil(labeled / batch_size)
+    return int(epochs) * batches_per_epoch(labeled, batch_size, drop_small_last=drop_small_last)
 
 
 def rare_text(rare: dict) -> str:
@@ -328,6 +346,7 @@ def _strategies(stage) -> list[str]:
 def simulate(cfg) -> dict[str, Any]:
     """Fast mode: in-process training rounds on the COCO data."""
     stage = cfg.stage
+    rarity_alpha(stage)  # refused before anything trains
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / stamp
     out.mkdir(parents=True, exist_ok=True)
@@ -350,7 +369,7 @@ def simulate(cfg) -> dict[str, Any]:
                      sim.start_weights or "scratch", first["bbox_mAP"], rare_text(first_rare))
             for si, strategy in enumerate(strategies):
                 srng = np.random.default_rng([seed, si])
-                variant = strategy_variant(strategy, bool(stage.get("difficulty_weights", True)))
+                variant = strategy_variant(strategy, bool(stage.get("difficulty_weights", True)), rarity_alpha(stage))
                 with results.child(strategy, seed) as run:
                     labeled, result, rare = list(initial), first, first_rare
                     if strategy in own_first:
@@ -368,10 +387,11 @@ def simulate(cfg) -> dict[str, Any]:
                         picked = sim.choose(strategy, result["checkpoint"], labeled, srng)
                         select_s = time.perf_counter() - t
                         labeled = labeled + picked
+                        iters = round_iterations(stage, len(labeled), int(cfg.train.batch_size),
+                                                 bool(cfg.train.get("drop_small_last", True)))
                         t = time.perf_counter()
                         result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}",
-                                           result if stage.warm_start else None,
-                                           round_iterations(stage, len(labeled), int(cfg.train.batch_size)), seed)
+                                           result if stage.warm_start else None, iters, seed)
                         train_s = time.perf_counter() - t
                         rare = sim.rare_figures(labeled, result)
                         results.record(dict(strategy=strategy, variant=variant, seed=seed, round=r,
@@ -397,6 +417,9 @@ def simulate_full(cfg) -> dict[str, Any]:
     if str(stage.get("first_batch") or "random") != "random":
         raise LoopError("stage.first_batch=strategy is the fast mode's: the full mode's demo labels its first "
                         "tasks at random, before its first model. Use stage.mode=fast, or stage.first_batch=random")
+    if rarity_alpha(stage) != RARITY_ALPHA:
+        raise LoopError(f"stage.rarity_alpha={stage.rarity_alpha} is the fast mode's: the Label Studio queue weighs "
+                        f"rarity with {RARITY_ALPHA}. Use stage.mode=fast, or stage.rarity_alpha=null")
     synthetic_if_missing(cfg)  # stage=demo generates data=demo itself, not the imbalanced variant
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / f"{stamp}-full"

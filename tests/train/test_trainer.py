@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 
 import pytest
 
 from loop.common.errors import LoopError
 from loop.common.model_zoo import resolve_config
 from loop.common.paths import REPO_ROOT
-from train.trainer import TrainSpec, build_config, epochs_for, read_classes, train
+from train.trainer import (
+    TrainSpec,
+    batches_per_epoch,
+    build_config,
+    epochs_for,
+    last_batch_dropped,
+    read_classes,
+    train,
+)
 
 CONFIG = REPO_ROOT / "train" / "configs" / "rtmdet_tiny_demo.py"
 
@@ -63,11 +72,37 @@ def test_a_floor_in_iterations_gives_a_small_labeled_set_more_epochs(small_demo,
         epochs_for(_spec(small_demo, tmp_path, train_ann="missing.json", min_iters=20))
 
 
+def test_an_epoch_leaves_out_a_last_batch_of_under_half_a_batch():
+    # (images, batch size, processes): dropped?, iterations an epoch
+    cases = {(25, 8, 1): (True, 3), (26, 8, 1): (True, 3), (28, 8, 1): (False, 4), (24, 8, 1): (False, 3),
+             (5, 8, 1): (False, 1), (9, 8, 1): (True, 1), (300, 16, 1): (False, 19),
+             (34, 8, 2): (True, 2), (40, 8, 2): (False, 3)}  # two processes: 17 and 20 images each
+    assert {case: (last_batch_dropped(*case), batches_per_epoch(*case)) for case in cases} == cases
+    assert batches_per_epoch(25, 8, drop_small_last=False) == 4
+
+
+def test_the_training_loader_drops_a_small_last_batch_where_the_config_keeps_its_batches(small_demo, tmp_path):
+    # small_demo's pool: 24 images; batches of 7 leave 3 (dropped), batches of 5 leave 4 (kept)
+    assert build_config(_spec(small_demo, tmp_path, batch_size=7)).train_dataloader.drop_last is True
+    assert build_config(_spec(small_demo, tmp_path, batch_size=5)).train_dataloader.drop_last is False
+    assert build_config(_spec(small_demo, tmp_path, batch_size=7, drop_small_last=False)
+                        ).train_dataloader.drop_last is False
+    # a config that batches by aspect ratio (many mmdet configs) gets it on its batch sampler
+    own = tmp_path / "aspect.py"
+    own.write_text(f"_base_ = {str(CONFIG)!r}\n"
+                   "train_dataloader = dict(batch_sampler=dict(_delete_=True, type='AspectRatioBatchSampler'))\n")
+    loader = build_config(_spec(small_demo, tmp_path, config=own, batch_size=7)).train_dataloader
+    assert loader.batch_sampler.drop_last is True and "drop_last" not in loader
+
+
 @pytest.mark.integration
 def test_short_training_run_produces_checkpoint_and_coco_metrics(small_demo, tmp_path, capfd):
-    result = train(_spec(small_demo, tmp_path, img_size=128, epochs=1, min_iters=6, batch_size=8, warmup_iters=2,
-                         num_workers=0, val_interval=1))
-    assert result["iterations"] == 6 and result["epochs"] == 2  # 24 images / batch 8, at least 6 iterations
+    result = train(_spec(small_demo, tmp_path, img_size=128, epochs=1, min_iters=6, batch_size=7, warmup_iters=2,
+                         num_workers=1, val_interval=1))
+    # 24 images in batches of 7: 3 iterations an epoch (the last batch, of 3, left out), at least 6 iterations
+    assert result["iterations"] == 6 and result["epochs"] == 2
+    # the data loaders' worker processes are stopped, not left for the garbage collector (5 s each)
+    assert multiprocessing.active_children() == []
     assert (tmp_path / "w" / "epoch_2.pth").is_file()
     assert 0.0 <= result["bbox_mAP"] <= 1.0 and not math.isnan(result["bbox_mAP_50"])
     # mmengine's environment report, config and per-iteration lines go to its log file, not the console

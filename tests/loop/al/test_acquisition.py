@@ -133,6 +133,11 @@ def test_rarity_weights_favour_classes_rare_in_the_labeled_set_and_average_one()
     assert rarity_weights([0, 0]) == pytest.approx(np.ones(2))
     with pytest.raises(ValueError, match=">= 0"):
         rarity_weights([3, -1])
+    strong = rarity_weights([400, 40, 0], alpha=1.0)  # alpha 1: 10x rarer weighs 10x
+    assert strong[1] / strong[0] == pytest.approx(401 / 41)
+    assert rarity_weights([400, 40, 0], alpha=0.0) == pytest.approx(np.ones(3))
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        rarity_weights([3, 1], alpha=-0.5)
 
 
 def test_difficulty_weights_favour_classes_the_model_is_unsure_of():

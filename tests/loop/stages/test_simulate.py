@@ -13,6 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
+from loop.al.acquisition import RARITY_ALPHA
 from loop.clients.registry import Registry
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR
@@ -101,6 +102,13 @@ def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, 
     with pytest.raises(LoopError, match="first_batch=strategy is the fast mode's"):
         run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.first_batch=strategy",
                           "stage.strategies=[entropy_sum]"))
+    with pytest.raises(LoopError, match="rarity_alpha=1.0 is the fast mode's"):
+        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.rarity_alpha=1.0",
+                          "stage.strategies=[class_balanced_entropy]"))
+    for wrong in ("-1", "many"):
+        with pytest.raises(LoopError, match=f"stage.rarity_alpha={wrong}: give a number >= 0"):
+            run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, f"stage.rarity_alpha={wrong}"))
+    assert not (tmp_path / "simulate").exists()  # refused before anything was written
 
 
 def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, mlflow_store):
@@ -180,3 +188,5 @@ def test_the_variant_column_names_the_class_weights_a_run_used():
     assert strategy_variant("class_balanced_entropy", True) == "rarity+difficulty"
     assert strategy_variant("class_balanced_diverse", False) == "rarity"
     assert strategy_variant("entropy_sum", True) == strategy_variant("random", False) == ""
+    assert strategy_variant("class_balanced_entropy", False, 1.0) == "rarity alpha=1"
+    assert strategy_variant("class_balanced_entropy", True, RARITY_ALPHA) == "rarity+difficulty"

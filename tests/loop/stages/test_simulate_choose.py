@@ -184,8 +184,9 @@ def test_rounds_train_per_epoch_over_the_labeled_images_when_asked():
     stage = OmegaConf.create({"warm_start": True, "round_iters": 80, "first_iters": 300, "round_epochs": None})
     assert simulate.round_iterations(stage, 40, 8) == 80
     stage.round_epochs = 50
-    # 40 images in batches of 8: 5 iterations an epoch; 41 images: 6
-    assert [simulate.round_iterations(stage, n, 8) for n in (40, 41, 80)] == [250, 300, 500]
+    # 40 images in batches of 8: 5 iterations an epoch; 41 images: 5 (the last batch, of 1, left out); 44: 6
+    assert [simulate.round_iterations(stage, n, 8) for n in (40, 41, 44, 80)] == [250, 250, 300, 500]
+    assert simulate.round_iterations(stage, 41, 8, drop_small_last=False) == 300
     stage.warm_start = False  # from scratch: the first model's schedule
     assert simulate.round_iterations(stage, 80, 8) == 300
     stage.warm_start, stage.round_epochs = True, 0
