@@ -22,6 +22,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import time
 from contextlib import ExitStack
 from datetime import datetime
@@ -298,8 +299,8 @@ def rarity_alpha(stage) -> float:
     try:
         alpha = float(alpha)
     except (TypeError, ValueError):
-        alpha = float("nan")
-    if not alpha >= 0 or alpha == float("inf"):
+        alpha = math.nan
+    if not (math.isfinite(alpha) and alpha >= 0):
         raise LoopError(f"stage.rarity_alpha={stage.get('rarity_alpha')}: give a number >= 0 (1: a class 10x rarer "
                         f"weighs 10x; 0: every class alike), or null for the queue's {RARITY_ALPHA}")
     return alpha
