@@ -18,7 +18,7 @@ import numpy as np
 
 from backend.class_mask import class_drop
 from backend.onnx_heads import HeadOnnxDetector, export_head_onnx
-from backend.ort_session import create_session
+from backend.ort_session import check_precision, create_session
 from backend.predictor import Detections
 from loop.common.errors import LoopError
 from loop.common.model_config import input_size
@@ -246,6 +246,7 @@ def load_onnx(predictor, cache_dir: Path, img_size: int | None = None, score_thr
     """An OnnxDetector (or HeadOnnxDetector) for a loaded torch Predictor: `onnx_file` if given and present (a
     registry version's artifact), else its network exported once into cache_dir."""
     started = time.perf_counter()
+    check_precision(precision, predictor.device)  # a refused precision costs no export
     size = img_size or input_size(predictor.model.cfg)
     path = Path(cache_dir) / f"{predictor.digest[:16]}-{size}.onnx"  # by content: never another model's network
     if precision == "int8" and not (onnx_file is not None and Path(onnx_file).exists()):
