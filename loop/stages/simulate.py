@@ -9,7 +9,8 @@ production queue orders a new project's first tasks by the served checkpoint's p
 
 Rows go to a CSV as they come (a stopped run keeps its rounds), and to MLflow: one parent run with the CSV,
 the plot and the summary, one child run per strategy and seed with `bbox_mAP` against the labeled-image
-count as step.
+count as step. With `stage.jobs` > 1 the seeds run side by side in worker processes and this process writes
+their rows (loop.stages.simulate_jobs).
 
 In the full mode (`stage.mode=full`) the same oracle submits through a real Label Studio and the production
 loop runs (backend, export, retrain, registry, hot reload, pre-annotation and queue): one `stage=demo` run
@@ -26,11 +27,13 @@ import math
 import time
 from contextlib import ExitStack
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
+import torch
 from omegaconf import OmegaConf, open_dict
 from tqdm import tqdm
 
@@ -59,6 +62,7 @@ from loop.common.paths import CONF_DIR, resolve
 from loop.stages.adapters import local, plain, train_spec
 from loop.stages.demo import demo
 from loop.stages.simulate_cache import TrainingCache
+from loop.stages.simulate_jobs import side_by_side, threads_per_job
 from loop.stages.simulate_report import Results, describe
 from train.evaluate import coco_eval
 from train.package import coco_class_counts, read_class_counts
@@ -96,6 +100,7 @@ class Simulation:
 
     def __init__(self, cfg):
         self.cfg, self.stage = cfg, cfg.stage
+        self.threads: int | None = None  # ONNX Runtime's threads when scoring (None: one per core)
         root = self.data_root = synthetic_if_missing(cfg)
         pool_file = root / cfg.data.train_ann
         if not pool_file.is_file() or not (root / cfg.data.test_ann).is_file():
@@ -145,7 +150,8 @@ class Simulation:
         cache_dir = self.stage.get("cache_dir")
         self.cache = TrainingCache(resolve(cache_dir) if cache_dir else None,
                                    {"train": plain(cfg.train), "model": plain(cfg.model), "data": data,
-                                    "device": str(cfg.device),
+                                    # one thread and two give slightly different weights (the order of sums)
+                                    "device": str(cfg.device), "threads": torch.get_num_threads(),
                                     "start_weights": self.start_weights and file_sha256(Path(self.start_weights))})
 
     def train(self, labeled: list[int], work: Path, start: dict | None, iters: int, seed: int) -> dict:
@@ -199,7 +205,7 @@ class Simulation:
             # the pool scored as the backend scores it, by the exported network in ONNX Runtime (a few times
             # faster on CPU than torch); embeddings come from torch's neck features
             onnx = load_onnx(predictor, onnx_dir or Path(checkpoint).parent,
-                             score_threshold=float(self.stage.score_threshold))
+                             score_threshold=float(self.stage.score_threshold), threads=self.threads)
             dets = onnx.predict(pool)
             mirror = onnx.predict
         else:
@@ -234,13 +240,14 @@ class Simulation:
                         labeled_objects=labeled_objects)
         return [unlabeled[i] for i in picked]
 
-    def own_first_batch(self, strategy: str, out: Path, seed: int, rng: np.random.Generator) -> tuple[list, dict]:
+    def own_first_batch(self, strategy: str, out: Path, seed: int, rng: np.random.Generator,
+                        onnx_dir: Path | None = None) -> tuple[list, dict]:
         """stage.first_batch=strategy: the `initial` images `strategy` picks from the whole pool, scored by the
         start model, and the first model trained on them (as the shared first model is: from the start
         weights, first_iters). Returns (images, result with train_s and select_s)."""
         started = time.perf_counter()
         picked = self.choose(strategy, self.start_weights, [], rng, k=int(self.stage.initial),
-                             onnx_dir=out / "start-onnx")  # not next to the user's checkpoint
+                             onnx_dir=onnx_dir or out / "start-onnx")  # not next to the user's checkpoint
         select_s = time.perf_counter() - started
         started = time.perf_counter()
         result = self.train(picked, out / f"seed{seed}" / strategy / "round0", None, int(self.stage.first_iters),
@@ -345,64 +352,114 @@ def _strategies(stage) -> list[str]:
 
 
 def simulate(cfg) -> dict[str, Any]:
-    """Fast mode: in-process training rounds on the COCO data."""
+    """Fast mode: in-process training rounds on the COCO data; with stage.jobs > 1, the seeds side by side in
+    that many processes (loop.stages.simulate_jobs), this one writing every row."""
     stage = cfg.stage
     rarity_alpha(stage)  # refused before anything trains
+    jobs = job_count(stage)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / stamp
     out.mkdir(parents=True, exist_ok=True)
     sim = Simulation(cfg)
-    strategies, seeds, rounds = _strategies(stage), [int(x) for x in stage.seeds], int(stage.rounds)
+    strategies, seeds = _strategies(stage), [int(x) for x in stage.seeds]
     results = Results(cfg, out, stamp)
     own_first = [x for x in strategies if x != "random"] if sim.first_batch == "strategy" else []
-    bar = tqdm(total=len(seeds) * (1 + len(own_first) + len(strategies) * rounds), desc="simulate",
+    bar = tqdm(total=len(seeds) * (1 + len(own_first) + len(strategies) * int(stage.rounds)), desc="simulate",
                unit="training")
     with results.parent():
-        for seed in seeds:
-            rng = np.random.default_rng(seed)
-            initial = sorted(int(i) for i in rng.choice(sim.ids, int(stage.initial), replace=False))
-            started = time.perf_counter()
-            first = sim.train(initial, out / f"seed{seed}" / "round0", None, int(stage.first_iters), seed)
-            first = {**first, "train_s": time.perf_counter() - started, "select_s": 0.0}
-            bar.update()
-            first_rare = sim.rare_figures(initial, first)
-            log.info("seed %d: %d random images, from %s -> mAP %.3f%s", seed, len(initial),
-                     sim.start_weights or "scratch", first["bbox_mAP"], rare_text(first_rare))
-            for si, strategy in enumerate(strategies):
-                srng = np.random.default_rng([seed, si])
-                variant = strategy_variant(strategy, bool(stage.get("difficulty_weights", True)), rarity_alpha(stage))
-                with results.child(strategy, seed) as run:
-                    labeled, result, rare = list(initial), first, first_rare
-                    if strategy in own_first:
-                        labeled, result = sim.own_first_batch(strategy, out, seed, srng)
-                        rare = sim.rare_figures(labeled, result)
-                        bar.update()
-                        log.info("seed %d %s: its own first %d images -> mAP %.3f%s", seed, strategy,
-                                 len(labeled), result["bbox_mAP"], rare_text(rare))
-                    results.record(dict(strategy=strategy, variant=variant, seed=seed, round=0, labeled=len(labeled),
-                                        mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
-                                        train_s=round(result["train_s"], 1), select_s=round(result["select_s"], 1),
-                                        **rare), run)
-                    for r in range(1, rounds + 1):
-                        t = time.perf_counter()
-                        picked = sim.choose(strategy, result["checkpoint"], labeled, srng)
-                        select_s = time.perf_counter() - t
-                        labeled = labeled + picked
-                        iters = round_iterations(stage, len(labeled), int(cfg.train.batch_size),
-                                                 bool(cfg.train.get("drop_small_last", True)))
-                        t = time.perf_counter()
-                        result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}",
-                                           result if stage.warm_start else None, iters, seed)
-                        train_s = time.perf_counter() - t
-                        rare = sim.rare_figures(labeled, result)
-                        results.record(dict(strategy=strategy, variant=variant, seed=seed, round=r,
-                                            labeled=len(labeled), mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"],
-                                            train_s=round(train_s, 1), select_s=round(select_s, 1), **rare), run)
-                        bar.update()
-                        log.info("seed %d %s: %d labeled -> mAP %.3f%s", seed, strategy, len(labeled),
-                                 result["bbox_mAP"], rare_text(rare))
+        if jobs > 1 and len(seeds) > 1:
+            threads = threads_per_job(jobs)
+            log.info("seeds %s side by side in %d processes, %d thread(s) each; their logs: %s/seed<N>.log",
+                     seeds, min(jobs, len(seeds)), threads, out)
+
+            def handle(seed: int, message: tuple) -> None:
+                if message[0] == "row":
+                    results.add(message[1])
+                    log.info(row_text(message[1]))
+                elif message[0] == "trained":
+                    bar.update()
+                elif message[0] == "done":
+                    results.end_seed(seed)
+
+            side_by_side(partial(_seed_job, OmegaConf.to_container(cfg, resolve=True), str(out), threads), seeds,
+                         jobs, handle, log_of=lambda seed: out / f"seed{seed}.log")
+        else:
+            for seed in seeds:
+                run_seed(sim, seed, out, strategies, results.add, bar.update)
+                results.end_seed(seed)
     bar.close()
     return _outcome(results)
+
+
+def job_count(stage) -> int:
+    jobs = stage.get("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise LoopError(f"stage.jobs={jobs}: give the number of processes to run seeds in (1: one after another)")
+    return jobs
+
+
+def row_text(row: dict) -> str:
+    rare = rare_text(row) if "rare_class" in row else ""
+    return f"seed {row['seed']} {row['strategy']}: {row['labeled']} labeled -> mAP {row['mAP']:.3f}{rare}"
+
+
+def run_seed(sim: Simulation, seed: int, out: Path, strategies: list[str], emit: Callable[[dict], None],
+             trained: Callable[[], None], onnx_dir: Path | None = None) -> None:
+    """One seed's curves: its first model, then each strategy's chain of rounds. `emit(row)` gets each round's
+    results.csv row as it comes, `trained()` is called after each training (cached or not). Seeds are
+    independent of each other (stage.jobs runs them side by side); a seed's rounds are not."""
+    stage, cfg = sim.stage, sim.cfg
+    own_first = [x for x in strategies if x != "random"] if sim.first_batch == "strategy" else []
+    rng = np.random.default_rng(seed)
+    initial = sorted(int(i) for i in rng.choice(sim.ids, int(stage.initial), replace=False))
+    started = time.perf_counter()
+    first = sim.train(initial, out / f"seed{seed}" / "round0", None, int(stage.first_iters), seed)
+    first = {**first, "train_s": time.perf_counter() - started, "select_s": 0.0}
+    trained()
+    first_rare = sim.rare_figures(initial, first)
+    log.info("seed %d: %d random images, from %s -> mAP %.3f%s", seed, len(initial),
+             sim.start_weights or "scratch", first["bbox_mAP"], rare_text(first_rare))
+    for si, strategy in enumerate(strategies):
+        srng = np.random.default_rng([seed, si])
+        variant = strategy_variant(strategy, bool(stage.get("difficulty_weights", True)), rarity_alpha(stage))
+        labeled, result, rare = list(initial), first, first_rare
+        if strategy in own_first:
+            labeled, result = sim.own_first_batch(strategy, out, seed, srng, onnx_dir)
+            rare = sim.rare_figures(labeled, result)
+            trained()
+            log.info("seed %d %s: its own first %d images -> mAP %.3f%s", seed, strategy,
+                     len(labeled), result["bbox_mAP"], rare_text(rare))
+        emit(dict(strategy=strategy, variant=variant, seed=seed, round=0, labeled=len(labeled),
+                  mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"], train_s=round(result["train_s"], 1),
+                  select_s=round(result["select_s"], 1), **rare))
+        for r in range(1, int(stage.rounds) + 1):
+            t = time.perf_counter()
+            picked = sim.choose(strategy, result["checkpoint"], labeled, srng)
+            select_s = time.perf_counter() - t
+            labeled = labeled + picked
+            iters = round_iterations(stage, len(labeled), int(cfg.train.batch_size),
+                                     bool(cfg.train.get("drop_small_last", True)))
+            t = time.perf_counter()
+            result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}",
+                               result if stage.warm_start else None, iters, seed)
+            train_s = time.perf_counter() - t
+            rare = sim.rare_figures(labeled, result)
+            emit(dict(strategy=strategy, variant=variant, seed=seed, round=r, labeled=len(labeled),
+                      mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"], train_s=round(train_s, 1),
+                      select_s=round(select_s, 1), **rare))
+            trained()
+            log.info("seed %d %s: %d labeled -> mAP %.3f%s", seed, strategy, len(labeled),
+                     result["bbox_mAP"], rare_text(rare))
+
+
+def _seed_job(cfg: dict, out: str, threads: int, seed: int, emit: Callable[[tuple], None]) -> None:
+    """stage.jobs' worker (a fresh process): one seed, with `threads` threads, each row sent to the parent."""
+    torch.set_num_threads(threads)
+    sim = Simulation(OmegaConf.create(cfg))
+    sim.threads = threads
+    # each process its own export of the start model (two writing one file would race)
+    run_seed(sim, seed, Path(out), _strategies(sim.stage), lambda row: emit(("row", row)),
+             lambda: emit(("trained",)), onnx_dir=Path(out) / f"seed{seed}" / "start-onnx")
 
 
 def simulate_full(cfg) -> dict[str, Any]:
@@ -418,6 +475,9 @@ def simulate_full(cfg) -> dict[str, Any]:
     if str(stage.get("first_batch") or "random") != "random":
         raise LoopError("stage.first_batch=strategy is the fast mode's: the full mode's demo labels its first "
                         "tasks at random, before its first model. Use stage.mode=fast, or stage.first_batch=random")
+    if job_count(stage) > 1:
+        raise LoopError(f"stage.jobs={stage.jobs} is the fast mode's: the full mode's runs each start Label Studio, "
+                        "a backend and an MLflow UI of their own. Use stage.mode=fast, or stage.jobs=1")
     if rarity_alpha(stage) != RARITY_ALPHA:
         raise LoopError(f"stage.rarity_alpha={stage.rarity_alpha} is the fast mode's: the Label Studio queue weighs "
                         f"rarity with {RARITY_ALPHA}. Use stage.mode=fast, or stage.rarity_alpha=null")

@@ -8,9 +8,9 @@ round.
 
 A round's key hashes everything its model depends on: the labeled image ids, the key of the model it starts
 from (so a chain is keyed as a whole), its iterations and seed, the training recipe and model settings, the
-data files, the device, the versions of torch, mmengine, mmcv and mmdet, and the training code itself (every
-file under train/: our trainer and our mmdet configs). A change anywhere else that alters training (a
-library edited in place, say) is not seen: delete the cache directory (stage.cache_dir) then.
+data files, the device and its thread count, the versions of torch, mmengine, mmcv and mmdet, and the training
+code itself (every file under train/: our trainer and our mmdet configs). A change anywhere else that alters
+training (a library edited in place, say) is not seen: delete the cache directory (stage.cache_dir) then.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ class Results:
         self.registry = open_registry(cfg, name=f"{cfg.registry.model_prefix}-simulate")  # tracking runs only
         self.registry.experiment = str(cfg.stage.experiment)
         self.stamp, self.cfg = stamp, cfg
+        self._open: dict[int, tuple] = {}  # seed -> (strategy, its child run's context, the run)
 
     @contextmanager
     def parent(self):
@@ -65,12 +66,36 @@ class Results:
             run.log_params({**params, **recipe, "img_size": self.cfg.model.img_size, "data": str(self.cfg.data.root),
                             "model_config": self.cfg.model.config, "start_weights": self.cfg.model.checkpoint})
             self.parent_run = run
-            yield run
+            try:
+                yield run
+            except BaseException as exc:
+                for seed in list(self._open):
+                    self.end_seed(seed, exc)
+                raise
+            for seed in list(self._open):
+                self.end_seed(seed)
             self._finish(run)
 
     def child(self, strategy: str, seed: int):
         return self.registry.run(f"{strategy}-seed{seed}", tags={"mlflow.parentRunId": self.parent_run.run_id,
                                                                  "strategy": strategy, "seed": str(seed)})
+
+    def add(self, row: dict) -> None:
+        """record(row) in the child run of its strategy and seed, started at that pair's first row; the seed's
+        previous child run (its previous strategy) ends there. Rows of several seeds may interleave."""
+        seed = int(row["seed"])
+        if seed in self._open and self._open[seed][0] != row["strategy"]:
+            self.end_seed(seed)
+        if seed not in self._open:
+            context = self.child(row["strategy"], seed)
+            self._open[seed] = (row["strategy"], context, context.__enter__())
+        self.record(row, self._open[seed][2])
+
+    def end_seed(self, seed: int, error: BaseException | None = None) -> None:
+        """End the seed's open child run: FINISHED, or FAILED with `error`."""
+        opened = self._open.pop(int(seed), None)
+        if opened:
+            opened[1].__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
 
     def record(self, row: dict, run) -> None:
         self.rows.append(row)

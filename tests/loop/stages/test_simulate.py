@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
@@ -91,6 +92,51 @@ def test_simulate_writes_curves_to_csv_plot_and_mlflow(small_demo, tmp_path, mlf
     assert len(list((tmp_path / "simulate" / "cache").glob("*/model.pth"))) == 7  # 1 first + 2 x 2 + 2 new
 
 
+def test_jobs_run_seeds_side_by_side_and_one_process_records_them(small_demo, tmp_path, mlflow_store):
+    """stage.jobs=2: seeds 3 and 4 in two worker processes, each logging to its own file; this process writes
+    every row to results.csv and to one MLflow child run per strategy and seed."""
+    cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.seeds=[3,4]", "stage.strategies=[entropy_sum]",
+                  "stage.jobs=2", "stage.initial=6", "stage.per_round=4", "stage.rounds=1", "stage.first_iters=2",
+                  "stage.round_iters=1", "model.img_size=128", "train.num_workers=0")
+    result = run_stage(cfg)
+    out = Path(result["out_dir"])
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert sorted((r["strategy"], int(r["seed"]), int(r["labeled"])) for r in rows) == sorted(
+        (strategy, seed, n) for strategy in ("random", "entropy_sum") for seed in (3, 4) for n in (6, 10))
+    for seed in (3, 4):
+        log_text = (out / f"seed{seed}.log").read_text()
+        assert f"seed {seed} entropy_sum: 10 labeled" in log_text and f"seed {7 - seed} " not in log_text
+        # the worker's own chains: its first model and each strategy's round on the images it picked
+        first = json.loads((out / f"seed{seed}" / "round0" / "train.json").read_text())["images"]
+        later = json.loads((out / f"seed{seed}" / "entropy_sum" / "round1" / "train.json").read_text())["images"]
+        assert len(first) == 6 and len(later) == 10 and {im["id"] for im in first} < {im["id"] for im in later}
+    assert (out / "curves.png").is_file() and set(result["summary"]) == {"random", "entropy_sum"}
+
+    registry = Registry(mlflow_store["tracking_uri"], "unused", experiment="labelloop-simulate")
+    runs = registry.client.search_runs([registry._experiment_id()])
+    parent = next(r for r in runs if r.data.tags.get("kind") == "simulate")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted((c.data.tags["strategy"], c.data.tags["seed"]) for c in children) == [
+        ("entropy_sum", "3"), ("entropy_sum", "4"), ("random", "3"), ("random", "4")]
+    assert {r.info.status for r in [parent, *children]} == {"FINISHED"}
+    assert all([m.step for m in registry.client.get_metric_history(c.info.run_id, "bbox_mAP")] == [6, 10]
+               for c in children)
+
+
+def test_the_training_cache_keys_rounds_by_their_thread_count(small_demo, tmp_path, mlflow_store):
+    """One thread and two train slightly different weights, so a round trained with one is not reused by a run
+    with the other (stage.jobs workers train with fewer threads than a run alone)."""
+    cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=6", "stage.per_round=2", "stage.rounds=1")
+    before, keys = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            keys.append(Simulation(cfg).cache.key([1, 2, 3], None, 10, 0))
+    finally:
+        torch.set_num_threads(before)
+    assert keys[0] != keys[1] and keys[0] == keys[2]
+
+
 def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, tmp_path, mlflow_store):
     with pytest.raises(LoopError, match="lower stage.rounds"):
         Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=20", "stage.per_round=10"))
@@ -105,6 +151,12 @@ def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, 
     with pytest.raises(LoopError, match="rarity_alpha=1.0 is the fast mode's"):
         run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.rarity_alpha=1.0",
                           "stage.strategies=[class_balanced_entropy]"))
+    with pytest.raises(LoopError, match="stage.jobs=2 is the fast mode's"):
+        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.jobs=2",
+                          "stage.strategies=[entropy_sum]"))
+    for wrong in ("0", "two"):
+        with pytest.raises(LoopError, match=f"stage.jobs={wrong}: give the number of processes"):
+            run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, f"stage.jobs={wrong}"))
     for wrong in ("-1", "many"):
         with pytest.raises(LoopError, match=f"stage.rarity_alpha={wrong}: give a number >= 0"):
             run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, f"stage.rarity_alpha={wrong}"))
