@@ -50,7 +50,7 @@ def side_by_side(target: Callable, items: list, jobs: int, handle: Callable[[obj
             while pending and len(running) < jobs:
                 item = pending.pop(0)
                 proc = context.Process(target=_work, args=(target, item, str(log_of(item)), messages),
-                                       name=f"simulate-{item}", daemon=True)
+                                       name=f"simulate-{item}")
                 proc.start()
                 running[item] = proc
             try:

@@ -97,7 +97,8 @@ def test_jobs_run_seeds_side_by_side_and_one_process_records_them(small_demo, tm
     every row to results.csv and to one MLflow child run per strategy and seed."""
     cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.seeds=[3,4]", "stage.strategies=[entropy_sum]",
                   "stage.jobs=2", "stage.initial=6", "stage.per_round=4", "stage.rounds=1", "stage.first_iters=2",
-                  "stage.round_iters=1", "model.img_size=128", "train.num_workers=0")
+                  "stage.round_iters=1", "model.img_size=128")  # with the recipe's data loader workers, which
+    # are child processes of the stage's workers
     result = run_stage(cfg)
     out = Path(result["out_dir"])
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
