@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import queue as queues
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -93,6 +94,7 @@ def _work(target: Callable, item, log_file: str, messages) -> None:
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.captureWarnings(True)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     try:
         target(item, lambda message: messages.put((item, message)))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent as one line
@@ -104,3 +106,11 @@ def _work(target: Callable, item, log_file: str, messages) -> None:
     messages.put((item, ("done",)))
     messages.close()
     messages.join_thread()
+
+
+def _exit_with(parent: int, poll_s: float = 1.0) -> None:
+    """End this worker when the process that started it is gone (killed, say, with no chance to stop its
+    workers): nobody would read its rows, and it would keep the cores busy for hours."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os._exit(1)

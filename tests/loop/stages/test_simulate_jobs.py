@@ -3,12 +3,16 @@ messages come back in order, output goes to each worker's log, a failure or a cr
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 import loop.stages.simulate_jobs as jobs
 from loop.common.errors import LoopError
+from loop.common.paths import REPO_ROOT
 from loop.stages.simulate_jobs import side_by_side, threads_per_job
 
 
@@ -27,6 +31,11 @@ def failing(item, emit):
 
 def dying(item, emit):
     os._exit(3)
+
+
+def sleeping(item, emit):
+    Path(item).write_text(str(os.getpid()))
+    time.sleep(120)
 
 
 def test_each_items_messages_come_back_in_order_and_its_output_goes_to_its_log(tmp_path, capfd):
@@ -63,3 +72,35 @@ def test_threads_share_the_cores_and_never_drop_to_zero():
     assert threads_per_job(2, cores=16) == 8
     assert threads_per_job(1, cores=2) == 2
     assert threads_per_job(4) >= 1
+
+
+def test_workers_end_when_the_stage_is_killed(tmp_path):
+    """kill -9 of the stage's process leaves no worker behind."""
+    pid_file = tmp_path / "worker.pid"
+    stage = subprocess.Popen([sys.executable, "-c", (
+        "from tests.loop.stages.test_simulate_jobs import sleeping\n"
+        "from loop.stages.simulate_jobs import side_by_side\n"
+        f"side_by_side(sleeping, [{str(pid_file)!r}], 1, lambda item, message: None, "
+        f"log_of=lambda item: {str(tmp_path / 'worker.log')!r})")], cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        stage.kill()
+        stage.wait()
+        deadline = time.monotonic() + 10
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(worker)
+    finally:
+        stage.kill()
+
+
+def alive(pid: int) -> bool:
+    """Is the process still running (a zombie, ended but not yet reaped, is not)?"""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
