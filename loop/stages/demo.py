@@ -177,7 +177,7 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     server = labelstudio_server(cfg)
     stack.enter_context(server)
     token = server.personal_access_token()
-    mlflow_url = start_mlflow_ui(cfg, work, stack)
+    mlflow_url = start_mlflow_ui(cfg, work, stack) if stage.get("mlflow_ui", True) else None
     client = stack.enter_context(labelstudio.session(server.url, token))  # its connections close with the demo
     project, gt, file_of = project_from_coco(client, data_root / cfg.data.train_ann, data_root, int(stage.images),
                                              f"labelloop demo {stamp}",
@@ -225,7 +225,7 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     urls = {"labelstudio": f"{server.url}/projects/{project.id}/data?tab={view_id}" if view_id else server.url,
             "mlflow": mlflow_url, "backend": backend_url}
     print(f"Label Studio: {urls['labelstudio']}  (log in as {server.username}, password {server.password})\n"
-          f"MLflow UI:    {mlflow_url}\nML backend:   {backend_url}", flush=True)
+          f"MLflow UI:    {mlflow_url or 'off (stage.mlflow_ui=false)'}\nML backend:   {backend_url}", flush=True)
     result = {"history": history, "effort": spent["versions"], "urls": urls, "project_id": project.id,
               "view_id": view_id,
               "work_dir": str(work), "token_file": str(Path(server.data_dir) / TOKEN_FILE),

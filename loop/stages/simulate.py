@@ -499,7 +499,7 @@ def simulate_full(cfg) -> dict[str, Any]:
                     run_cfg.stage = OmegaConf.merge(demo_stage, {
                         "strategy": strategy, "images": int(stage.full_images), "initial": int(stage.initial),
                         "per_iteration": int(stage.per_round), "iterations": int(stage.rounds) + 1,
-                        "keep_running": False})
+                        "keep_running": False, "mlflow_ui": False})
                 with ExitStack() as stack, results.child(strategy, seed) as run:
                     outcome = demo(run_cfg, stack)
                     for h in outcome["history"]:

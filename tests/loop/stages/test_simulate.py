@@ -177,6 +177,9 @@ def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, m
     # Each run had its own Label Studio project whose queue the annotator followed.
     runs = sorted(Path(result["out_dir"]).glob("seed1-*/demo/*/demo.json"))
     assert len(runs) == 2
+    # with no MLflow UI of their own: the benchmark's runs are read from results.csv and the tracking store
+    assert [json.loads(r.read_text())["urls"]["mlflow"] for r in runs] == [None, None]
+    assert not list(Path(result["out_dir"]).glob("seed1-*/demo/*/mlflow-ui.log"))
 
 
 def test_each_strategy_picks_its_own_first_batch_when_asked(small_demo, demo_model, tmp_path, mlflow_store):
