@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -40,6 +41,28 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def ensure_secret_key(env_file: Path) -> None:
+    """Give Label Studio a SECRET_KEY in its data folder's .env that it can read back.
+
+    Why: Label Studio signs its tokens with SECRET_KEY and, on a first start, writes a random one to
+    data_dir/.env. A key that happens to begin with "$" (Django's generator draws from a set holding "$", so
+    about 1 start in 50) is read back by django-environ as a reference to another variable, found empty,
+    and replaced by a new random key at every restart: every personal access token stops working. So the key
+    is written here when there is none, from URL-safe characters, and one that cannot be read back is
+    replaced (its tokens already fail after any restart). A key that works is left as it is."""
+    lines = env_file.read_text().splitlines() if env_file.is_file() else []
+    keys = [line.split("=", 1)[1] for line in lines if line.startswith("SECRET_KEY=")]
+    if keys and keys[-1] and not keys[-1].startswith("$"):  # the last one is what Label Studio reads
+        return
+    kept = [line for line in lines if line.strip() and not line.startswith("SECRET_KEY=")]
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it signs tokens: the owner's only
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join([*kept, f"SECRET_KEY={secrets.token_urlsafe(48)}"]) + "\n")
+    if keys:
+        log.warning("%s held a SECRET_KEY Label Studio cannot read back (it begins with '$'); replaced it, so "
+                    "tokens made from now on survive restarts", env_file)
 
 
 @dataclass
@@ -111,6 +134,7 @@ class LabelStudioServer:
             raise LoopError(f"port {self.port} on {self.host} is taken (Label Studio would silently move to "
                             f"another one); stop what uses it or set labelstudio.server.port=OTHER")
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        ensure_secret_key(Path(self.data_dir) / ".env")
         # the admin's name and password through the environment, never on the command line (ps shows it)
         cmd = [str(self.executable), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port),
                "--host", self.url]

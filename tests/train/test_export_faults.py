@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -38,6 +39,10 @@ class CrashesLabelStudio(MediaFetcher):
 def test_label_studio_killed_during_export(demo_data, tmp_path):
     server = LabelStudioServer(venv=LS_VENV, data_dir=tmp_path / "ls", password="fault-pw")
     with server:
+        # the signing key the server was given, which it read back (one it generated itself may begin with "$"
+        # and then be lost at the restart below, and the token with it)
+        keys = [line for line in (tmp_path / "ls" / ".env").read_text().splitlines() if "SECRET_KEY=" in line]
+        assert len(keys) == 1 and re.fullmatch(r"SECRET_KEY=[A-Za-z0-9_-]{50,}", keys[0])  # URL-safe: ours
         token = server.personal_access_token()
         client = labelstudio.connect(server.url, token)
         project, gt, file_of = make_demo_project(client, demo_data, 10, "export-crash")
@@ -50,7 +55,8 @@ def test_label_studio_killed_during_export(demo_data, tmp_path):
 
         server.stop()
         server.port = 0  # the killed server's port can linger in TIME_WAIT; the data folder is what matters
-        server.start()  # Label Studio is back, with the same data
+        server.start()  # Label Studio is back, with the same data and the same key
+        assert [line for line in (tmp_path / "ls" / ".env").read_text().splitlines() if "SECRET_KEY=" in line] == keys
         client = labelstudio.connect(server.url, token)
         with MediaFetcher(MediaConfig(ls_url=server.url, api_key=token)) as fetcher:
             result = export_project(client, project.id, out, fetcher=fetcher, progress=False)
