@@ -49,9 +49,9 @@ def ensure_secret_key(env_file: Path) -> None:
     Why: Label Studio signs its tokens with SECRET_KEY and, on a first start, writes a random one to
     data_dir/.env. A key that happens to begin with "$" (Django's generator draws from a set holding "$", so
     about 1 start in 50) is read back by django-environ as a reference to another variable, found empty,
-    and replaced by a new random key at every restart: every personal access token stops working. So the key
+    and replaced by a new random key at the next start: every personal access token stops working. So the key
     is written here when there is none, from URL-safe characters, and one that cannot be read back is
-    replaced (its tokens already fail after any restart). A key that works is left as it is."""
+    replaced (its tokens fail at the next start anyway). A key that works is left as it is."""
     lines = env_file.read_text().splitlines() if env_file.is_file() else []
     keys = [line.split("=", 1)[1] for line in lines if line.startswith("SECRET_KEY=")]
     if keys and keys[-1] and not keys[-1].startswith("$"):  # the last one is what Label Studio reads
