@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+
+import loop.run  # noqa: F401  (registers the ${repo:} resolver)
 from backend import ort_session
 from loop.al.oracle import coco_ground_truth, regions  # noqa: F401
 from loop.clients.annotator import project_from_coco, submit_ground_truth  # noqa: F401
+from loop.common.paths import CONF_DIR
 
 
 def demo_ground_truth(demo_data: Path, split: str = "pool"):
@@ -55,3 +59,12 @@ def command_lines() -> list[bytes]:
         except OSError:  # the process ended meanwhile
             pass
     return lines
+
+
+def simulate_cfg(data_root: Path, tmp_path: Path, mlflow_store: dict, *extra: str):
+    """stage=simulate's composed config on this data, writing under tmp_path, recording to this MLflow store."""
+    overrides = ["stage=simulate", f"data.root={data_root}", f"work_dir={tmp_path}",
+                 f"registry.tracking_uri={mlflow_store['tracking_uri']}",
+                 f"registry.artifact_location={mlflow_store['artifact_location']}", *extra]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)

@@ -12,20 +12,16 @@ the plot and the summary, one child run per strategy and seed with `bbox_mAP` ag
 count as step. With `stage.jobs` > 1 the seeds run side by side in worker processes and this process writes
 their rows (loop.stages.simulate_jobs).
 
-In the full mode (`stage.mode=full`) the same oracle submits through a real Label Studio and the production
-loop runs (backend, export, retrain, registry, hot reload, pre-annotation and queue): one `stage=demo` run
-per strategy and seed, recorded the same way.
+The full mode (`stage.mode=full`, loop.stages.simulate_full) runs the production loop through a real Label
+Studio instead, one `stage=demo` run per strategy and seed, recorded the same way.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
-import math
 import time
-from contextlib import ExitStack
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -34,7 +30,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from backend.onnx_runtime import load_onnx
@@ -44,26 +40,29 @@ from loop.al.acquisition import (
     COLD_START,
     EMBEDDING_STRATEGIES,
     OBJECT_STRATEGIES,
-    QUEUE_STRATEGIES,
-    RARITY_ALPHA,
     STRATEGIES,
     TWO_VIEW,
     class_balance_weights,
     class_confidence,
     cold,
-    queue_strategy_error,
     select,
 )
 from loop.al.stability import flip_instability
 from loop.clients.checkpoints import fetch_checkpoint, file_sha256
-from loop.common.demo_data import VARIANTS, ensure
 from loop.common.errors import LoopError
-from loop.common.paths import CONF_DIR, resolve
+from loop.common.paths import resolve
 from loop.stages.adapters import local, plain, train_spec
-from loop.stages.demo import demo
 from loop.stages.simulate_cache import TrainingCache
+from loop.stages.simulate_full import simulate_full
 from loop.stages.simulate_jobs import side_by_side, threads_per_job
 from loop.stages.simulate_report import Results, describe
+from loop.stages.simulate_settings import (
+    job_count,
+    rarity_alpha,
+    strategies_of,
+    strategy_variant,
+    synthetic_if_missing,
+)
 from train.evaluate import coco_eval
 from train.package import coco_class_counts, read_class_counts
 from train.slim import make_slim
@@ -84,15 +83,6 @@ def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(sub))
     return out
-
-
-def synthetic_if_missing(cfg) -> Path:
-    """data.root; for data=demo or data=imbalanced (loop.common.demo_data's variants) generated first when its
-    pool is not there yet. Other data sets are used as they are."""
-    root = resolve(cfg.data.root)
-    if cfg.data.name in VARIANTS and not (root / cfg.data.train_ann).is_file():
-        ensure(root, str(cfg.data.name))
-    return root
 
 
 class Simulation:
@@ -129,6 +119,9 @@ class Simulation:
                             "let uncertainty strategies rank even a cold model's scores")
         # what counts as a detection for the sum scores, the class confidences and the cold-start rule
         self.box_threshold = float(self.stage.get("box_threshold", 0.0))
+        # class_balanced_*: rarity times difficulty, or rarity only (the queue's); and rarity's exponent
+        self.difficulty = bool(self.stage.get("difficulty_weights", True))
+        self.rarity_alpha = rarity_alpha(self.stage)
         # the pool's rarest class: does a strategy find it? (its test AP, its boxes among the labeled images)
         counts = coco_class_counts(self.pool)
         self.classes = [c["name"] for c in sorted(self.pool["categories"], key=lambda c: c["id"])]
@@ -279,9 +272,9 @@ class Simulation:
             return None
         counts = self.labeled_counts(labeled)
         quality = None
-        if self.stage.get("difficulty_weights", True):
+        if self.difficulty:
             quality = class_confidence(scores, labels, len(classes), self.box_threshold)
-        return class_balance_weights(counts=counts, quality=quality, rarity_alpha=rarity_alpha(self.stage))
+        return class_balance_weights(counts=counts, quality=quality, rarity_alpha=self.rarity_alpha)
 
 
 def start_weights(cfg) -> str | None:
@@ -295,31 +288,6 @@ def start_weights(cfg) -> str | None:
         raise LoopError(f"model.checkpoint={weights} is not a file; give a checkpoint on disk (a .pth from "
                         "stage=train or the model zoo), or null to train the first models from scratch")
     return weights
-
-
-def rarity_alpha(stage) -> float:
-    """stage.rarity_alpha, the exponent of class_balanced_*'s rarity weights; null: the queue's
-    (loop.al.acquisition.RARITY_ALPHA)."""
-    alpha = stage.get("rarity_alpha")
-    if alpha is None:
-        return RARITY_ALPHA
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        alpha = math.nan
-    if not (math.isfinite(alpha) and alpha >= 0):
-        raise LoopError(f"stage.rarity_alpha={stage.get('rarity_alpha')}: give a number >= 0 (1: a class 10x rarer "
-                        f"weighs 10x; 0: every class alike), or null for the queue's {RARITY_ALPHA}")
-    return alpha
-
-
-def strategy_variant(strategy: str, difficulty_weights: bool, alpha: float = RARITY_ALPHA) -> str:
-    """results.csv's variant column: the setting a strategy ran with, where it has one, so that runs merged
-    later tell them apart. The queue (full mode) weighs by rarity only, with RARITY_ALPHA."""
-    if strategy not in CLASS_WEIGHTED:
-        return ""
-    name = "rarity+difficulty" if difficulty_weights else "rarity"
-    return name if alpha == RARITY_ALPHA else f"{name} alpha={alpha:g}"
 
 
 def round_iterations(stage, labeled: int, batch_size: int, drop_small_last: bool = True) -> int:
@@ -344,13 +312,6 @@ def rare_text(rare: dict) -> str:
     return f" ({rare['rare_class']} AP {rare['rare_AP']:.3f}, {rare['rare_boxes']} labeled)" if rare else ""
 
 
-def _strategies(stage) -> list[str]:
-    strategies = list(stage.strategies)
-    if "random" not in strategies:
-        strategies.insert(0, "random")  # the control every figure is relative to
-    return strategies
-
-
 def simulate(cfg) -> dict[str, Any]:
     """Fast mode: in-process training rounds on the COCO data; with stage.jobs > 1, the seeds side by side in
     that many processes (loop.stages.simulate_jobs), this one writing every row."""
@@ -361,7 +322,7 @@ def simulate(cfg) -> dict[str, Any]:
     out = resolve(cfg.work_dir) / "simulate" / stamp
     out.mkdir(parents=True, exist_ok=True)
     sim = Simulation(cfg)
-    strategies, seeds = _strategies(stage), [int(x) for x in stage.seeds]
+    strategies, seeds = strategies_of(stage), [int(x) for x in stage.seeds]
     results = Results(cfg, out, stamp)
     own_first = [x for x in strategies if x != "random"] if sim.first_batch == "strategy" else []
     bar = tqdm(total=len(seeds) * (1 + len(own_first) + len(strategies) * int(stage.rounds)), desc="simulate",
@@ -391,13 +352,6 @@ def simulate(cfg) -> dict[str, Any]:
     return _outcome(results)
 
 
-def job_count(stage) -> int:
-    jobs = stage.get("jobs", 1)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise LoopError(f"stage.jobs={jobs}: give the number of processes to run seeds in (1: one after another)")
-    return jobs
-
-
 def row_text(row: dict) -> str:
     rare = rare_text(row) if "rare_class" in row else ""
     return f"seed {row['seed']} {row['strategy']}: {row['labeled']} labeled -> mAP {row['mAP']:.3f}{rare}"
@@ -421,7 +375,7 @@ def run_seed(sim: Simulation, seed: int, out: Path, strategies: list[str], emit:
              sim.start_weights or "scratch", first["bbox_mAP"], rare_text(first_rare))
     for si, strategy in enumerate(strategies):
         srng = np.random.default_rng([seed, si])
-        variant = strategy_variant(strategy, bool(stage.get("difficulty_weights", True)), rarity_alpha(stage))
+        variant = strategy_variant(strategy, sim.difficulty, sim.rarity_alpha)
         labeled, result, rare = list(initial), first, first_rare
         if strategy in own_first:
             labeled, result = sim.own_first_batch(strategy, out, seed, srng, onnx_dir)
@@ -458,56 +412,8 @@ def _seed_job(cfg: dict, out: str, threads: int, seed: int, emit: Callable[[tupl
     sim = Simulation(OmegaConf.create(cfg))
     sim.threads = threads
     # each process its own export of the start model (two writing one file would race)
-    run_seed(sim, seed, Path(out), _strategies(sim.stage), lambda row: emit(("row", row)),
+    run_seed(sim, seed, Path(out), strategies_of(sim.stage), lambda row: emit(("row", row)),
              lambda: emit(("trained",)), onnx_dir=Path(out) / f"seed{seed}" / "start-onnx")
-
-
-def simulate_full(cfg) -> dict[str, Any]:
-    """Full mode: for each strategy and seed, stage=demo's production loop through a real Label Studio
-    (fresh server, project, registry and backend each time), the annotator following the queue. The demo
-    trains with this stage's recipe (train=simulate, full_epochs per retrain) at its input size."""
-    stage = cfg.stage
-    strategies = _strategies(stage)
-    wrong = [x for x in strategies if x != "random" and queue_strategy_error(x)]
-    if wrong:
-        raise LoopError(f"the Label Studio queue orders by a per-image score; {wrong} need the fast mode. "
-                        f"Full mode strategies: random, {', '.join(QUEUE_STRATEGIES)}")
-    if str(stage.get("first_batch") or "random") != "random":
-        raise LoopError("stage.first_batch=strategy is the fast mode's: the full mode's demo labels its first "
-                        "tasks at random, before its first model. Use stage.mode=fast, or stage.first_batch=random")
-    if job_count(stage) > 1:
-        raise LoopError(f"stage.jobs={stage.jobs} is the fast mode's: the full mode's runs each start Label Studio, "
-                        "a backend and an MLflow UI of their own. Use stage.mode=fast, or stage.jobs=1")
-    if rarity_alpha(stage) != RARITY_ALPHA:
-        raise LoopError(f"stage.rarity_alpha={stage.rarity_alpha} is the fast mode's: the Label Studio queue weighs "
-                        f"rarity with {RARITY_ALPHA}. Use stage.mode=fast, or stage.rarity_alpha=null")
-    synthetic_if_missing(cfg)  # stage=demo generates data=demo itself, not the imbalanced variant
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = resolve(cfg.work_dir) / "simulate" / f"{stamp}-full"
-    out.mkdir(parents=True, exist_ok=True)
-    results = Results(cfg, out, stamp)
-    demo_stage = OmegaConf.load(CONF_DIR / "stage" / "demo.yaml").stage
-    with results.parent():
-        for seed in [int(x) for x in stage.seeds]:
-            for strategy in strategies:
-                run_cfg = copy.deepcopy(cfg)
-                with open_dict(run_cfg):
-                    run_cfg.seed = seed
-                    run_cfg.work_dir = str(out / f"seed{seed}-{strategy}")
-                    run_cfg.registry.model_name = f"simulate-{strategy}-seed{seed}"  # its own champion line
-                    run_cfg.train.epochs = int(stage.full_epochs)
-                    run_cfg.stage = OmegaConf.merge(demo_stage, {
-                        "strategy": strategy, "images": int(stage.full_images), "initial": int(stage.initial),
-                        "per_iteration": int(stage.per_round), "iterations": int(stage.rounds) + 1,
-                        "keep_running": False, "mlflow_ui": False})
-                with ExitStack() as stack, results.child(strategy, seed) as run:
-                    outcome = demo(run_cfg, stack)
-                    for h in outcome["history"]:
-                        results.record(dict(strategy=strategy, variant=strategy_variant(strategy, False),
-                                            seed=seed, round=h["iteration"] - 1,
-                                            labeled=h["labeled"], mAP=h["test_mAP"], mAP_50=h["test_mAP_50"],
-                                            train_s="", select_s=""), run)
-    return _outcome(results)
 
 
 def _outcome(results: Results) -> dict[str, Any]:
@@ -517,7 +423,7 @@ def _outcome(results: Results) -> dict[str, Any]:
 
 
 def run_stage(cfg) -> dict[str, Any]:
-    result = simulate(cfg) if cfg.stage.mode == "fast" else simulate_full(cfg)
+    result = simulate(cfg) if cfg.stage.mode == "fast" else _outcome(simulate_full(cfg))
     for line in describe(result["summary"]):
         log.info(line)
     log.info("best strategy here: %s", result["best"])

@@ -11,25 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-import loop.run  # noqa: F401  (registers the ${repo:} resolver)
-from loop.al.acquisition import RARITY_ALPHA
 from loop.clients.registry import Registry
 from loop.common.errors import LoopError
-from loop.common.paths import CONF_DIR
-from loop.stages.simulate import Simulation, run_stage, strategy_variant
+from loop.stages.simulate import Simulation, run_stage
+from tests.helpers import simulate_cfg as sim_cfg
 from train.slim import load_slim
 
 pytestmark = pytest.mark.integration
-
-
-def sim_cfg(data_root, tmp_path, mlflow_store, *extra):
-    overrides = ["stage=simulate", f"data.root={data_root}", f"work_dir={tmp_path}",
-                 f"registry.tracking_uri={mlflow_store['tracking_uri']}",
-                 f"registry.artifact_location={mlflow_store['artifact_location']}", *extra]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def test_model_driven_strategies_pick_new_distinct_images(demo_data, demo_model, tmp_path, mlflow_store):
@@ -144,17 +133,6 @@ def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, 
     with pytest.raises(LoopError, match="unknown strategies"):
         Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.initial=4", "stage.per_round=2",
                            "stage.strategies=[bald]"))
-    with pytest.raises(LoopError, match="need the fast mode"):
-        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.strategies=[coreset]"))
-    with pytest.raises(LoopError, match="first_batch=strategy is the fast mode's"):
-        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.first_batch=strategy",
-                          "stage.strategies=[entropy_sum]"))
-    with pytest.raises(LoopError, match="rarity_alpha=1.0 is the fast mode's"):
-        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.rarity_alpha=1.0",
-                          "stage.strategies=[class_balanced_entropy]"))
-    with pytest.raises(LoopError, match="stage.jobs=2 is the fast mode's"):
-        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.jobs=2",
-                          "stage.strategies=[entropy_sum]"))
     for wrong in ("0", "two"):
         with pytest.raises(LoopError, match=f"stage.jobs={wrong}: give the number of processes"):
             run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, f"stage.jobs={wrong}"))
@@ -162,24 +140,6 @@ def test_simulate_refuses_impossible_budgets_and_unknown_strategies(small_demo, 
         with pytest.raises(LoopError, match=f"stage.rarity_alpha={wrong}: give a number >= 0"):
             run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, f"stage.rarity_alpha={wrong}"))
     assert not (tmp_path / "simulate").exists()  # refused before anything was written
-
-
-def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, mlflow_store):
-    cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.seeds=[1]",
-                  "stage.strategies=[least_confidence]", "stage.full_images=24", "stage.initial=14",
-                  "stage.per_round=6", "stage.rounds=1", "stage.full_epochs=1", "model.img_size=128",
-                  "train.num_workers=0", "export.val_fraction=0.3", "data.name=small")
-    result = run_stage(cfg)
-    rows = list(csv.DictReader((Path(result["out_dir"]) / "results.csv").read_text().splitlines()))
-    assert [(r["strategy"], int(r["labeled"])) for r in rows] == [
-        ("random", 14), ("random", 20), ("least_confidence", 14), ("least_confidence", 20)]
-    assert set(result["summary"]) == {"random", "least_confidence"}
-    # Each run had its own Label Studio project whose queue the annotator followed.
-    runs = sorted(Path(result["out_dir"]).glob("seed1-*/demo/*/demo.json"))
-    assert len(runs) == 2
-    # with no MLflow UI of their own: the benchmark's runs are read from results.csv and the tracking store
-    assert [json.loads(r.read_text())["urls"]["mlflow"] for r in runs] == [None, None]
-    assert not list(Path(result["out_dir"]).glob("seed1-*/demo/*/mlflow-ui.log"))
 
 
 def test_each_strategy_picks_its_own_first_batch_when_asked(small_demo, demo_model, tmp_path, mlflow_store):
@@ -238,11 +198,3 @@ def test_first_models_fine_tune_from_model_checkpoint(small_demo, demo_model, tm
 
     with pytest.raises(LoopError, match="model.checkpoint=.*is not a file"):
         Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, *common, f"model.checkpoint={tmp_path}/none.pth"))
-
-
-def test_the_variant_column_names_the_class_weights_a_run_used():
-    assert strategy_variant("class_balanced_entropy", True) == "rarity+difficulty"
-    assert strategy_variant("class_balanced_diverse", False) == "rarity"
-    assert strategy_variant("entropy_sum", True) == strategy_variant("random", False) == ""
-    assert strategy_variant("class_balanced_entropy", False, 1.0) == "rarity alpha=1"
-    assert strategy_variant("class_balanced_entropy", True, RARITY_ALPHA) == "rarity+difficulty"

@@ -1,0 +1,35 @@
+"""stage=simulate's settings (pure): the control is always run, and bad values are refused with the fix."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from loop.al.acquisition import RARITY_ALPHA
+from loop.common.errors import LoopError
+from loop.stages.simulate_settings import job_count, rarity_alpha, strategies_of, strategy_variant
+
+
+def test_random_runs_first_unless_the_strategies_name_it():
+    assert strategies_of(OmegaConf.create({"strategies": ["entropy", "coreset"]})) == ["random", "entropy", "coreset"]
+    assert strategies_of(OmegaConf.create({"strategies": ["entropy", "random"]})) == ["entropy", "random"]
+
+
+def test_jobs_and_rarity_alpha_are_checked():
+    assert job_count(OmegaConf.create({})) == 1 and job_count(OmegaConf.create({"jobs": 3})) == 3
+    for wrong in (0, "two", True, 1.5):
+        with pytest.raises(LoopError, match="give the number of processes"):
+            job_count(OmegaConf.create({"jobs": wrong}))
+    assert rarity_alpha(OmegaConf.create({"rarity_alpha": None})) == RARITY_ALPHA
+    assert rarity_alpha(OmegaConf.create({"rarity_alpha": "1"})) == 1.0
+    for wrong in (-1, "many", float("inf"), float("nan")):
+        with pytest.raises(LoopError, match="give a number >= 0"):
+            rarity_alpha(OmegaConf.create({"rarity_alpha": wrong}))
+
+
+def test_the_variant_column_names_the_class_weights_a_run_used():
+    assert strategy_variant("class_balanced_entropy", True) == "rarity+difficulty"
+    assert strategy_variant("class_balanced_diverse", False) == "rarity"
+    assert strategy_variant("entropy_sum", True) == strategy_variant("random", False) == ""
+    assert strategy_variant("class_balanced_entropy", False, 1.0) == "rarity alpha=1"
+    assert strategy_variant("class_balanced_entropy", True, RARITY_ALPHA) == "rarity+difficulty"
