@@ -30,6 +30,9 @@ calibrated uncertainty sampling"):
   weight (`class_balance_weights`): rare classes in the labeled set (`rarity_weights`) and classes the model
   is unsure of (`difficulty_weights`) weigh more, so the batch goes to where the model is weakest, not to
   the frequent classes that fill most boxes. Label Studio's queue (`queue_score`) has the rarity part only.
+- `class_balanced_count`: `class_balanced_entropy` plus the objects the model finds (`found_objects`: boxes
+  at >= 0.5, each by its class weight): of two images alike in uncertainty, the one with more objects to
+  label, since every labeled box teaches the model.
 - `class_balanced_diverse`: `class_balanced_entropy`'s shortlist, then k-center greedy, as entropy_diverse.
 - `entropy_flip`: `entropy_sum` plus the image's localisation instability under a horizontal flip
   (`loop.al.stability`): the boxes the model would draw elsewhere on the mirrored image, which the scores
@@ -113,15 +116,39 @@ def box_entropy_sum(scores: Sequence[float], labels: Sequence[int] | None = None
     keep = s >= threshold
     if not keep.any():
         return EMPTY_IMAGE_SUM
-    h = box_entropy(s[keep])
-    if labels is not None and class_weights is not None:
-        lab = np.asarray(labels, dtype=int).reshape(-1)
-        if len(lab) != len(s):
-            raise ValueError(f"{len(s)} scores but {len(lab)} labels: give one class index per box")
-        w, lab = np.asarray(class_weights, dtype=float).reshape(-1), lab[keep]
-        if len(w):
-            h = h * np.where((lab >= 0) & (lab < len(w)), w[np.clip(lab, 0, len(w) - 1)], 1.0)
-    return float(h.sum())
+    return float((box_entropy(s[keep]) * _box_weights(len(s), labels, class_weights)[keep]).sum())
+
+
+def _box_weights(n: int, labels: Sequence[int] | None, class_weights: Sequence[float] | None) -> np.ndarray:
+    """Each of n boxes' class weight (1 without labels and weights, or for a class outside the weights)."""
+    if labels is None or class_weights is None:
+        return np.ones(n)
+    lab = np.asarray(labels, dtype=int).reshape(-1)
+    if len(lab) != n:
+        raise ValueError(f"{n} scores but {len(lab)} labels: give one class index per box")
+    w = np.asarray(class_weights, dtype=float).reshape(-1)
+    if not len(w):
+        return np.ones(n)
+    return np.where((lab >= 0) & (lab < len(w)), w[np.clip(lab, 0, len(w) - 1)], 1.0)
+
+
+# class_balanced_count's objects: the boxes scoring at least this, each adding COUNT_WEIGHT times its class weight.
+COUNT_THRESHOLD = 0.5
+COUNT_WEIGHT = 1.0
+
+
+def found_objects(scores: Sequence[float], labels: Sequence[int] | None = None,
+                  class_weights: Sequence[float] | None = None, threshold: float = COUNT_THRESHOLD) -> float:
+    """How many objects the model finds in an image: its boxes scoring at least `threshold`, each counted by
+    its predicted class's weight.
+
+    Why: the budget is counted in images, and the labels of an image with four objects teach the model four
+    boxes where one with a single object teaches one; uncertainty alone does not see that, since a confident
+    box adds little entropy. The threshold (0.5, above the entropy sum's 0.3) counts what is likely an
+    object: a model's false positives sit mostly between 0.3 and 0.5, and counting them would favour
+    cluttered images over full ones."""
+    s = np.asarray(scores, dtype=float).reshape(-1)
+    return float((_box_weights(len(s), labels, class_weights) * (s >= threshold)).sum())
 
 
 def rarity_weights(counts: Sequence[float], alpha: float = RARITY_ALPHA) -> np.ndarray:
@@ -280,7 +307,8 @@ def _nearest(x: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
-              "class_balanced_entropy", "class_balanced_diverse", "entropy_flip", "object_diverse")
+              "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "entropy_flip",
+              "object_diverse")
 # Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
 # embeddings; over per-object features for OBJECT_STRATEGIES).
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
@@ -290,7 +318,7 @@ OBJECT_STRATEGIES = ("object_diverse",)
 # Strategies that need image embeddings (the predictor's pooled neck features).
 EMBEDDING_STRATEGIES = ("coreset", *(x for x in SHORTLIST_SCORE if x not in OBJECT_STRATEGIES))
 # Strategies whose score weighs each box by its class (labels and class weights).
-CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_diverse")
+CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_count", "class_balanced_diverse")
 # Strategies that also score each image's mirror (`instability` in select: loop.al.stability).
 TWO_VIEW = ("entropy_flip",)
 # What select may fall back to while the model is cold (see `cold`).
@@ -299,7 +327,7 @@ COLD_START = ("random", "coreset")
 
 # Strategies Label Studio's queue can follow: a per-image score written to each task. coreset and the
 # _diverse strategies choose a batch jointly from image embeddings, which the served model does not report.
-QUEUE_STRATEGIES = ("entropy", "least_confidence", "entropy_sum", "class_balanced_entropy")
+QUEUE_STRATEGIES = ("entropy", "least_confidence", "entropy_sum", "class_balanced_entropy", "class_balanced_count")
 
 
 def _queue_choices() -> str:
@@ -342,6 +370,9 @@ def image_score(strategy: str, scores: Sequence[float], labels: Sequence[int] | 
         return box_entropy_sum(scores, threshold=threshold)
     if strategy == "class_balanced_entropy":
         return box_entropy_sum(scores, labels, class_weights, threshold)
+    if strategy == "class_balanced_count":
+        return box_entropy_sum(scores, labels, class_weights, threshold) + \
+            COUNT_WEIGHT * found_objects(scores, labels, class_weights)
     if strategy == "entropy_flip":
         if instability is None:
             raise ValueError("entropy_flip needs each image's flip instability (loop.al.stability)")

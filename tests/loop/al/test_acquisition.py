@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from loop.al.acquisition import (
+    COUNT_WEIGHT,
     EMPTY_IMAGE_SUM,
     QUEUE_STRATEGIES,
     STRATEGIES,
@@ -13,6 +14,7 @@ from loop.al.acquisition import (
     cold,
     difficulty_weights,
     entropy_score,
+    found_objects,
     image_score,
     k_center_greedy,
     least_confidence,
@@ -232,11 +234,31 @@ def test_every_strategy_is_either_a_queue_score_or_refused_with_the_fix():
             assert why is None
             assert isinstance(queue_score(strategy, [0.5], [0], [3, 1]), float)  # a per-image score exists
         else:
-            assert "use entropy, least_confidence, entropy_sum or class_balanced_entropy" in why, strategy
+            assert "use entropy, least_confidence, entropy_sum, class_balanced_entropy or class_balanced_count" \
+                in why, strategy
         assert len(select(strategy, 2, rng, [[0.5], [0.4], [0.9]], np.eye(3), labels=[[0], [1], [0]],
                           class_weights=np.ones(2), instability=[0.0, 1.0, 0.5],
                           objects=[np.eye(3)[i:i + 1] for i in range(3)])) == 2
     assert set(QUEUE_STRATEGIES) <= set(STRATEGIES)
+
+
+def test_class_balanced_count_adds_the_objects_found_by_their_class_weight():
+    # two images alike in uncertainty (one box at 0.4 each); the second also holds two confident objects
+    sparse, full = [0.4], [0.4, 0.95, 0.9]
+    assert found_objects(sparse) == 0 and found_objects(full) == 2
+    assert image_score("class_balanced_count", full, [0, 0, 0], None, 0.3) > \
+        image_score("class_balanced_count", sparse, [0], None, 0.3) + 1.9
+    # the entropy sum alone ranks them nearly alike: two confident boxes add little entropy
+    assert image_score("class_balanced_entropy", full, [0, 0, 0], None, 0.3) < \
+        image_score("class_balanced_entropy", sparse, [0], None, 0.3) + 0.8
+    # a rare class's objects count more, a box under 0.5 does not count as an object
+    weights = [0.5, 1.5]
+    assert found_objects([0.9, 0.8], [1, 1], weights) == 3.0 and found_objects([0.9, 0.8], [0, 0], weights) == 1.0
+    assert found_objects([0.49, 0.3], [1, 1], weights) == 0.0
+    exact = box_entropy_sum([0.4, 0.9], [1, 0], weights, 0.3) + COUNT_WEIGHT * 0.5
+    assert image_score("class_balanced_count", [0.4, 0.9], [1, 0], weights, 0.3) == pytest.approx(exact)
+    with pytest.raises(ValueError, match="one class index per box"):
+        found_objects([0.9, 0.8], [1], weights)
 
 
 def test_the_queue_weighs_class_balanced_entropy_by_the_checkpoints_class_counts():
