@@ -93,8 +93,8 @@ def test_class_weights_favour_what_the_labeled_images_lack_and_the_model_doubts(
     scores, labels = [[0.9, 0.9], [0.4]], [[0, 1], [2]]  # class 2 seen only at 0.4, class 3 never
     both = sim.class_weights(labeled, scores, labels, list(CLASSES)) / rarity
     assert both[0] == pytest.approx(both[1]) and both[1] < both[2] < both[3]
-    sim.stage.difficulty_weights = False  # the production queue's variant: rarity only
-    np.testing.assert_allclose(sim.class_weights(labeled, scores, labels, list(CLASSES)), rarity)
+    queue = make_sim(None, "stage.difficulty_weights=false")  # the production queue's variant: rarity only
+    np.testing.assert_allclose(queue.class_weights(labeled, scores, labels, list(CLASSES)), rarity)
     # a model made for other classes (a COCO start checkpoint) has no confidence per class of this pool
     assert sim.class_weights(labeled, scores, labels, ["person", "car", "dog", "cat"]) is None
 
