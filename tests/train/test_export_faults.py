@@ -41,7 +41,7 @@ def test_label_studio_killed_during_export(demo_data, tmp_path):
     with server:
         # the signing key the server was given, which it read back (one it generated itself may begin with "$"
         # and then be lost at the restart below, and the token with it)
-        keys = [line for line in (tmp_path / "ls" / ".env").read_text().splitlines() if "SECRET_KEY=" in line]
+        keys = signing_keys(tmp_path / "ls")
         assert len(keys) == 1 and re.fullmatch(r"SECRET_KEY=[A-Za-z0-9_-]{50,}", keys[0])  # URL-safe: ours
         token = server.personal_access_token()
         client = labelstudio.connect(server.url, token)
@@ -56,10 +56,15 @@ def test_label_studio_killed_during_export(demo_data, tmp_path):
         server.stop()
         server.port = 0  # the killed server's port can linger in TIME_WAIT; the data folder is what matters
         server.start()  # Label Studio is back, with the same data and the same key
-        assert [line for line in (tmp_path / "ls" / ".env").read_text().splitlines() if "SECRET_KEY=" in line] == keys
+        assert signing_keys(tmp_path / "ls") == keys
         client = labelstudio.connect(server.url, token)
         with MediaFetcher(MediaConfig(ls_url=server.url, api_key=token)) as fetcher:
             result = export_project(client, project.id, out, fetcher=fetcher, progress=False)
         assert result["tasks"] == 10 and result["unreadable"] == []
         manifest = json.loads((out / "manifest.json").read_text())
         assert sorted(int(t) for t in manifest["tasks"]) == sorted(file_of)
+
+
+def signing_keys(data_dir):
+    """The SECRET_KEY lines of a Label Studio data folder's .env."""
+    return [line for line in (data_dir / ".env").read_text().splitlines() if "SECRET_KEY=" in line]
