@@ -34,6 +34,9 @@ calibrated uncertainty sampling"):
   at >= 0.5, each by its class weight): of two images alike in uncertainty, the one with more objects to
   label, since every labeled box teaches the model.
 - `class_balanced_diverse`: `class_balanced_entropy`'s shortlist, then k-center greedy, as entropy_diverse.
+- `class_balanced_batch`: `class_balanced_entropy` picked one image at a time (`balanced_batch`), the rarity
+  weights updated after each pick with the objects the model finds in it: a batch of the top-k images can
+  still fill up with one class, since their weights are those of the labeled set before the batch.
 - `entropy_flip`: `entropy_sum` plus the image's localisation instability under a horizontal flip
   (`loop.al.stability`): the boxes the model would draw elsewhere on the mirrored image, which the scores
   do not show. It needs a second forward pass per image.
@@ -150,6 +153,32 @@ def found_objects(scores: Sequence[float], labels: Sequence[int] | None = None,
     learning"): fuller images, yet level with class_balanced_entropy per image and worth less per box."""
     s = np.asarray(scores, dtype=float).reshape(-1)
     return float((_box_weights(len(s), labels, class_weights) * (s >= threshold)).sum())
+
+
+def balanced_batch(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[int]], k: int,
+                   counts: Sequence[float], quality: Sequence[float] | None = None,
+                   rarity_alpha: float = RARITY_ALPHA, threshold: float = 0.0) -> list[int]:
+    """Positions of k images, picked greedily by class_balanced_entropy's score, where after each pick the
+    labeled set's boxes per class (`counts`) grow by the objects the model finds in the picked image (its
+    boxes at >= COUNT_THRESHOLD, by predicted class) and the rarity weights are computed again.
+
+    Why: the top k by one set of weights all see the classes as rare as they were before the batch, so ten
+    images full of one rare class can fill a batch of ten, and the tenth teaches much less about that class
+    than the first did. Counting what the batch will likely add makes the next pick go where the labeled
+    set will then be thinnest. `quality` (per class, as difficulty_weights takes) stays fixed: the model
+    does not change within a batch. Ties keep the given order, as `rank` does."""
+    grown = np.asarray(counts, dtype=float).reshape(-1).copy()
+    left = list(range(len(scores)))
+    chosen: list[int] = []
+    while left and len(chosen) < k:
+        weights = class_balance_weights(grown, quality, rarity_alpha)
+        values = [box_entropy_sum(scores[i], labels[i], weights, threshold) for i in left]
+        best = left.pop(int(np.argmax(values)))
+        chosen.append(best)
+        s = np.asarray(scores[best], dtype=float).reshape(-1)
+        lab = np.asarray(labels[best], dtype=int).reshape(-1)[s >= COUNT_THRESHOLD]
+        np.add.at(grown, lab[(lab >= 0) & (lab < len(grown))], 1.0)
+    return chosen
 
 
 def rarity_weights(counts: Sequence[float], alpha: float = RARITY_ALPHA) -> np.ndarray:
@@ -308,8 +337,8 @@ def _nearest(x: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
-              "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "entropy_flip",
-              "object_diverse")
+              "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch",
+              "entropy_flip", "object_diverse")
 # Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
 # embeddings; over per-object features for OBJECT_STRATEGIES).
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
@@ -319,7 +348,10 @@ OBJECT_STRATEGIES = ("object_diverse",)
 # Strategies that need image embeddings (the predictor's pooled neck features).
 EMBEDDING_STRATEGIES = ("coreset", *(x for x in SHORTLIST_SCORE if x not in OBJECT_STRATEGIES))
 # Strategies whose score weighs each box by its class (labels and class weights).
-CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_count", "class_balanced_diverse")
+CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch")
+# Strategies that weigh the classes again after each pick (balanced_batch): they take the labeled set's
+# boxes per class, not fixed weights.
+BATCH_WEIGHTED = ("class_balanced_batch",)
 # Strategies that also score each image's mirror (`instability` in select: loop.al.stability).
 TWO_VIEW = ("entropy_flip",)
 # What select may fall back to while the model is cold (see `cold`).
@@ -346,6 +378,10 @@ def queue_strategy_error(strategy: str | None) -> str | None:
         return (f"preannotate.queue_strategy={strategy} also runs the model on each image's mirror, which the "
                 f"backend does not; use {_queue_choices()} (or null for no queue), or compare {strategy} with "
                 "stage=simulate")
+    if strategy in BATCH_WEIGHTED:
+        return (f"preannotate.queue_strategy={strategy} weighs each pick by what the batch's earlier picks add, "
+                f"and Label Studio's queue scores each task alone; use {_queue_choices()} (or null for no queue), "
+                f"or compare {strategy} with stage=simulate")
     if strategy in STRATEGIES:
         return (f"preannotate.queue_strategy={strategy} picks a batch jointly from the model's features, which the "
                 f"served model does not report, so it cannot order Label Studio's queue; use "
@@ -369,7 +405,7 @@ def image_score(strategy: str, scores: Sequence[float], labels: Sequence[int] | 
         return entropy_score(scores)
     if strategy == "entropy_sum":
         return box_entropy_sum(scores, threshold=threshold)
-    if strategy == "class_balanced_entropy":
+    if strategy in ("class_balanced_entropy", *BATCH_WEIGHTED):
         return box_entropy_sum(scores, labels, class_weights, threshold)
     if strategy == "class_balanced_count":
         return box_entropy_sum(scores, labels, class_weights, threshold) + \
@@ -400,14 +436,19 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
            prefilter: int = 3, labels: Sequence[Sequence[int]] | None = None,
            class_weights: Sequence[float] | None = None, threshold: float = 0.0,
            cold_start: str | None = None, instability: Sequence[float] | None = None,
-           objects: Sequence[np.ndarray] | None = None, labeled_objects: np.ndarray | None = None) -> list[int]:
+           objects: Sequence[np.ndarray] | None = None, labeled_objects: np.ndarray | None = None,
+           class_counts: Sequence[float] | None = None, class_quality: Sequence[float] | None = None,
+           rarity_alpha: float = RARITY_ALPHA) -> list[int]:
     """Positions of the k candidates to label next. `scores[i]` are candidate i's detection confidences,
     `labels[i]` their class indices (class_balanced_*, with `class_weights`, one per class), `embeddings[i]`
     its feature vector; `labeled_embeddings` describe what is already labeled. `threshold`: the boxes the
     sum scores and the cold-start rule count. `cold_start` (random or coreset; None: never): while the model
     is cold (`cold`), every strategy but random and coreset picks the batch that way instead. `instability[i]`:
     candidate i's localisation instability under a flip (entropy_flip). `objects[i]`: candidate i's per-box
-    features, one row per box of `scores[i]`; `labeled_objects`: those of the labeled images (object_diverse)."""
+    features, one row per box of `scores[i]`; `labeled_objects`: those of the labeled images (object_diverse).
+    class_balanced_batch takes the labeled set's boxes per class (`class_counts`), the model's quality per
+    class (`class_quality`, or None: rarity only) and `rarity_alpha` instead of `class_weights`; without
+    counts (the model's classes are not the project's) it ranks as class_balanced_entropy does."""
     n = len(scores) if scores is not None else len(embeddings) if embeddings is not None else 0
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -432,6 +473,10 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
     if strategy in TWO_VIEW and (instability is None or len(instability) != len(scores)):
         raise ValueError(f"strategy {strategy} needs one flip instability per candidate")
     unstable = instability if strategy in TWO_VIEW else [None] * len(scores)
+    if strategy in BATCH_WEIGHTED and class_counts is not None:
+        if labels is None:
+            raise ValueError(f"strategy {strategy} needs each candidate's box labels")
+        return balanced_batch(scores, labels, k, class_counts, class_quality, rarity_alpha, threshold)
     order = rank([image_score(strategy, s, lab, class_weights, threshold, u)
                   for s, lab, u in zip(scores, per_image, unstable)])
     if strategy not in SHORTLIST_SCORE:

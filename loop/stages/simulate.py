@@ -223,14 +223,16 @@ class Simulation:
         if per_object and labeled:  # what is labeled already covers: the objects the model finds on those images
             found = predictor.predict([self.images[i] for i in labeled], embed="objects")
             labeled_objects = np.concatenate([d.features[d.scores >= self.box_threshold] for d in found])
-        weights = self.class_weights(labeled, scores, labels, list(predictor.classes)) \
-            if strategy in CLASS_WEIGHTED else None
+        counts, quality = self.class_figures(labeled, scores, labels, list(predictor.classes)) \
+            if strategy in CLASS_WEIGHTED else (None, None)
+        weights = self.weights_of(counts, quality)
         picked = select(strategy, k, rng, scores=scores,
                         embeddings=np.stack([d.embedding for d in dets]) if embed else None,
                         labeled_embeddings=labeled_emb, prefilter=int(self.stage.prefilter), labels=labels,
                         class_weights=weights, threshold=self.box_threshold, cold_start=self.cold_start,
                         instability=instability, objects=[d.features for d in dets] if per_object else None,
-                        labeled_objects=labeled_objects)
+                        labeled_objects=labeled_objects, class_counts=counts, class_quality=quality,
+                        rarity_alpha=self.rarity_alpha)
         return [unlabeled[i] for i in picked]
 
     def own_first_batch(self, strategy: str, out: Path, seed: int, rng: np.random.Generator,
@@ -261,20 +263,27 @@ class Simulation:
         ap = coco_eval(self.test_file, Path(result["detections"]))["per_class_AP"].get(self.rare, float("nan"))
         return {"rare_class": self.rare, "rare_AP": round(ap, 4), "rare_boxes": boxes}
 
-    def class_weights(self, labeled: list[int], scores: list, labels: list, classes: list[str]) -> np.ndarray | None:
-        """class_balanced_*'s weights: rarity from the labeled images' boxes per class, times (with
-        stage.difficulty_weights) difficulty from the model's mean confidence per class over the unlabeled
-        pool. The production queue has the rarity part only (loop.al.acquisition.queue_score). None (every
-        class weighs 1) when the model's classes are not the pool's: a start checkpoint made for other
-        classes (a COCO model) has no confidence per class of this project to weigh."""
+    def class_figures(self, labeled: list[int], scores: list, labels: list, classes: list[str]) -> tuple:
+        """What class_balanced_* weigh by: (the labeled images' boxes per class, for rarity; with
+        stage.difficulty_weights the model's mean confidence per class over the unlabeled pool, for difficulty,
+        else None). The production queue has the rarity part only (loop.al.acquisition.queue_score).
+        (None, None), every class weighing 1, when the model's classes are not the pool's: a start checkpoint
+        made for other classes (a COCO model) has no confidence per class of this project to weigh."""
         if classes != self.classes:
             log.info("the model's classes %s are not the pool's %s: every class weighs 1", classes, self.classes)
-            return None
-        counts = self.labeled_counts(labeled)
-        quality = None
-        if self.difficulty:
-            quality = class_confidence(scores, labels, len(classes), self.box_threshold)
-        return class_balance_weights(counts=counts, quality=quality, rarity_alpha=self.rarity_alpha)
+            return None, None
+        quality = class_confidence(scores, labels, len(classes), self.box_threshold) if self.difficulty else None
+        return self.labeled_counts(labeled), quality
+
+    def weights_of(self, counts, quality) -> np.ndarray | None:
+        """class_balanced_*'s weights from class_figures: rarity (stage.rarity_alpha) times difficulty."""
+        return None if counts is None else \
+            class_balance_weights(counts=counts, quality=quality, rarity_alpha=self.rarity_alpha)
+
+    def class_weights(self, labeled: list[int], scores: list, labels: list, classes: list[str]) -> np.ndarray | None:
+        """class_balanced_*'s weights for these candidates (class_figures, then weights_of); None: every class
+        weighs 1."""
+        return self.weights_of(*self.class_figures(labeled, scores, labels, classes))
 
 
 def start_weights(cfg) -> str | None:

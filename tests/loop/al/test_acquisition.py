@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 
 from loop.al.acquisition import (
+    BATCH_WEIGHTED,
     COUNT_WEIGHT,
     EMPTY_IMAGE_SUM,
     QUEUE_STRATEGIES,
     STRATEGIES,
     TWO_VIEW,
+    balanced_batch,
     box_entropy,
     box_entropy_sum,
     class_balance_weights,
@@ -90,8 +92,9 @@ def test_entropy_diverse_skips_near_duplicate_uncertain_images():
 
 def test_only_per_image_scores_can_order_the_queue():
     assert all(queue_strategy_error(s) is None for s in (None, *QUEUE_STRATEGIES))
-    for s in set(STRATEGIES) - set(QUEUE_STRATEGIES) - {"random", *TWO_VIEW}:
+    for s in set(STRATEGIES) - set(QUEUE_STRATEGIES) - {"random", *TWO_VIEW, *BATCH_WEIGHTED}:
         assert "the model's features" in queue_strategy_error(s)
+    assert "earlier picks" in queue_strategy_error("class_balanced_batch")
     assert "mirror" in queue_strategy_error("entropy_flip")
     assert "Uniform sampling" in queue_strategy_error("random")
     assert "is no strategy" in queue_strategy_error("entrop")
@@ -314,3 +317,24 @@ def test_object_diverse_shortlists_by_entropy_sum_then_covers_objects():
                   labeled_objects=unit(0), threshold=0.3, prefilter=2) == [0]
     with pytest.raises(ValueError, match="per-object features"):
         select("object_diverse", 1, rng, scores)
+
+
+def test_balanced_batch_counts_what_its_earlier_picks_add():
+    # Three images full of borderline class-0 objects, one with two borderline class-1 objects. With
+    # nothing labeled the weights are flat and the top two by class_balanced_entropy are both class-0 images;
+    # once the first is picked, its three likely objects (>= 0.5) make class 0 common and the class-1 image
+    # comes next.
+    scores = [[0.55, 0.55, 0.55], [0.55, 0.55, 0.55], [0.55, 0.55, 0.4], [0.5, 0.5]]
+    labels = [[0, 0, 0], [0, 0, 0], [0, 0, 0], [1, 1]]
+    flat = class_balance_weights(counts=[0, 0])
+    assert select("class_balanced_entropy", 2, np.random.default_rng(0), scores, labels=labels,
+                  class_weights=flat) == [0, 1]
+    assert balanced_batch(scores, labels, 2, [0, 0]) == [0, 3]
+    assert select("class_balanced_batch", 2, np.random.default_rng(0), scores, labels=labels,
+                  class_counts=[0, 0]) == [0, 3]
+    # Boxes under 0.5 are no likely object and add nothing: the class-0 images keep their lead.
+    unsure = [[0.45, 0.45, 0.45], [0.45, 0.45, 0.45], [0.2], [0.45, 0.45]]
+    assert balanced_batch(unsure, [[0, 0, 0], [0, 0, 0], [0], [1, 1]], 2, [0, 0]) == [0, 1]
+    # Without counts (a model of other classes) it ranks as class_balanced_entropy.
+    assert select("class_balanced_batch", 2, np.random.default_rng(0), scores, labels=labels) == [0, 1]
+    assert balanced_batch(scores, labels, 9, [0, 0]) == [0, 3, 1, 2]  # k beyond the pool: every image once
