@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,17 @@ from loop.common.demo_data import ensure, generate
 from loop.common.paths import REPO_ROOT
 
 LS_VENV = Path(os.environ.get("LABEL_STUDIO_VENV", REPO_ROOT / ".venv-labelstudio"))
+
+
+def pytest_configure(config):
+    """A run stopped by SIGTERM (a CI timeout, `kill`) unwinds as Ctrl-C does: the running test's `with` blocks
+    and every fixture's teardown stop the servers they started. Python's default for SIGTERM ends the process
+    at once, leaving Label Studio and the backends the fixtures started running on their ports."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
