@@ -7,15 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 from loop.common.paths import REPO_ROOT
 
 INNER = textwrap.dedent('''
     import os
+    import signal
     import sys
-    import time
-    from pathlib import Path
 
     import pytest
 
@@ -24,33 +22,35 @@ INNER = textwrap.dedent('''
 
     @pytest.fixture(scope="session")
     def service():
-        proc = spawn([sys.executable, "-c", "import time; time.sleep(600)"])
+        proc = spawn([sys.executable, "-c", "import signal; signal.pause()"])  # until it is stopped
         yield proc
         stop(proc)
 
 
     def test_runs_until_stopped(service):
-        Path(os.environ["INNER_READY"]).write_text(str(service.pid))
-        time.sleep(600)
+        with os.fdopen(int(os.environ["INNER_READY_FD"]), "w") as ready:
+            ready.write(f"{service.pid}\\n")
+        signal.pause()  # until the outer test's SIGTERM
 ''')
 
 
 def test_sigterm_tears_the_session_down_and_stops_its_services(tmp_path):
     (tmp_path / "test_inner.py").write_text(INNER)
-    ready = tmp_path / "pid"
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    # the inner test writes its service's pid here once it runs; the pipe closes unwritten if the run ends first
+    read_end, write_end = os.pipe()
     inner = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
                               "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path),
                               str(tmp_path / "test_inner.py")],
-                             cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "INNER_READY": str(ready)},
+                             cwd=REPO_ROOT, pass_fds=(write_end,),
+                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "INNER_READY_FD": str(write_end)},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.close(write_end)
     try:
-        deadline = time.monotonic() + 120
-        while not ready.exists() or not ready.read_text():
-            assert inner.poll() is None, inner.communicate()[0]
-            assert time.monotonic() < deadline, "the inner session did not start its test"
-            time.sleep(0.1)
-        child = int(ready.read_text())
+        with os.fdopen(read_end) as ready:
+            pid = ready.readline()
+        assert pid, inner.communicate()[0]
+        child = int(pid)
         inner.send_signal(signal.SIGTERM)
         out, _ = inner.communicate(timeout=60)
     finally:
