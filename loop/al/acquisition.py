@@ -48,6 +48,11 @@ Object-level diversity (`object_coverage`):
   background as alike whatever objects they hold, and a batch of uncertain images can repeat one hard kind
   of object many times.
 
+The reference (`loop.al.hindsight`), not a strategy a project can run:
+- `oracle_error`: the images the model gets most wrong by their ground truth (`detection_error`), which the
+  simulation has and a project does not: how far picking the model's worst images goes, the bound every
+  uncertainty score above aims at.
+
 Cold start (`cold`): while the model finds nothing on most of the pool, every uncertainty score ranks
 images by the same "nothing found" value, i.e. by pool order. `select(..., cold_start="random" or
 "coreset")` then chooses the batch by that strategy instead.
@@ -338,7 +343,7 @@ def _nearest(x: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
               "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch",
-              "entropy_flip", "object_diverse")
+              "entropy_flip", "object_diverse", "oracle_error")
 # Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
 # embeddings; over per-object features for OBJECT_STRATEGIES).
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
@@ -354,6 +359,9 @@ CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_count", "class_balan
 BATCH_WEIGHTED = ("class_balanced_batch",)
 # Strategies that also score each image's mirror (`instability` in select: loop.al.stability).
 TWO_VIEW = ("entropy_flip",)
+# Strategies that rank by the ground truth's error (`errors` in select: loop.al.hindsight): the benchmark's
+# reference, never the queue's.
+HINDSIGHT = ("oracle_error",)
 # What select may fall back to while the model is cold (see `cold`).
 COLD_START = ("random", "coreset")
 
@@ -378,6 +386,10 @@ def queue_strategy_error(strategy: str | None) -> str | None:
         return (f"preannotate.queue_strategy={strategy} also runs the model on each image's mirror, which the "
                 f"backend does not; use {_queue_choices()} (or null for no queue), or compare {strategy} with "
                 "stage=simulate")
+    if strategy in HINDSIGHT:
+        return (f"preannotate.queue_strategy={strategy} ranks images by their ground truth, which unlabeled tasks "
+                f"do not have: it is stage=simulate's reference, not a strategy; use {_queue_choices()} (or null "
+                "for no queue)")
     if strategy in BATCH_WEIGHTED:
         return (f"preannotate.queue_strategy={strategy} weighs each pick by what the batch's earlier picks add, "
                 f"and Label Studio's queue scores each task alone; use {_queue_choices()} (or null for no queue), "
@@ -438,7 +450,7 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
            cold_start: str | None = None, instability: Sequence[float] | None = None,
            objects: Sequence[np.ndarray] | None = None, labeled_objects: np.ndarray | None = None,
            class_counts: Sequence[float] | None = None, class_quality: Sequence[float] | None = None,
-           rarity_alpha: float = RARITY_ALPHA) -> list[int]:
+           rarity_alpha: float = RARITY_ALPHA, errors: Sequence[float] | None = None) -> list[int]:
     """Positions of the k candidates to label next. `scores[i]` are candidate i's detection confidences,
     `labels[i]` their class indices (class_balanced_*, with `class_weights`, one per class), `embeddings[i]`
     its feature vector; `labeled_embeddings` describe what is already labeled. `threshold`: the boxes the
@@ -448,13 +460,19 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
     features, one row per box of `scores[i]`; `labeled_objects`: those of the labeled images (object_diverse).
     class_balanced_batch takes the labeled set's boxes per class (`class_counts`), the model's quality per
     class (`class_quality`, or None: rarity only) and `rarity_alpha` instead of `class_weights`; without
-    counts (the model's classes are not the project's) it ranks as class_balanced_entropy does."""
+    counts (the model's classes are not the project's) it ranks as class_balanced_entropy does. `errors[i]`:
+    candidate i's error by its ground truth (oracle_error, loop.al.hindsight); the cold-start rule does not
+    apply to it, since it needs no confident box to rank."""
     n = len(scores) if scores is not None else len(embeddings) if embeddings is not None else 0
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if cold_start not in (None, *COLD_START):
         raise ValueError(f"cold_start={cold_start!r}: use {' or '.join(COLD_START)}, or None for no fallback")
     k = min(k, n)
+    if strategy in HINDSIGHT:
+        if errors is None or len(errors) != n:
+            raise ValueError(f"strategy {strategy} needs one ground-truth error per candidate")
+        return rank(errors)[:k]
     if cold_start and strategy not in COLD_START and scores is not None and cold(scores, threshold):
         if cold_start == "coreset" and embeddings is None:
             raise ValueError(f"the model is cold and {strategy} falls back to coreset, which needs embeddings")

@@ -39,6 +39,7 @@ from loop.al.acquisition import (
     CLASS_WEIGHTED,
     COLD_START,
     EMBEDDING_STRATEGIES,
+    HINDSIGHT,
     OBJECT_STRATEGIES,
     STRATEGIES,
     TWO_VIEW,
@@ -47,6 +48,7 @@ from loop.al.acquisition import (
     cold,
     select,
 )
+from loop.al.hindsight import detection_error
 from loop.al.stability import flip_instability
 from loop.clients.checkpoints import fetch_checkpoint, file_sha256
 from loop.common.errors import LoopError
@@ -226,14 +228,31 @@ class Simulation:
         counts, quality = self.class_figures(labeled, scores, labels, list(predictor.classes)) \
             if strategy in CLASS_WEIGHTED else (None, None)
         weights = self.weights_of(counts, quality)
+        errors = self.truth_errors(unlabeled, dets, list(predictor.classes)) if strategy in HINDSIGHT else None
         picked = select(strategy, k, rng, scores=scores,
                         embeddings=np.stack([d.embedding for d in dets]) if embed else None,
                         labeled_embeddings=labeled_emb, prefilter=int(self.stage.prefilter), labels=labels,
                         class_weights=weights, threshold=self.box_threshold, cold_start=self.cold_start,
                         instability=instability, objects=[d.features for d in dets] if per_object else None,
                         labeled_objects=labeled_objects, class_counts=counts, class_quality=quality,
-                        rarity_alpha=self.rarity_alpha)
+                        rarity_alpha=self.rarity_alpha, errors=errors)
         return [unlabeled[i] for i in picked]
+
+    def truth_errors(self, image_ids: list[int], dets: list, classes: list[str]) -> list[float]:
+        """oracle_error's ranking: each image's detection error by the pool's ground truth (boxes at
+        stage.box_threshold and up, loop.al.hindsight)."""
+        if classes != self.classes:
+            raise LoopError(f"oracle_error compares the model's classes {classes} with the pool's {self.classes}, "
+                            "and they differ: start from a model trained on this pool's classes (model.checkpoint)")
+        cat_ids = sorted(c["id"] for c in self.pool["categories"])
+        truth = {i: ([], []) for i in image_ids}
+        for a in self.pool["annotations"]:
+            if a["image_id"] in truth:
+                x, y, w, h = a["bbox"]
+                truth[a["image_id"]][0].append([x, y, x + w, y + h])
+                truth[a["image_id"]][1].append(cat_ids.index(a["category_id"]))
+        return [detection_error(d.boxes, d.scores, d.labels, np.asarray(truth[i][0]).reshape(-1, 4), truth[i][1],
+                                self.box_threshold) for i, d in zip(image_ids, dets)]
 
     def own_first_batch(self, strategy: str, out: Path, seed: int, rng: np.random.Generator,
                         onnx_dir: Path | None = None) -> tuple[list, dict]:

@@ -5,6 +5,7 @@ from loop.al.acquisition import (
     BATCH_WEIGHTED,
     COUNT_WEIGHT,
     EMPTY_IMAGE_SUM,
+    HINDSIGHT,
     QUEUE_STRATEGIES,
     STRATEGIES,
     TWO_VIEW,
@@ -92,10 +93,11 @@ def test_entropy_diverse_skips_near_duplicate_uncertain_images():
 
 def test_only_per_image_scores_can_order_the_queue():
     assert all(queue_strategy_error(s) is None for s in (None, *QUEUE_STRATEGIES))
-    for s in set(STRATEGIES) - set(QUEUE_STRATEGIES) - {"random", *TWO_VIEW, *BATCH_WEIGHTED}:
+    for s in set(STRATEGIES) - set(QUEUE_STRATEGIES) - {"random", *TWO_VIEW, *BATCH_WEIGHTED, *HINDSIGHT}:
         assert "the model's features" in queue_strategy_error(s)
     assert "earlier picks" in queue_strategy_error("class_balanced_batch")
     assert "mirror" in queue_strategy_error("entropy_flip")
+    assert "ground truth" in queue_strategy_error("oracle_error")
     assert "Uniform sampling" in queue_strategy_error("random")
     assert "is no strategy" in queue_strategy_error("entrop")
 
@@ -241,7 +243,7 @@ def test_every_strategy_is_either_a_queue_score_or_refused_with_the_fix():
                 in why, strategy
         assert len(select(strategy, 2, rng, [[0.5], [0.4], [0.9]], np.eye(3), labels=[[0], [1], [0]],
                           class_weights=np.ones(2), instability=[0.0, 1.0, 0.5],
-                          objects=[np.eye(3)[i:i + 1] for i in range(3)])) == 2
+                          objects=[np.eye(3)[i:i + 1] for i in range(3)], errors=[0.0, 1.0, 2.0])) == 2
     assert set(QUEUE_STRATEGIES) <= set(STRATEGIES)
 
 
@@ -338,3 +340,12 @@ def test_balanced_batch_counts_what_its_earlier_picks_add():
     # Without counts (a model of other classes) it ranks as class_balanced_entropy.
     assert select("class_balanced_batch", 2, np.random.default_rng(0), scores, labels=labels) == [0, 1]
     assert balanced_batch(scores, labels, 9, [0, 0]) == [0, 3, 1, 2]  # k beyond the pool: every image once
+
+
+def test_oracle_error_ranks_by_the_ground_truth_error_even_while_the_model_is_cold():
+    rng = np.random.default_rng(0)
+    scores = [[], [0.1], []]  # no box at 0.3 anywhere: cold
+    assert select("oracle_error", 2, rng, scores, errors=[0.5, 2.0, 1.0], threshold=0.3,
+                  cold_start="random") == [1, 2]
+    with pytest.raises(ValueError, match="ground-truth error"):
+        select("oracle_error", 1, rng, scores, errors=[1.0])
