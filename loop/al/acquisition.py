@@ -50,8 +50,10 @@ Object-level diversity (`object_coverage`):
 
 The reference (`loop.al.hindsight`), not a strategy a project can run:
 - `oracle_error`: the images the model gets most wrong by their ground truth (`detection_error`), which the
-  simulation has and a project does not: how far picking the model's worst images goes, the bound every
-  uncertainty score above aims at.
+  simulation has and a project does not: how far picking the model's worst images goes, what every
+  uncertainty score above tries to guess.
+- `oracle_fit`: the same, counting only how loosely the boxes fit the objects they found (mAP@[.5:.95]'s
+  thresholds they miss): the ideal of a score that targets box fit.
 
 Cold start (`cold`): while the model finds nothing on most of the pool, every uncertainty score ranks
 images by the same "nothing found" value, i.e. by pool order. `select(..., cold_start="random" or
@@ -343,7 +345,8 @@ def _nearest(x: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
               "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch",
-              "entropy_flip", "object_diverse", "oracle_error")
+              "entropy_flip", "object_diverse", "oracle_error",
+              "oracle_fit")
 # Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
 # embeddings; over per-object features for OBJECT_STRATEGIES).
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
@@ -361,7 +364,7 @@ BATCH_WEIGHTED = ("class_balanced_batch",)
 TWO_VIEW = ("entropy_flip",)
 # Strategies that rank by the ground truth's error (`errors` in select: loop.al.hindsight): the benchmark's
 # reference, never the queue's.
-HINDSIGHT = ("oracle_error",)
+HINDSIGHT = ("oracle_error", "oracle_fit")
 # What select may fall back to while the model is cold (see `cold`).
 COLD_START = ("random", "coreset")
 
@@ -461,7 +464,7 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
     class_balanced_batch takes the labeled set's boxes per class (`class_counts`), the model's quality per
     class (`class_quality`, or None: rarity only) and `rarity_alpha` instead of `class_weights`; without
     counts (the model's classes are not the project's) it ranks as class_balanced_entropy does. `errors[i]`:
-    candidate i's error by its ground truth (oracle_error, loop.al.hindsight); the cold-start rule does not
+    candidate i's error by its ground truth (oracle_*, loop.al.hindsight); the cold-start rule does not
     apply to it, since it needs no confident box to rank."""
     n = len(scores) if scores is not None else len(embeddings) if embeddings is not None else 0
     if strategy not in STRATEGIES:

@@ -8,7 +8,9 @@ better uncertainty score is worth looking for at all.
 
 The error counts what COCO's mAP@[.5:.95] charges: each true object costs the share of the ten IoU
 thresholds (0.50, 0.55, ... 0.95) its matched box misses (1 when no box of its class matches), and each
-box left without an object costs its score (a confident false positive hurts precision more).
+box left without an object costs its score (a confident false positive hurts precision more). `fit_only`
+(`oracle_fit`) keeps the first part for the objects a box found: how far the boxes are from fitting, the part
+of the error that mAP@50 does not see.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
 def detection_error(boxes: np.ndarray, scores: Sequence[float], labels: Sequence[int], truth_boxes: np.ndarray,
-                    truth_labels: Sequence[int], threshold: float = 0.0) -> float:
+                    truth_labels: Sequence[int], threshold: float = 0.0, fit_only: bool = False) -> float:
     """The image's error (see the module): boxes scoring at least `threshold` (x0 y0 x1 y1, class indices) are
     matched to the true objects as COCO matches them, highest score first, each to the unmatched object of
-    its class it overlaps most (IoU ≥ 0.5). An image with neither boxes nor objects scores 0."""
+    its class it overlaps most (IoU ≥ 0.5). An image with neither boxes nor objects scores 0. `fit_only`: the
+    matched objects' share of missed thresholds only (no misses, no false positives)."""
     s = np.asarray(scores, dtype=float).reshape(-1)
     keep = s >= threshold
     order = np.argsort(-s[keep], kind="stable")
@@ -48,4 +51,6 @@ def detection_error(boxes: np.ndarray, scores: Sequence[float], labels: Sequence
             continue
         taken[j], best[j] = True, free[j]
     missed = (best[:, None] < IOU_THRESHOLDS[None, :]).mean(axis=1)
+    if fit_only:
+        return float(missed[taken].sum())
     return float(missed.sum() + false)

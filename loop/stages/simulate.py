@@ -228,7 +228,8 @@ class Simulation:
         counts, quality = self.class_figures(labeled, scores, labels, list(predictor.classes)) \
             if strategy in CLASS_WEIGHTED else (None, None)
         weights = self.weights_of(counts, quality)
-        errors = self.truth_errors(unlabeled, dets, list(predictor.classes)) if strategy in HINDSIGHT else None
+        errors = self.truth_errors(strategy, unlabeled, dets, list(predictor.classes)) \
+            if strategy in HINDSIGHT else None
         picked = select(strategy, k, rng, scores=scores,
                         embeddings=np.stack([d.embedding for d in dets]) if embed else None,
                         labeled_embeddings=labeled_emb, prefilter=int(self.stage.prefilter), labels=labels,
@@ -238,11 +239,11 @@ class Simulation:
                         rarity_alpha=self.rarity_alpha, errors=errors)
         return [unlabeled[i] for i in picked]
 
-    def truth_errors(self, image_ids: list[int], dets: list, classes: list[str]) -> list[float]:
-        """oracle_error's ranking: each image's detection error by the pool's ground truth (boxes at
-        stage.box_threshold and up, loop.al.hindsight)."""
+    def truth_errors(self, strategy: str, image_ids: list[int], dets: list, classes: list[str]) -> list[float]:
+        """oracle_*'s ranking: each image's detection error by the pool's ground truth (boxes at
+        stage.box_threshold and up; oracle_fit: how loosely they fit, loop.al.hindsight)."""
         if classes != self.classes:
-            raise LoopError(f"oracle_error compares the model's classes {classes} with the pool's {self.classes}, "
+            raise LoopError(f"{strategy} compares the model's classes {classes} with the pool's {self.classes}, "
                             "and they differ: start from a model trained on this pool's classes (model.checkpoint)")
         cat_ids = sorted(c["id"] for c in self.pool["categories"])
         truth = {i: ([], []) for i in image_ids}
@@ -252,7 +253,8 @@ class Simulation:
                 truth[a["image_id"]][0].append([x, y, x + w, y + h])
                 truth[a["image_id"]][1].append(cat_ids.index(a["category_id"]))
         return [detection_error(d.boxes, d.scores, d.labels, np.asarray(truth[i][0]).reshape(-1, 4), truth[i][1],
-                                self.box_threshold) for i, d in zip(image_ids, dets)]
+                                self.box_threshold, fit_only=strategy == "oracle_fit")
+                for i, d in zip(image_ids, dets)]
 
     def own_first_batch(self, strategy: str, out: Path, seed: int, rng: np.random.Generator,
                         onnx_dir: Path | None = None) -> tuple[list, dict]:

@@ -32,3 +32,13 @@ def test_the_highest_score_matches_first_as_in_coco():
     # the loose box scores higher, so it takes the object and the tight duplicate is a false positive
     assert detection_error(np.array([loose, tight]), [0.9, 0.5], [0, 0], TRUTH[:1], [0]) == pytest.approx(0.3 + 0.5)
     assert detection_error(np.array([loose, tight]), [0.5, 0.9], [0, 0], TRUTH[:1], [0]) == pytest.approx(0.5)
+
+
+def test_fit_only_counts_how_loosely_the_found_objects_fit_and_nothing_else():
+    loose = np.array([[0, 0, 10, 12]])  # IoU 0.83 with the first object: 0.3; the second object is missed
+    assert detection_error(loose, [0.9], [0], TRUTH, [0, 1], fit_only=True) == pytest.approx(0.3)
+    assert detection_error(loose, [0.9], [0], TRUTH, [0, 1]) == pytest.approx(1.3)
+    # a false positive and a box of the wrong class cost nothing here
+    assert detection_error(np.array([[0, 0, 10, 12], [50, 50, 60, 60]]), [0.9, 0.8], [0, 0], TRUTH[:1], [0],
+                           fit_only=True) == pytest.approx(0.3)
+    assert detection_error(TRUTH, [0.9, 0.8], [1, 0], TRUTH, [0, 1], fit_only=True) == 0.0

@@ -192,3 +192,36 @@ def test_rounds_train_per_epoch_over_the_labeled_images_when_asked():
     stage.warm_start, stage.round_epochs = True, 0
     with pytest.raises(LoopError, match="round_epochs=0"):
         simulate.round_iterations(stage, 40, 8)
+
+
+def test_the_oracles_rank_by_the_pool_s_ground_truth(make_sim, monkeypatch):
+    sim = make_sim()
+    labeled = [1, 2, 3, 4]
+    truth = {i: [] for i in sim.ids}
+    for a in sim.pool["annotations"]:
+        x, y, w, h = a["bbox"]
+        truth[a["image_id"]].append(([x, y, x + w, y + h], a["category_id"] - 1))
+    unlabeled = [i for i in sim.ids if i not in labeled and truth[i]]
+    missed = max(unlabeled, key=lambda i: len(truth[i]))  # the model finds none of its objects
+    assert len(truth[missed]) >= 2
+    loose, spurious = [i for i in unlabeled if i != missed][:2]
+    table = {}
+    for i in sim.ids:
+        boxes = [list(b) for b, _ in truth[i]]
+        labels = [c for _, c in truth[i]]
+        if i == loose:  # its first box 20 % too tall: IoU 0.83, three of the ten thresholds missed
+            x0, y0, x1, y1 = boxes[0]
+            boxes[0] = [x0, y0, x1, y0 + 1.2 * (y1 - y0)]
+        if i == spurious:  # a box where nothing is
+            boxes.append([0, 0, 1, 1])
+            labels.append(0)
+        table[i] = ([] if i == missed else [0.9] * len(boxes), [] if i == missed else labels,
+                    [] if i == missed else boxes)
+    sim = make_sim(table)
+    # oracle_error: every missed object costs 1 (>= 2 here), the false positive its score 0.9, the loose box 0.3
+    assert sim.choose("oracle_error", "ckpt", labeled, np.random.default_rng(0)) == [missed, spurious]
+    # oracle_fit: only how the found objects' boxes fit
+    assert sim.choose("oracle_fit", "ckpt", labeled, np.random.default_rng(0))[0] == loose
+    monkeypatch.setattr(StandIn, "classes", ["person", "car", "dog", "cat"])
+    with pytest.raises(LoopError, match="oracle_error compares the model's classes"):
+        sim.choose("oracle_error", "ckpt", labeled, np.random.default_rng(0))
