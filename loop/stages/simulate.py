@@ -90,7 +90,10 @@ def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
 class Simulation:
     """One benchmark run's data (pool images decoded once) and training recipe."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, keep_images: bool = True):
+        """`keep_images=False`: every pool image is still read (a broken one is refused here) and hashed for the
+        training cache, but none is kept; for stage.jobs' parent, whose workers score the pool themselves, so
+        that it does not hold one more copy of it for the whole run."""
         self.cfg, self.stage = cfg, cfg.stage
         self.threads: int | None = None  # ONNX Runtime's threads when scoring (None: one per core)
         root = self.data_root = synthetic_if_missing(cfg)
@@ -132,14 +135,14 @@ class Simulation:
         prefix = cfg.data.get("img_prefix", "") or ""
         files = {im["id"]: root / prefix / im["file_name"] for im in self.pool["images"]}
         self.images = {}
-        for i, f in files.items():
+        pixels = hashlib.sha256()  # image by image: the pool's pixels are never copied into one buffer
+        for i, f in sorted(files.items()):
             img = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if img is None:
                 raise LoopError(f"cannot read pool image {f}")
-            self.images[i] = img
-        pixels = hashlib.sha256()  # image by image: the pool's pixels are never copied into one buffer
-        for _, img in sorted(self.images.items()):
             pixels.update(img.tobytes())
+            if keep_images:
+                self.images[i] = img
         data = {"pool": file_sha256(pool_file), "test": file_sha256(self.test_file), "images": pixels.hexdigest()}
         self.start_weights = start_weights(cfg)
         cache_dir = self.stage.get("cache_dir")
@@ -351,14 +354,15 @@ def simulate(cfg) -> dict[str, Any]:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = resolve(cfg.work_dir) / "simulate" / stamp
     out.mkdir(parents=True, exist_ok=True)
-    sim = Simulation(cfg)
     strategies, seeds = strategies_of(stage), [int(x) for x in stage.seeds]
+    side = jobs > 1 and len(seeds) > 1  # the seeds in worker processes, which read the pool themselves
+    sim = Simulation(cfg, keep_images=not side)
     results = Results(cfg, out, stamp)
     own_first = [x for x in strategies if x != "random"] if sim.first_batch == "strategy" else []
     bar = tqdm(total=len(seeds) * (1 + len(own_first) + len(strategies) * int(stage.rounds)), desc="simulate",
                unit="training")
     with results.parent():
-        if jobs > 1 and len(seeds) > 1:
+        if side:
             threads = threads_per_job(jobs)
             log.info("seeds %s side by side in %d processes, %d thread(s) each; their logs: %s/seed<N>.log",
                      seeds, min(jobs, len(seeds)), threads, out)

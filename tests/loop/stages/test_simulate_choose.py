@@ -225,3 +225,12 @@ def test_the_oracles_rank_by_the_pool_s_ground_truth(make_sim, monkeypatch):
     monkeypatch.setattr(StandIn, "classes", ["person", "car", "dog", "cat"])
     with pytest.raises(LoopError, match="oracle_error compares the model's classes"):
         sim.choose("oracle_error", "ckpt", labeled, np.random.default_rng(0))
+
+
+def test_a_simulation_that_keeps_no_images_still_reads_and_keys_them(make_sim):
+    sim = make_sim()
+    lean = Simulation(sim.cfg, keep_images=False)  # stage.jobs' parent
+    assert lean.images == {} and lean.cache.setting == sim.cache.setting  # the same rounds from the cache
+    (sim.data_root / (sim.cfg.data.get("img_prefix") or "") / sim.pool["images"][0]["file_name"]).write_bytes(b"no")
+    with pytest.raises(LoopError, match="cannot read pool image"):
+        Simulation(sim.cfg, keep_images=False)
