@@ -48,7 +48,7 @@ Object-level diversity (`object_coverage`):
   background as alike whatever objects they hold, and a batch of uncertain images can repeat one hard kind
   of object many times.
 
-The reference (`loop.al.hindsight`), not a strategy a project can run:
+References (`loop.al.hindsight`), not strategies a project can run:
 - `oracle_error`: the images the model gets most wrong by their ground truth (`detection_error`), which the
   simulation has and a project does not: how far picking the model's worst images goes, what every
   uncertainty score above tries to guess.
@@ -345,8 +345,7 @@ def _nearest(x: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
               "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch",
-              "entropy_flip", "object_diverse", "oracle_error",
-              "oracle_fit")
+              "entropy_flip", "object_diverse", "oracle_error", "oracle_fit")
 # Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
 # embeddings; over per-object features for OBJECT_STRATEGIES).
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
