@@ -1,8 +1,13 @@
-"""The Label Studio server's data folder: a SECRET_KEY it can read back (loop.clients.ls_server)."""
+"""The Label Studio server's data folder: a SECRET_KEY it can read back, and a database that starts from the
+install's migrated schema (loop.clients.ls_server)."""
 
+import sqlite3
 import stat
 
-from loop.clients.ls_server import ensure_secret_key
+import pytest
+
+from loop.clients.ls_server import DATABASE_FILE, LabelStudioServer, ensure_secret_key, schema_template
+from tests.conftest import LS_VENV
 
 
 def _key(env_file):
@@ -33,3 +38,28 @@ def test_a_key_beginning_with_a_dollar_is_replaced_and_the_rest_kept(tmp_path):
     (key,) = _key(env)
     assert not key.startswith("$") and key != "first"
     assert "OTHER=1" in env.read_text().splitlines()
+
+
+def _rows(database, query: str) -> list:
+    with sqlite3.connect(database) as db:
+        return [row[0] for row in db.execute(query)]
+
+
+@pytest.mark.integration
+def test_a_new_data_folder_starts_from_the_installs_migrated_schema_with_its_own_admin(ls_server, tmp_path):
+    template = schema_template(LS_VENV)
+    assert template.is_file()  # made by the session's first server
+    with LabelStudioServer(venv=LS_VENV, data_dir=tmp_path / "ls", username="second@example.com",
+                           password="second-admin-pw") as server:
+        assert server.personal_access_token()  # its own admin logs in and makes a token
+    applied = "SELECT app || name || applied FROM django_migrations"
+    # no migration ran in the new folder (each would add a row stamped with its time), and every one is there
+    assert sorted(_rows(tmp_path / "ls" / DATABASE_FILE, applied)) == sorted(_rows(template, applied))
+    assert len(_rows(template, applied)) > 100
+    assert _rows(template, "SELECT email FROM htx_user") == []  # the template holds no user
+    assert _rows(tmp_path / "ls" / DATABASE_FILE, "SELECT email FROM htx_user") == ["second@example.com"]
+
+
+def test_a_folder_without_label_studio_has_no_template_and_runs_nothing(tmp_path):
+    assert LabelStudioServer(venv=tmp_path, data_dir=tmp_path / "ls").migrated_schema() is None
+    assert not (tmp_path / "labelloop").exists()
