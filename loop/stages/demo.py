@@ -222,7 +222,9 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     spent = effort(cfg)  # what the simulated annotator did with each version's predictions
     print(f"labeling effort per model version (simulated annotator, {Path(spent['folder']) / 'effort.png'}):\n"
           f"{spent['table']}", flush=True)
-    urls = {"labelstudio": f"{server.url}/projects/{project.id}/data?tab={view_id}" if view_id else server.url,
+    # the project's data (random order has no queue tab), so the link opens what the annotator labeled
+    tab = f"?tab={view_id}" if view_id else ""
+    urls = {"labelstudio": f"{server.url}/projects/{project.id}/data{tab}",
             "mlflow": mlflow_url, "backend": backend_url}
     print(f"Label Studio: {urls['labelstudio']}  (log in as {server.username}, password {server.password})\n"
           f"MLflow UI:    {mlflow_url or 'off (stage.mlflow_ui=false)'}\nML backend:   {backend_url}", flush=True)

@@ -59,13 +59,13 @@ def shifted_checkpoint(demo_model, tmp_path_factory):
 
 
 # RTMDet-Ins-tiny on the demo data's masks, started from the box model (backbone, neck and head fit).
-DEMO_SEG_MODEL = dict(img_size=160, epochs=8, batch_size=16, lr=0.004, warmup_iters=20, seed=0)
+DEMO_SEG_MODEL = dict(img_size=160, epochs=4, batch_size=16, lr=0.004, warmup_iters=20, seed=0)
 
 
 @pytest.fixture(scope="session")
 def demo_seg_model(demo_data, demo_model) -> dict:
     """An instance segmentation model that really outlines shapes, as a slim checkpoint; cached under
-    runs/test-cache by its settings, the demo data and the box model it starts from (~3 min once)."""
+    runs/test-cache by its settings, the demo data and the box model it starts from (~1.5 min once)."""
     import hashlib
 
     from loop.common.paths import REPO_ROOT

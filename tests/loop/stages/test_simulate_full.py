@@ -45,4 +45,8 @@ def test_full_mode_runs_the_production_loop_per_strategy(small_demo, tmp_path, m
     assert len(runs) == 2
     # with no MLflow UI of their own: the benchmark's runs are read from results.csv and the tracking store
     assert [json.loads(r.read_text())["urls"]["mlflow"] for r in runs] == [None, None]
+    # each link opens its project's tasks (random order has no queue tab; least_confidence's opens it)
+    links = [json.loads(r.read_text())["urls"]["labelstudio"] for r in runs]
+    assert [link.split("/", 3)[-1].split("?")[0] for link in links] == ["projects/1/data"] * 2, links
+    assert ["?tab=" in link for link in links] == [True, False], links  # sorted: least_confidence, random
     assert not list(Path(result["out_dir"]).glob("seed1-*/demo/*/mlflow-ui.log"))
