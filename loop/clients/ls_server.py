@@ -190,7 +190,7 @@ class LabelStudioServer:
                 log.info("migrating an empty Label Studio database once for this install (%s)", template)
                 # any command migrates first; `version` then only prints the version
                 done = subprocess.run([str(self.executable), "version"], env=env, capture_output=True, text=True,
-                                      stdin=subprocess.DEVNULL, timeout=self.startup_timeout_s)
+                                      errors="replace", stdin=subprocess.DEVNULL, timeout=self.startup_timeout_s)
                 if done.returncode != 0 or not (Path(work) / DATABASE_FILE).is_file():
                     log.warning("could not migrate a template database (exit %s): %s", done.returncode,
                                 done.stderr[-500:])
