@@ -175,11 +175,11 @@ class LabelStudioServer:
         this server's own name and password, since the template holds no user. Label Studio applies any
         migration the template lacks itself, so a stale one only costs time. None (migrate in place, as
         before) when the install's folder cannot be written or the migration fails; the reason is logged."""
+        if installed_version(self.venv) is None:
+            return None
         template = schema_template(self.venv)
         if template.is_file():
             return template
-        if installed_version(self.venv) is None:
-            return None
         env = {k: v for k, v in self.environment().items()
                if k not in ("LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD")}  # the schema only, no user
         try:
