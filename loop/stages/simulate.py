@@ -49,6 +49,7 @@ from loop.al.acquisition import (
     select,
 )
 from loop.al.hindsight import detection_error
+from loop.al.pseudo import confident_images, pseudo_boxes
 from loop.al.stability import flip_instability
 from loop.clients.checkpoints import fetch_checkpoint, file_sha256
 from loop.common.errors import LoopError
@@ -60,6 +61,7 @@ from loop.stages.simulate_jobs import side_by_side, threads_per_job
 from loop.stages.simulate_report import Results, describe
 from loop.stages.simulate_settings import (
     job_count,
+    pseudo_settings,
     rarity_alpha,
     strategies_of,
     strategy_variant,
@@ -77,11 +79,15 @@ log = logging.getLogger(__name__)
 FIRST_BATCH = ("random", "strategy")
 
 
-def subset_coco(coco: dict, image_ids: list[int], out: Path) -> Path:
-    """A COCO file with only these images and their annotations (all categories kept, ids unchanged)."""
+def subset_coco(coco: dict, image_ids: list[int], out: Path, pseudo: list[dict] | None = None) -> Path:
+    """A COCO file with only these images and their annotations (all categories kept, ids unchanged), plus the
+    images of `pseudo` (annotations of other pool images, numbered after the pool's own)."""
     keep = set(image_ids)
-    sub = {**coco, "images": [im for im in coco["images"] if im["id"] in keep],
-           "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}
+    extra = {a["image_id"] for a in pseudo or []}
+    first_id = max((a["id"] for a in coco["annotations"]), default=0) + 1
+    sub = {**coco, "images": [im for im in coco["images"] if im["id"] in keep | extra],
+           "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]
+           + [{**a, "id": first_id + n} for n, a in enumerate(pseudo or [])]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(sub))
     return out
@@ -127,6 +133,7 @@ class Simulation:
         # class_balanced_*: rarity times difficulty, or rarity only (the queue's); and rarity's exponent
         self.difficulty = bool(self.stage.get("difficulty_weights", True))
         self.rarity_alpha = rarity_alpha(self.stage)
+        self.pseudo_ratio, self.pseudo_threshold = pseudo_settings(self.stage)
         # the pool's rarest class: does a strategy find it? (its test AP, its boxes among the labeled images)
         counts = coco_class_counts(self.pool)
         self.classes = [c["name"] for c in sorted(self.pool["categories"], key=lambda c: c["id"])]
@@ -152,19 +159,23 @@ class Simulation:
                                     "device": str(cfg.device), "threads": torch.get_num_threads(),
                                     "start_weights": self.start_weights and file_sha256(Path(self.start_weights))})
 
-    def train(self, labeled: list[int], work: Path, start: dict | None, iters: int, seed: int) -> dict:
-        """Train on these images from `start` (a previous round's result; None: from model.checkpoint, or from
-        scratch without one), or reuse the same round trained before (loop.stages.simulate_cache)."""
-        key = self.cache.key(labeled, start and start["key"], iters, seed)
+    def train(self, labeled: list[int], work: Path, start: dict | None, iters: int, seed: int,
+              pseudo: list[dict] | None = None) -> dict:
+        """Train on these images (and `pseudo`'s, annotations of unlabeled images) from `start` (a previous
+        round's result; None: from model.checkpoint, or from scratch without one), or reuse the same round
+        trained before (loop.stages.simulate_cache)."""
+        key = self.cache.key(labeled, start and start["key"], iters, seed, extra=pseudo or None)
         load_from = start["checkpoint"] if start else self.start_weights
-        return self.cache.get_or_train(key, lambda: self._train(labeled, work, load_from, iters, seed))
+        return self.cache.get_or_train(key, lambda: self._train(labeled, work, load_from, iters, seed, pseudo))
 
-    def _train(self, labeled: list[int], work: Path, load_from: str | None, iters: int, seed: int) -> dict:
+    def _train(self, labeled: list[int], work: Path, load_from: str | None, iters: int, seed: int,
+               pseudo: list[dict] | None = None) -> dict:
         recipe = self.cfg.train
-        per_epoch = batches_per_epoch(len(labeled), int(recipe.batch_size),
+        images = len(labeled) + len({a["image_id"] for a in pseudo or []})
+        per_epoch = batches_per_epoch(images, int(recipe.batch_size),
                                       drop_small_last=bool(recipe.get("drop_small_last", True)))
         epochs = max(1, round(iters / per_epoch))
-        ann = subset_coco(self.pool, labeled, work / "train.json")
+        ann = subset_coco(self.pool, labeled, work / "train.json", pseudo)
         # the test run evaluates once, at the end
         options = {**(plain(recipe.cfg_options) or {}), "train_cfg.val_begin": epochs + 1}
         spec = train_spec(self.cfg, work / "train", train_ann=str(ann), epochs=epochs, val_interval=epochs,
@@ -241,6 +252,33 @@ class Simulation:
                         labeled_objects=labeled_objects, class_counts=counts, class_quality=quality,
                         rarity_alpha=self.rarity_alpha, errors=errors)
         return [unlabeled[i] for i in picked]
+
+    def pseudo_labels(self, checkpoint: str, labeled: list[int]) -> list[dict]:
+        """stage.pseudo_ratio: COCO annotations, the model's own boxes of at least stage.pseudo_threshold, on the
+        unlabeled images it is surest of (loop.al.pseudo), pseudo_ratio per labeled image; [] when off."""
+        count = int(round(self.pseudo_ratio * len(labeled)))
+        if count == 0:
+            return []
+        unlabeled = [i for i in self.ids if i not in set(labeled)]
+        predictor = Predictor.load(checkpoint, device=str(self.cfg.device),
+                                   score_threshold=float(self.stage.score_threshold))
+        if list(predictor.classes) != self.classes:
+            raise LoopError(f"stage.pseudo_ratio labels pool images with the model's classes {predictor.classes}, "
+                            f"which are not the pool's {self.classes}; set stage.pseudo_ratio=0")
+        detect = predictor.predict if self.stage.get("runtime", "onnx") != "onnx" else \
+            load_onnx(predictor, Path(checkpoint).parent, score_threshold=float(self.stage.score_threshold),
+                      threads=self.threads).predict
+        dets = detect([self.images[i] for i in unlabeled])
+        cat_ids = sorted(c["id"] for c in self.pool["categories"])
+        found = []
+        for n in confident_images([d.scores for d in dets], count, self.pseudo_threshold,
+                                  float(self.stage.score_threshold)):
+            boxes, labels = pseudo_boxes(dets[n].boxes, dets[n].scores, dets[n].labels, self.pseudo_threshold)
+            found += [{"image_id": unlabeled[n], "category_id": cat_ids[int(c)], "iscrowd": 0,
+                       "bbox": [round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2),
+                                round(float(y1 - y0), 2)], "area": round(float((x1 - x0) * (y1 - y0)), 2)}
+                      for (x0, y0, x1, y1), c in zip(boxes, labels)]
+        return found
 
     def truth_errors(self, strategy: str, image_ids: list[int], dets: list, classes: list[str]) -> list[float]:
         """oracle_*'s ranking: each image's detection error by the pool's ground truth (boxes at
@@ -409,7 +447,8 @@ def run_seed(sim: Simulation, seed: int, out: Path, strategies: list[str], emit:
              sim.start_weights or "scratch", first["bbox_mAP"], rare_text(first_rare))
     for si, strategy in enumerate(strategies):
         srng = np.random.default_rng([seed, si])
-        variant = strategy_variant(strategy, sim.difficulty, sim.rarity_alpha)
+        variant = strategy_variant(strategy, sim.difficulty, sim.rarity_alpha, sim.pseudo_ratio,
+                                   sim.pseudo_threshold)
         labeled, result, rare = list(initial), first, first_rare
         if strategy in own_first:
             labeled, result = sim.own_first_batch(strategy, out, seed, srng, onnx_dir)
@@ -425,19 +464,22 @@ def run_seed(sim: Simulation, seed: int, out: Path, strategies: list[str], emit:
             picked = sim.choose(strategy, result["checkpoint"], labeled, srng)
             select_s = time.perf_counter() - t
             labeled = labeled + picked
-            iters = round_iterations(stage, len(labeled), int(cfg.train.batch_size),
+            pseudo = sim.pseudo_labels(result["checkpoint"], labeled)  # by the model that chose
+            trained_on = len(labeled) + len({a["image_id"] for a in pseudo})
+            iters = round_iterations(stage, trained_on, int(cfg.train.batch_size),
                                      bool(cfg.train.get("drop_small_last", True)))
             t = time.perf_counter()
             result = sim.train(labeled, out / f"seed{seed}" / strategy / f"round{r}",
-                               result if stage.warm_start else None, iters, seed)
+                               result if stage.warm_start else None, iters, seed, pseudo)
             train_s = time.perf_counter() - t
             rare = sim.rare_figures(labeled, result)
             emit(dict(strategy=strategy, variant=variant, seed=seed, round=r, labeled=len(labeled),
                       mAP=result["bbox_mAP"], mAP_50=result["bbox_mAP_50"], train_s=round(train_s, 1),
                       select_s=round(select_s, 1), **rare))
             trained()
-            log.info("seed %d %s: %d labeled -> mAP %.3f%s", seed, strategy, len(labeled),
-                     result["bbox_mAP"], rare_text(rare))
+            log.info("seed %d %s: %d labeled%s -> mAP %.3f%s", seed, strategy, len(labeled),
+                     f" + {trained_on - len(labeled)} pseudo-labeled" if pseudo else "", result["bbox_mAP"],
+                     rare_text(rare))
 
 
 def _seed_job(cfg: dict, out: str, threads: int, seed: int, emit: Callable[[tuple], None]) -> None:

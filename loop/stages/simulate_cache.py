@@ -59,9 +59,13 @@ class TrainingCache:
         self.setting = json.dumps({**setting, "versions": _versions(), "code": code_digest(code)}, sort_keys=True,
                                   default=str)
 
-    def key(self, labeled: list[int], start: str | None, iters: int, seed: int) -> str:
-        text = json.dumps({"labeled": sorted(int(i) for i in labeled), "start": start, "iters": int(iters),
-                           "seed": int(seed), "setting": self.setting}, sort_keys=True)
+    def key(self, labeled: list[int], start: str | None, iters: int, seed: int, extra: Any = None) -> str:
+        """`extra`: anything else the round trains on (pseudo-labels); None keeps the keys of rounds without."""
+        inputs = {"labeled": sorted(int(i) for i in labeled), "start": start, "iters": int(iters), "seed": int(seed),
+                  "setting": self.setting}
+        if extra is not None:
+            inputs["extra"] = extra
+        text = json.dumps(inputs, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def get_or_train(self, key: str, train: Callable[[], dict[str, Any]]) -> dict[str, Any]:

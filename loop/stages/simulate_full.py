@@ -17,7 +17,14 @@ from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
 from loop.stages.demo import demo
 from loop.stages.simulate_report import Results
-from loop.stages.simulate_settings import job_count, rarity_alpha, strategies_of, strategy_variant, synthetic_if_missing
+from loop.stages.simulate_settings import (
+    job_count,
+    pseudo_settings,
+    rarity_alpha,
+    strategies_of,
+    strategy_variant,
+    synthetic_if_missing,
+)
 
 
 def refuse_fast_only(stage) -> None:
@@ -35,6 +42,9 @@ def refuse_fast_only(stage) -> None:
     if rarity_alpha(stage) != RARITY_ALPHA:
         raise LoopError(f"stage.rarity_alpha={stage.rarity_alpha} is the fast mode's: the Label Studio queue weighs "
                         f"rarity with {RARITY_ALPHA}. Use stage.mode=fast, or stage.rarity_alpha=null")
+    if pseudo_settings(stage)[0]:
+        raise LoopError(f"stage.pseudo_ratio={stage.pseudo_ratio} is the fast mode's: the full mode's retrains learn "
+                        "from submitted annotations only. Use stage.mode=fast, or stage.pseudo_ratio=0")
 
 
 def simulate_full(cfg) -> Results:

@@ -45,13 +45,18 @@ def rarity_alpha(stage) -> float:
     return alpha
 
 
-def strategy_variant(strategy: str, difficulty_weights: bool, alpha: float = RARITY_ALPHA) -> str:
+def strategy_variant(strategy: str, difficulty_weights: bool, alpha: float = RARITY_ALPHA, pseudo_ratio: float = 0,
+                     pseudo_threshold: float = 0.5) -> str:
     """results.csv's variant column: the setting a strategy ran with, where it has one, so that runs merged
-    later tell them apart. The queue (full mode) weighs by rarity only, with RARITY_ALPHA."""
-    if strategy not in CLASS_WEIGHTED:
-        return ""
-    name = "rarity+difficulty" if difficulty_weights else "rarity"
-    return name if alpha == RARITY_ALPHA else f"{name} alpha={alpha:g}"
+    later tell them apart. The queue (full mode) weighs by rarity only, with RARITY_ALPHA. Pseudo-labels
+    (stage.pseudo_ratio) change every strategy's training, random's too."""
+    name = ""
+    if strategy in CLASS_WEIGHTED:
+        name = "rarity+difficulty" if difficulty_weights else "rarity"
+        name = name if alpha == RARITY_ALPHA else f"{name} alpha={alpha:g}"
+    if pseudo_ratio:
+        name = f"{name} pseudo={pseudo_ratio:g}@{pseudo_threshold:g}".strip()
+    return name
 
 
 def synthetic_if_missing(cfg) -> Path:
@@ -61,3 +66,18 @@ def synthetic_if_missing(cfg) -> Path:
     if cfg.data.name in VARIANTS and not (root / cfg.data.train_ann).is_file():
         ensure(root, str(cfg.data.name))
     return root
+
+
+def pseudo_settings(stage) -> tuple[float, float]:
+    """(stage.pseudo_ratio, stage.pseudo_threshold): pseudo-labeled images per labeled image in each round
+    after the first (0: none), and the score a box needs to become a label (loop.al.pseudo)."""
+    ratio, threshold = stage.get("pseudo_ratio") or 0, stage.get("pseudo_threshold", 0.5)
+    try:
+        ratio, threshold = float(ratio), float(threshold)
+    except (TypeError, ValueError):
+        ratio = threshold = math.nan
+    if not (math.isfinite(ratio) and ratio >= 0 and math.isfinite(threshold) and 0 < threshold <= 1):
+        raise LoopError(f"stage.pseudo_ratio={stage.get('pseudo_ratio')} stage.pseudo_threshold="
+                        f"{stage.get('pseudo_threshold')}: give a ratio >= 0 (1: as many pseudo-labeled images "
+                        "as labeled ones; 0: off) and a threshold in (0, 1] (0.5: boxes the model is sure of)")
+    return ratio, threshold

@@ -199,3 +199,34 @@ def test_first_models_fine_tune_from_model_checkpoint(small_demo, demo_model, tm
 
     with pytest.raises(LoopError, match="model.checkpoint=.*is not a file"):
         Simulation(sim_cfg(small_demo, tmp_path, mlflow_store, *common, f"model.checkpoint={tmp_path}/none.pth"))
+
+
+def test_rounds_train_on_pseudo_labels_of_the_images_the_model_is_surest_of(small_demo, demo_model, tmp_path,
+                                                                            mlflow_store):
+    """stage.pseudo_ratio=0.5: round 1 trains on its 8 labeled images and on 4 unlabeled ones, labeled with
+    the first model's own boxes of stage.pseudo_threshold and up; the first model's round has none. (This
+    small model's scores stay under 0.5, RTMDet's scores being IoU-aware, so the threshold here is 0.3.)"""
+    cfg = sim_cfg(small_demo, tmp_path, mlflow_store, "stage.seeds=[1]", "stage.strategies=[random]",
+                  f"model.checkpoint={demo_model['checkpoint']}", "stage.pseudo_ratio=0.5",
+                  "stage.pseudo_threshold=0.3", "stage.initial=6", "stage.per_round=2", "stage.rounds=1",
+                  "stage.first_iters=1", "stage.round_iters=1",
+                  "model.img_size=160", "train.num_workers=0")
+    result = run_stage(cfg)
+    out = Path(result["out_dir"])
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert [(r["labeled"], r["variant"]) for r in rows] == [("6", "pseudo=0.5@0.3"), ("8", "pseudo=0.5@0.3")]
+    first = json.loads((out / "seed1" / "round0" / "train.json").read_text())
+    trained = json.loads((out / "seed1" / "random" / "round1" / "train.json").read_text())
+    pool = json.loads((small_demo / "pool.json").read_text())
+    truth = {a["id"]: a for a in pool["annotations"]}
+    labeled = {im["id"] for im in first["images"]}
+    assert len(labeled) == 6 and all(a["id"] in truth for a in first["annotations"])  # no pseudo-labels
+    images = {im["id"] for im in trained["images"]}
+    own = [a for a in trained["annotations"] if a["id"] not in truth]
+    pseudo = {a["image_id"] for a in own}
+    assert len(images) == 12 and labeled < images and len(pseudo) == 4 and not pseudo & labeled
+    assert all(a == truth[a["id"]] for a in trained["annotations"] if a["image_id"] not in pseudo)
+    # the first model's boxes of 0.3 and up, the image's own, not its ground truth
+    sim = Simulation(cfg)
+    expected = sim.pseudo_labels(str(out / "seed1" / "round0" / "model.pth"), sorted(images - pseudo))
+    assert [(a["image_id"], a["bbox"]) for a in own] == [(a["image_id"], a["bbox"]) for a in expected]

@@ -234,3 +234,39 @@ def test_a_simulation_that_keeps_no_images_still_reads_and_keys_them(make_sim):
     (sim.data_root / (sim.cfg.data.get("img_prefix") or "") / sim.pool["images"][0]["file_name"]).write_bytes(b"no")
     with pytest.raises(LoopError, match="cannot read pool image"):
         Simulation(sim.cfg, keep_images=False)
+
+
+def test_pseudo_labels_are_the_model_s_sure_boxes_on_its_surest_unlabeled_images(make_sim, tmp_path):
+    labeled = [1, 2, 3, 4]
+    box = [[1.0, 2.0, 5.0, 8.0], [0.0, 0.0, 3.0, 3.0]]
+    table = {i: ([0.9, 0.3], [1, 2], box) for i in range(5, 13)}  # a doubtful second box everywhere...
+    table.update({7: ([0.95, 0.02], [3, 0], box), 11: ([0.99], [0], box[:1])})  # ...but on 7 and 11
+    assert make_sim(table).pseudo_labels("ckpt", labeled) == []  # stage.pseudo_ratio=0: off
+    sim = make_sim(table, "stage.pseudo_ratio=0.5", "stage.pseudo_threshold=0.5")
+    found = sim.pseudo_labels("ckpt", labeled)  # 0.5 x 4 labeled: two images, each its box >= 0.5 only
+    cat = sorted(c["id"] for c in sim.pool["categories"])
+    assert [(a["image_id"], a["category_id"], a["bbox"], a["area"]) for a in found] == \
+        [(11, cat[0], [1.0, 2.0, 4.0, 6.0], 24.0), (7, cat[3], [1.0, 2.0, 4.0, 6.0], 24.0)]
+    # the round trains on its labeled images with their ground truth and the pseudo-labeled ones with these
+    sub = json.loads(simulate.subset_coco(sim.pool, labeled, tmp_path / "train.json", found).read_text())
+    assert sorted(im["id"] for im in sub["images"]) == [1, 2, 3, 4, 7, 11]
+    truth = [a for a in sim.pool["annotations"] if a["image_id"] in labeled]
+    assert sub["annotations"][:len(truth)] == truth
+    assert [(a["image_id"], a["bbox"]) for a in sub["annotations"][len(truth):]] == [(11, found[0]["bbox"]),
+                                                                                     (7, found[1]["bbox"])]
+    ids = [a["id"] for a in sub["annotations"]]
+    assert len(set(ids)) == len(ids)
+    # the rounds with pseudo-labels are other rounds for the training cache
+    assert sim.cache.key(labeled, None, 10, 0, extra=found) != sim.cache.key(labeled, None, 10, 0) == \
+        sim.cache.key(labeled, None, 10, 0, extra=None)
+
+
+def test_pseudo_labels_need_a_model_of_the_pool_s_classes_and_sane_settings(make_sim, monkeypatch):
+    with pytest.raises(LoopError, match="stage.pseudo_ratio=-1 .* give a ratio >= 0"):
+        make_sim(None, "stage.pseudo_ratio=-1")
+    with pytest.raises(LoopError, match="a threshold in \\(0, 1\\]"):
+        make_sim(None, "stage.pseudo_ratio=1", "stage.pseudo_threshold=0")
+    sim = make_sim(None, "stage.pseudo_ratio=1")
+    monkeypatch.setattr(StandIn, "classes", ["person", "car", "dog", "cat"])
+    with pytest.raises(LoopError, match="not the pool's .* set stage.pseudo_ratio=0"):
+        sim.pseudo_labels("ckpt", [1, 2])

@@ -27,6 +27,9 @@ def test_full_mode_refuses_the_fast_modes_settings_before_anything_starts(small_
     with pytest.raises(LoopError, match="stage.jobs=2 is the fast mode's"):
         run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.jobs=2",
                           "stage.strategies=[entropy_sum]"))
+    with pytest.raises(LoopError, match="stage.pseudo_ratio=1 is the fast mode's"):
+        run_stage(sim_cfg(small_demo, tmp_path, mlflow_store, "stage.mode=full", "stage.pseudo_ratio=1",
+                          "stage.strategies=[entropy_sum]"))
     assert not (tmp_path / "simulate").exists()
 
 

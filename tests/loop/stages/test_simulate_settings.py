@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from loop.al.acquisition import RARITY_ALPHA
 from loop.common.errors import LoopError
-from loop.stages.simulate_settings import job_count, rarity_alpha, strategies_of, strategy_variant
+from loop.stages.simulate_settings import job_count, pseudo_settings, rarity_alpha, strategies_of, strategy_variant
 
 
 def test_random_runs_first_unless_the_strategies_name_it():
@@ -33,3 +33,15 @@ def test_the_variant_column_names_the_class_weights_a_run_used():
     assert strategy_variant("entropy_sum", True) == strategy_variant("random", False) == ""
     assert strategy_variant("class_balanced_entropy", False, 1.0) == "rarity alpha=1"
     assert strategy_variant("class_balanced_entropy", True, RARITY_ALPHA) == "rarity+difficulty"
+    # pseudo-labels change every strategy's training, random's too
+    assert strategy_variant("random", True, RARITY_ALPHA, 1.0, 0.5) == "pseudo=1@0.5"
+    assert strategy_variant("class_balanced_entropy", False, RARITY_ALPHA, 0.5, 0.7) == "rarity pseudo=0.5@0.7"
+
+
+def test_pseudo_label_settings_are_checked():
+    assert pseudo_settings(OmegaConf.create({})) == (0.0, 0.5)
+    assert pseudo_settings(OmegaConf.create({"pseudo_ratio": None, "pseudo_threshold": 0.5})) == (0.0, 0.5)
+    assert pseudo_settings(OmegaConf.create({"pseudo_ratio": "2", "pseudo_threshold": 1})) == (2.0, 1.0)
+    for ratio, threshold in ((-1, 0.5), ("many", 0.5), (float("inf"), 0.5), (1, 0), (1, 1.5), (1, None)):
+        with pytest.raises(LoopError, match="give a ratio >= 0 .* and a threshold in"):
+            pseudo_settings(OmegaConf.create({"pseudo_ratio": ratio, "pseudo_threshold": threshold}))
