@@ -47,9 +47,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     demo = ensure(REPO_ROOT / "data" / "demo")
     tmp = Path(tempfile.mkdtemp(prefix="retrain-bench-"))
-    with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as server:
-        token = server.personal_access_token()
-        client = labelstudio.connect(server.url, token)
+    with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as server, \
+            labelstudio.session(server.url, server.personal_access_token()) as client:
 
         # Export throughput, no downloads: tasks imported with annotations already on them.
         labels, gt = coco_ground_truth(demo / "pool.json")

@@ -159,9 +159,9 @@ def run_size(n: int, server, client, token_file: Path, images: list[Path], root:
                 "runtime": f"{report['runtime']} {report['precision']}"})
     if compare:
         # a fresh client: the long stages above can outlive the access token this one holds
-        client = labelstudio.connect(server.url, token_file.read_text())
-        unlabeled = [t for t in labelstudio.iter_tasks(client, project.id) if not t["annotations"]][:300]
-        row["old_store_ms_per_task"] = 1000 * old_store(client, unlabeled, "old-way")
+        with labelstudio.session(server.url, token_file.read_text()) as renewed:
+            unlabeled = [t for t in labelstudio.iter_tasks(renewed, project.id) if not t["annotations"]][:300]
+            row["old_store_ms_per_task"] = 1000 * old_store(renewed, unlabeled, "old-way")
     row["new_store_ms_per_task"] = 1000 * report["store_s"] / max(1, report["predicted"])
     return row
 
@@ -183,10 +183,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
         server = LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls", local_files_root=demo)
-        with server:
-            token_file = tmp / "token"
+        token_file = tmp / "token"
+        with server, labelstudio.session(server.url, server.personal_access_token()) as client:
             token_file.write_text(server.personal_access_token())
-            client = labelstudio.connect(server.url, token_file.read_text())
             rows = []
             for n in [int(x) for x in args.sizes.split(",")]:
                 row = run_size(n, server, client, token_file, images, demo, found[0] if found else None, tmp,

@@ -120,9 +120,9 @@ def main() -> None:
             resized_checkpoint(args.checkpoint, args.img_size, tmp / f"{args.checkpoint.stem}-{args.img_size}.pth")
 
     with LabelStudioServer(venv=REPO_ROOT / ".venv-labelstudio", data_dir=tmp / "ls") as ls, \
-            MediaFetcher(MediaConfig(ls_url=ls.url, api_key=ls.personal_access_token())) as fetcher:
+            MediaFetcher(MediaConfig(ls_url=ls.url, api_key=ls.personal_access_token())) as fetcher, \
+            labelstudio.session(ls.url, ls.personal_access_token()) as client:
         token = ls.personal_access_token()
-        client = labelstudio.connect(ls.url, token)
         project = labelstudio.create_project(client, "serve-bench", rectangle_labels_config(CLASSES))
         files = sorted((demo / "images").glob("test_*.jpg"))[:args.images]
         labelstudio.upload_images(client, project.id, files)
