@@ -5,7 +5,9 @@ labeled by the ground truth; after each round the model is trained again and sco
 split. Every strategy of one seed starts from the same initial images and the same first model, so the
 curves differ only by what the strategies chose. With a pretrained start (model.checkpoint) and
 `first_batch=strategy`, each strategy picks the initial images too, scored by that start model, as the
-production queue orders a new project's first tasks by the served checkpoint's predictions.
+production queue orders a new project's first tasks by the served checkpoint's predictions. With
+`stage.pseudo_ratio`, every strategy's rounds also train on unlabeled images labeled by the previous round's
+model (loop.al.pseudo), a way to learn from the unlabeled pool that the production loop does not have.
 
 Rows go to a CSV as they come (a stopped run keeps its rounds), and to MLflow: one parent run with the CSV,
 the plot and the summary, one child run per strategy and seed with `bbox_mAP` against the labeled-image
@@ -196,7 +198,8 @@ class Simulation:
         """The next `k` images (stage.per_round by default) `strategy` picks from the unlabeled pool, scored by
         `checkpoint`; `labeled` may be empty (a first batch). ONNX exports go to onnx_dir (the checkpoint's
         folder by default)."""
-        unlabeled = [i for i in self.ids if i not in set(labeled)]
+        taken = set(labeled)
+        unlabeled = [i for i in self.ids if i not in taken]
         k = int(self.stage.per_round) if k is None else int(k)
         if strategy == "random":
             return [unlabeled[i] for i in select("random", k, rng, scores=[[]] * len(unlabeled))]
@@ -259,7 +262,8 @@ class Simulation:
         count = int(round(self.pseudo_ratio * len(labeled)))
         if count == 0:
             return []
-        unlabeled = [i for i in self.ids if i not in set(labeled)]
+        taken = set(labeled)
+        unlabeled = [i for i in self.ids if i not in taken]
         predictor = Predictor.load(checkpoint, device=str(self.cfg.device),
                                    score_threshold=float(self.stage.score_threshold))
         if list(predictor.classes) != self.classes:
