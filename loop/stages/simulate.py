@@ -139,6 +139,7 @@ class Simulation:
         # the pool's rarest class: does a strategy find it? (its test AP, its boxes among the labeled images)
         counts = coco_class_counts(self.pool)
         self.classes = [c["name"] for c in sorted(self.pool["categories"], key=lambda c: c["id"])]
+        self.cat_ids = sorted(c["id"] for c in self.pool["categories"])  # model class index -> category id
         self.rare = self.classes[int(np.argmin([c if c > 0 else np.inf for c in counts]))] if any(counts) else None
         self.test_file = root / cfg.data.test_ann
         prefix = cfg.data.get("img_prefix", "") or ""
@@ -273,12 +274,11 @@ class Simulation:
             load_onnx(predictor, Path(checkpoint).parent, score_threshold=float(self.stage.score_threshold),
                       threads=self.threads).predict
         dets = detect([self.images[i] for i in unlabeled])
-        cat_ids = sorted(c["id"] for c in self.pool["categories"])
         found = []
         for n in confident_images([d.scores for d in dets], count, self.pseudo_threshold,
                                   float(self.stage.score_threshold)):
             boxes, labels = pseudo_boxes(dets[n].boxes, dets[n].scores, dets[n].labels, self.pseudo_threshold)
-            found += [{"image_id": unlabeled[n], "category_id": cat_ids[int(c)], "iscrowd": 0,
+            found += [{"image_id": unlabeled[n], "category_id": self.cat_ids[int(c)], "iscrowd": 0,
                        "bbox": [round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2),
                                 round(float(y1 - y0), 2)], "area": round(float((x1 - x0) * (y1 - y0)), 2)}
                       for (x0, y0, x1, y1), c in zip(boxes, labels)]
@@ -290,13 +290,12 @@ class Simulation:
         if classes != self.classes:
             raise LoopError(f"{strategy} compares the model's classes {classes} with the pool's {self.classes}, "
                             "and they differ: start from a model trained on this pool's classes (model.checkpoint)")
-        cat_ids = sorted(c["id"] for c in self.pool["categories"])
         truth = {i: ([], []) for i in image_ids}
         for a in self.pool["annotations"]:
             if a["image_id"] in truth:
                 x, y, w, h = a["bbox"]
                 truth[a["image_id"]][0].append([x, y, x + w, y + h])
-                truth[a["image_id"]][1].append(cat_ids.index(a["category_id"]))
+                truth[a["image_id"]][1].append(self.cat_ids.index(a["category_id"]))
         return [detection_error(d.boxes, d.scores, d.labels, np.asarray(truth[i][0]).reshape(-1, 4), truth[i][1],
                                 self.box_threshold, fit_only=strategy == "oracle_fit")
                 for i, d in zip(image_ids, dets)]
