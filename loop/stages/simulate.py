@@ -345,11 +345,6 @@ class Simulation:
         return None if counts is None else \
             class_balance_weights(counts=counts, quality=quality, rarity_alpha=self.rarity_alpha)
 
-    def class_weights(self, labeled: list[int], scores: list, labels: list, classes: list[str]) -> np.ndarray | None:
-        """class_balanced_*'s weights for these candidates (class_figures, then weights_of); None: every class
-        weighs 1."""
-        return self.weights_of(*self.class_figures(labeled, scores, labels, classes))
-
 
 def start_weights(cfg) -> str | None:
     """model.checkpoint, the weights every seed's first model fine-tunes from (a model-zoo checkpoint, or a

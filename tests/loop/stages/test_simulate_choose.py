@@ -80,6 +80,11 @@ def test_data_imbalanced_is_generated_when_missing(make_sim, tmp_path):
     assert [c["name"] for c in sim.pool["categories"]] == list(CLASSES)
 
 
+def class_weights(sim, labeled, scores, labels, classes):
+    """The weights `Simulation.choose` hands a class_balanced_* strategy for these candidates."""
+    return sim.weights_of(*sim.class_figures(labeled, scores, labels, classes))
+
+
 def test_class_weights_favour_what_the_labeled_images_lack_and_the_model_doubts(make_sim):
     sim = make_sim()
     labeled = sim.ids[:4]
@@ -87,16 +92,16 @@ def test_class_weights_favour_what_the_labeled_images_lack_and_the_model_doubts(
     for a in sim.pool["annotations"]:
         if a["image_id"] in labeled:
             counts[a["category_id"] - 1] += 1
-    rarity = sim.class_weights(labeled, [], [], list(CLASSES))  # nothing detected: difficulty is flat
+    rarity = class_weights(sim, labeled, [], [], list(CLASSES))  # nothing detected: difficulty is flat
     assert rarity.mean() == pytest.approx(1.0)
     assert all((rarity[a] > rarity[b]) == (counts[a] < counts[b]) for a in range(4) for b in range(4) if a != b)
     scores, labels = [[0.9, 0.9], [0.4]], [[0, 1], [2]]  # class 2 seen only at 0.4, class 3 never
-    both = sim.class_weights(labeled, scores, labels, list(CLASSES)) / rarity
+    both = class_weights(sim, labeled, scores, labels, list(CLASSES)) / rarity
     assert both[0] == pytest.approx(both[1]) and both[1] < both[2] < both[3]
     queue = make_sim(None, "stage.difficulty_weights=false")  # the production queue's variant: rarity only
-    np.testing.assert_allclose(queue.class_weights(labeled, scores, labels, list(CLASSES)), rarity)
+    np.testing.assert_allclose(class_weights(queue, labeled, scores, labels, list(CLASSES)), rarity)
     # a model made for other classes (a COCO start checkpoint) has no confidence per class of this pool
-    assert sim.class_weights(labeled, scores, labels, ["person", "car", "dog", "cat"]) is None
+    assert class_weights(sim, labeled, scores, labels, ["person", "car", "dog", "cat"]) is None
 
 
 def test_class_balanced_entropy_picks_the_borderline_rare_class(make_sim):
