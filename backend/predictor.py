@@ -172,7 +172,7 @@ def object_features(levels: list, boxes, meta: dict, input_hw):
 
     Why per box: an image's pooled features say what the scene looks like; a detector learns objects, and
     two images of the same background can hold objects it has never seen. Active learning's object-level
-    diversity (loop.al.acquisition.object_coverage) compares these."""
+    diversity (loop.al.diversity.object_coverage) compares these."""
     import torch
     import torch.nn.functional as F
 

@@ -8,8 +8,9 @@ Each score takes one image's detections and returns a number where higher means 
 - `entropy_score`: mean binary entropy of the detections' confidences (a box at 0.5 is the least certain);
   with per-class probabilities (`class_probs`) it uses the classification entropy instead, which also
   catches boxes torn between two classes.
-- `k_center_greedy`: picks a batch that covers the embedding space, so one batch does not spend its budget
-  on near-duplicates; combine with an uncertainty score by pre-filtering the most uncertain candidates.
+- `k_center_greedy` (`loop.al.diversity`): picks a batch that covers the embedding space, so one batch does
+  not spend its budget on near-duplicates; combine with an uncertainty score by pre-filtering the most
+  uncertain candidates.
 
 `select` turns those into one labeling batch per strategy (`STRATEGIES`):
 - `random`: the control.
@@ -27,7 +28,7 @@ calibrated uncertainty sampling"):
   with five borderline objects is worth more than one with a single borderline object, which the mean
   cannot see (it scores both alike).
 - `class_balanced_entropy`: the same sum with each box's entropy multiplied by its predicted class's
-  weight (`class_balance_weights`): rare classes in the labeled set (`rarity_weights`) and classes the model
+  weight (`loop.al.class_weights`): rare classes in the labeled set (`rarity_weights`) and classes the model
   is unsure of (`difficulty_weights`) weigh more, so the batch goes to where the model is weakest, not to
   the frequent classes that fill most boxes. Label Studio's queue (`queue_score`) has the rarity part only.
 - `class_balanced_count`: `class_balanced_entropy` plus the objects the model finds (`found_objects`: boxes
@@ -41,7 +42,7 @@ calibrated uncertainty sampling"):
   (`loop.al.stability`): the boxes the model would draw elsewhere on the mirrored image, which the scores
   do not show. It needs a second forward pass per image.
 
-Object-level diversity (`object_coverage`):
+Object-level diversity (`loop.al.diversity.object_coverage`):
 - `object_diverse`: `entropy_sum`'s shortlist (`prefilter` x k), then the images whose detected objects are
   farthest from every object already labeled or picked, in the model's per-box features. A detector learns
   objects, not scenes: the image-level embeddings of the _diverse strategies see two images of one
@@ -66,8 +67,9 @@ from typing import Sequence
 
 import numpy as np
 
-# rarity_weights' exponent where none is given, the production queue's (see rarity_weights for why).
-RARITY_ALPHA = 0.5
+from loop.al.class_weights import RARITY_ALPHA, class_balance_weights
+from loop.al.diversity import k_center_greedy, object_coverage
+
 
 def random_score(rng: np.random.Generator) -> float:
     return float(rng.random())
@@ -188,75 +190,6 @@ def balanced_batch(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[
     return chosen
 
 
-def rarity_weights(counts: Sequence[float], alpha: float = RARITY_ALPHA) -> np.ndarray:
-    """One weight per class, proportional to (total / (count_c + 1)) ** alpha and normalised to mean 1, from
-    the labeled set's boxes per class (`counts`).
-
-    Why: a detector learns little about a class it has seen a handful of times, and an uncertainty score
-    alone keeps picking the frequent classes that fill most boxes. The +1 gives a class with no labeled box
-    yet the largest finite weight; alpha 0.5 (a square root) keeps a class 100x rarer at 10x, not 100x,
-    so one rare class does not take the whole batch."""
-    c = np.asarray(counts, dtype=float).reshape(-1)
-    if not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"rarity alpha must be a finite number >= 0 (0: every class alike), got {alpha}")
-    if c.size == 0:
-        return np.ones(0)
-    if (c < 0).any() or not np.isfinite(c).all():
-        raise ValueError(f"class counts must be finite and >= 0, got {c.tolist()}")
-    raw = (max(c.sum(), 1.0) / (c + 1.0)) ** alpha
-    return raw / raw.mean()
-
-
-def difficulty_weights(quality: Sequence[float], alpha: float = 1.0, floor: float = 0.1) -> np.ndarray:
-    """One weight per class, proportional to (1 - q_c + floor) ** alpha and normalised to mean 1, where q_c in
-    [0, 1] says how well the model does on class c: the mean confidence of its detections of c over the pool
-    being scored, or c's AP on held-out images.
-
-    Why (Plug and Play Active Learning's "difficulty calibrated uncertainty sampling", Yang et al.): the
-    same box entropy means more on a class the model is weak at; its confident-looking boxes of that class
-    are still often wrong. A class with no quality (NaN: the model never finds it) counts as the hardest
-    (q = 0). `floor` keeps a class the model is sure of (q = 1) in play: its borderline boxes still count."""
-    q = np.asarray(quality, dtype=float).reshape(-1)
-    if q.size == 0:
-        return np.ones(0)
-    q = np.where(np.isnan(q), 0.0, np.clip(q, 0.0, 1.0))
-    raw = (1.0 - q + floor) ** alpha
-    return raw / raw.mean()
-
-
-def class_balance_weights(counts: Sequence[float] | None = None, quality: Sequence[float] | None = None,
-                  rarity_alpha: float = RARITY_ALPHA, difficulty_alpha: float = 1.0) -> np.ndarray | None:
-    """The class weights of class_balanced_entropy: rarity (from the labeled set's `counts` per class) times
-    difficulty (from the model's `quality` per class), either one alone when the other is unknown,
-    normalised to mean 1 (so the sum scores keep their scale). None when neither is known: every class
-    weighs 1."""
-    parts = []
-    if counts is not None:
-        parts.append(rarity_weights(counts, rarity_alpha))
-    if quality is not None:
-        parts.append(difficulty_weights(quality, difficulty_alpha))
-    if not parts:
-        return None
-    if len({len(p) for p in parts}) > 1:
-        raise ValueError(f"{len(parts[0])} class counts but {len(parts[1])} class qualities: give one per class")
-    w = np.prod(parts, axis=0)
-    return w / w.mean() if w.size else w
-
-
-def class_confidence(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[int]], num_classes: int,
-                     threshold: float = 0.0) -> np.ndarray:
-    """Per class, the mean confidence of its boxes scoring at least `threshold` over all these images (NaN
-    for a class with none): the per-class quality difficulty_weights takes when the whole pool is scored at
-    once, as stage=simulate does (a per-task score never sees the pool)."""
-    total, n = np.zeros(num_classes), np.zeros(num_classes)
-    for s, lab in zip(scores, labels):
-        s, lab = np.asarray(s, dtype=float).reshape(-1), np.asarray(lab, dtype=int).reshape(-1)
-        keep = (s >= threshold) & (lab >= 0) & (lab < num_classes)
-        np.add.at(total, lab[keep], s[keep])
-        np.add.at(n, lab[keep], 1)
-    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
-
-
 def cold(scores: Sequence[Sequence[float]], threshold: float, fraction: float = 0.5) -> bool:
     """Is the model cold: on more than `fraction` of the images, no box scores at least `threshold`?
 
@@ -267,80 +200,6 @@ def cold(scores: Sequence[Sequence[float]], threshold: float, fraction: float = 
         return False
     empty = sum(1 for s in scores if not (np.asarray(s, dtype=float) >= threshold).any())
     return empty > fraction * len(scores)
-
-
-def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None = None) -> list[int]:
-    """Indices of k rows of `embeddings` that greedily maximise the distance to everything chosen so far
-    (and to the already labeled rows `labeled`, if given)."""
-    x = np.asarray(embeddings, dtype=float)
-    n = len(x)
-    k = min(k, n)
-    if k <= 0:
-        return []
-    if labeled is not None and len(labeled):
-        d = np.min(np.linalg.norm(x[:, None, :] - np.asarray(labeled, float)[None, :, :], axis=2), axis=1)
-        chosen: list[int] = []
-    else:
-        chosen = [int(np.argmax(np.linalg.norm(x - x.mean(0), axis=1)))]
-        d = np.linalg.norm(x - x[chosen[0]], axis=1)
-    while len(chosen) < k:
-        d[chosen] = -1.0
-        i = int(np.argmax(d))
-        chosen.append(i)
-        d = np.minimum(d, np.linalg.norm(x - x[i], axis=1))
-    return chosen
-
-
-def object_coverage(objects: Sequence[np.ndarray], k: int, labeled: np.ndarray | None = None) -> list[int]:
-    """Positions of k images, chosen greedily: each time the one whose objects add the most novelty, the sum
-    over its objects of the distance to the nearest object already covered (the `labeled` images' objects,
-    then those of the images picked). `objects[i]` is image i's n_i x D per-object features; rows are
-    L2-normalised, so a distance is at most 2.
-
-    Why the sum: the budget is counted in images and each new-looking object in an image is one more thing
-    the model learns from it (the reason entropy_sum sums). Why greedy coverage: once an image is picked,
-    the objects like its own are covered, so the next pick goes to another kind. An image with no object
-    adds nothing and is picked last (in the given order, which is the shortlist's uncertainty order). With
-    nothing labeled the first pick is the image whose objects lie farthest from the mean object."""
-    n = len(objects)
-    k = min(k, n)
-    feats = [_rows(o) for o in objects]
-    dim = next((f.shape[1] for f in feats if f.size), None)
-    if dim is None:
-        return list(range(k))  # no image has an object: keep the given order
-    fresh = labeled is None or not len(labeled)  # nothing covered yet: the first pick goes by the centre
-    if fresh:
-        centre = np.concatenate([f for f in feats if f.size]).mean(axis=0, keepdims=True)
-        nearest = [_nearest(f, centre) for f in feats]
-    else:
-        covered = _unit(np.asarray(labeled, dtype=float).reshape(-1, dim))
-        nearest = [_nearest(f, covered) for f in feats]
-    chosen: list[int] = []
-    while len(chosen) < k:
-        gain = [-1.0 if i in chosen else float(d.sum()) for i, d in enumerate(nearest)]
-        i = int(np.argmax(gain))
-        chosen.append(i)
-        if feats[i].size:
-            nearest = [_nearest(f, feats[i]) if fresh else np.minimum(d, _nearest(f, feats[i]))
-                       for f, d in zip(feats, nearest)]
-            fresh = False
-    return chosen
-
-
-def _rows(objects) -> np.ndarray:
-    a = np.asarray(objects, dtype=float)
-    return _unit(a.reshape(len(a), -1)) if a.size else np.zeros((0, 0))
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None) if x.size else x
-
-
-def _nearest(x: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """For each row of x, its distance to the nearest row of `others`."""
-    if not x.size:
-        return np.zeros(0)
-    return np.min(np.linalg.norm(x[:, None, :] - others[None, :, :], axis=2), axis=1)
 
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",

@@ -45,11 +45,10 @@ from loop.al.acquisition import (
     OBJECT_STRATEGIES,
     STRATEGIES,
     TWO_VIEW,
-    class_balance_weights,
-    class_confidence,
     cold,
     select,
 )
+from loop.al.class_weights import class_balance_weights, class_confidence
 from loop.al.hindsight import detection_error
 from loop.al.pseudo import confident_images, pseudo_boxes
 from loop.al.stability import flip_instability

@@ -12,7 +12,8 @@ from datetime import datetime
 
 from omegaconf import OmegaConf, open_dict
 
-from loop.al.acquisition import QUEUE_STRATEGIES, RARITY_ALPHA, queue_strategy_error
+from loop.al.acquisition import QUEUE_STRATEGIES, queue_strategy_error
+from loop.al.class_weights import RARITY_ALPHA
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR, resolve
 from loop.stages.demo import demo

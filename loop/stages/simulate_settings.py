@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from loop.al.acquisition import CLASS_WEIGHTED, RARITY_ALPHA
+from loop.al.acquisition import CLASS_WEIGHTED
+from loop.al.class_weights import RARITY_ALPHA
 from loop.common.demo_data import VARIANTS, ensure
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
@@ -31,7 +32,7 @@ def job_count(stage) -> int:
 
 def rarity_alpha(stage) -> float:
     """stage.rarity_alpha, the exponent of class_balanced_*'s rarity weights; null: the queue's
-    (loop.al.acquisition.RARITY_ALPHA)."""
+    (loop.al.class_weights.RARITY_ALPHA)."""
     alpha = stage.get("rarity_alpha")
     if alpha is None:
         return RARITY_ALPHA

@@ -13,22 +13,18 @@ from loop.al.acquisition import (
     box_entropy,
     box_entropy_sum,
     class_balance_weights,
-    class_confidence,
     cold,
-    difficulty_weights,
     entropy_score,
     found_objects,
     image_score,
-    k_center_greedy,
     least_confidence,
-    object_coverage,
     queue_score,
     queue_strategy_error,
     random_score,
     rank,
-    rarity_weights,
     select,
 )
+from tests.loop.al.test_diversity import unit
 
 
 def test_least_confidence_prefers_unsure_images():
@@ -43,20 +39,6 @@ def test_entropy_peaks_at_one_half_and_with_split_classes():
     split = entropy_score([], class_probs=np.array([[0.5, 0.5, 0.0]]))
     sure = entropy_score([], class_probs=np.array([[0.98, 0.01, 0.01]]))
     assert sure < split <= 1.0
-
-
-def test_k_center_greedy_avoids_near_duplicates():
-    cluster_a = np.random.default_rng(0).normal(0, 0.01, (10, 2))
-    cluster_b = np.random.default_rng(1).normal(5, 0.01, (10, 2))
-    far = np.array([[-5.0, 5.0]])
-    x = np.vstack([cluster_a, cluster_b, far])
-    picked = k_center_greedy(x, 3)
-    groups = {0 if i < 10 else 1 if i < 20 else 2 for i in picked}
-    assert groups == {0, 1, 2}
-    assert len(set(k_center_greedy(x, 25))) == 21
-    # Already labeled points count as covered.
-    picked = k_center_greedy(x, 1, labeled=np.vstack([cluster_a[:1], far]))
-    assert 10 <= picked[0] < 20
 
 
 def test_rank_and_random():
@@ -129,50 +111,6 @@ def test_an_image_without_detections_scores_like_one_borderline_box():
     assert box_entropy_sum([], labels=[], class_weights=[5.0, 0.1]) == EMPTY_IMAGE_SUM
     assert box_entropy([]).shape == (0,)
     np.testing.assert_allclose(box_entropy([0.5, 0.0, 1.0]), [1.0, 0.0, 0.0], atol=1e-9)
-
-
-def test_rarity_weights_favour_classes_rare_in_the_labeled_set_and_average_one():
-    w = rarity_weights([400, 40, 0])
-    assert w[0] < w[1] < w[2]
-    assert w.mean() == pytest.approx(1.0)
-    assert w[1] / w[0] == pytest.approx(np.sqrt(401 / 41))  # alpha 0.5: 10x rarer weighs about 3x
-    assert rarity_weights([5, 5, 5]) == pytest.approx(np.ones(3))
-    assert rarity_weights([0, 0]) == pytest.approx(np.ones(2))
-    with pytest.raises(ValueError, match=">= 0"):
-        rarity_weights([3, -1])
-    strong = rarity_weights([400, 40, 0], alpha=1.0)  # alpha 1: 10x rarer weighs 10x
-    assert strong[1] / strong[0] == pytest.approx(401 / 41)
-    assert rarity_weights([400, 40, 0], alpha=0.0) == pytest.approx(np.ones(3))
-    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
-        rarity_weights([3, 1], alpha=-0.5)
-
-
-def test_difficulty_weights_favour_classes_the_model_is_unsure_of():
-    w = difficulty_weights([0.9, 0.5, np.nan])  # never detected counts as the hardest
-    assert w[0] < w[1] < w[2]
-    assert w.mean() == pytest.approx(1.0)
-    assert difficulty_weights([1.0, 1.0])[0] > 0  # a class the model is sure of still counts
-    assert difficulty_weights([0.7, 0.7]) == pytest.approx(np.ones(2))
-
-
-def test_class_balance_weights_combine_rarity_and_difficulty():
-    assert class_balance_weights() is None
-    counts, quality = [100, 100, 5], [0.9, 0.4, 0.9]
-    w = class_balance_weights(counts=counts, quality=quality)
-    assert w.mean() == pytest.approx(1.0)
-    assert w[0] < w[1] and w[0] < w[2]  # the hard class and the rare class both weigh more than the easy, common one
-    np.testing.assert_allclose(class_balance_weights(counts=counts), rarity_weights(counts))
-    np.testing.assert_allclose(class_balance_weights(quality=quality), difficulty_weights(quality))
-    with pytest.raises(ValueError, match="one per class"):
-        class_balance_weights(counts=[1, 2], quality=[0.5, 0.5, 0.5])
-
-
-def test_class_confidence_is_the_mean_score_per_class_over_the_pool():
-    scores = [np.array([0.9, 0.5, 0.1]), np.array([0.7]), np.array([])]
-    labels = [np.array([0, 1, 2]), np.array([0]), np.array([], int)]
-    q = class_confidence(scores, labels, 3, threshold=0.3)
-    np.testing.assert_allclose(q[:2], [0.8, 0.5])
-    assert np.isnan(q[2])  # its one box is below the threshold
 
 
 def test_class_balanced_entropy_puts_a_rare_or_hard_class_first():
@@ -284,25 +222,6 @@ def test_entropy_flip_adds_the_flip_instability_to_the_sum():
     assert select("entropy_flip", 1, rng, scores, instability=[0.0, 0.0, 0.0]) == [0]  # entropy_sum's order
     with pytest.raises(ValueError, match="flip instability"):
         select("entropy_flip", 1, rng, scores)
-
-
-def unit(*angles):
-    """Per-object features on the unit circle, one row per angle (degrees)."""
-    return np.array([[np.cos(np.radians(a)), np.sin(np.radians(a))] for a in angles]).reshape(-1, 2)
-
-
-def test_object_coverage_picks_images_of_objects_not_yet_covered():
-    labeled = unit(0, 5)
-    objects = [unit(2), unit(90), unit(88, 92), unit(180), unit()]
-    # image 2 holds two objects of the uncovered kind at 90 degrees: the most novelty; then image 3 (at 180)
-    # beats image 1, whose object image 2 already covers; the image without objects comes last
-    assert object_coverage(objects, 4, labeled) == [2, 3, 1, 0]
-    assert object_coverage(objects, 5, labeled)[-1] == 4
-    # nothing labeled: the first pick is the image farthest from the mean object
-    assert object_coverage([unit(0), unit(10), unit(180)], 1) == [2]
-    assert object_coverage([unit(), unit()], 1) == [0]  # no objects anywhere: the given order
-    # the scale of the features does not matter (rows are normalised)
-    assert object_coverage([o * 7 for o in objects], 4, labeled * 3) == [2, 3, 1, 0]
 
 
 def test_object_diverse_shortlists_by_entropy_sum_then_covers_objects():

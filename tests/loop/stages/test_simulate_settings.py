@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from loop.al.acquisition import RARITY_ALPHA
+from loop.al.class_weights import RARITY_ALPHA
 from loop.common.errors import LoopError
 from loop.stages.simulate_settings import job_count, pseudo_settings, rarity_alpha, strategies_of, strategy_variant
 

@@ -1,0 +1,85 @@
+"""Diversity for acquisition (pure): batches that cover the pool, not near-duplicates of one hard kind.
+
+`k_center_greedy` works on one embedding per image (coreset, and the *_diverse strategies' second stage over an
+uncertainty shortlist); `object_coverage` on the model's per-object features, since a detector learns objects,
+not scenes (object_diverse).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def k_center_greedy(embeddings: np.ndarray, k: int, labeled: np.ndarray | None = None) -> list[int]:
+    """Indices of k rows of `embeddings` that greedily maximise the distance to everything chosen so far
+    (and to the already labeled rows `labeled`, if given)."""
+    x = np.asarray(embeddings, dtype=float)
+    n = len(x)
+    k = min(k, n)
+    if k <= 0:
+        return []
+    if labeled is not None and len(labeled):
+        d = np.min(np.linalg.norm(x[:, None, :] - np.asarray(labeled, float)[None, :, :], axis=2), axis=1)
+        chosen: list[int] = []
+    else:
+        chosen = [int(np.argmax(np.linalg.norm(x - x.mean(0), axis=1)))]
+        d = np.linalg.norm(x - x[chosen[0]], axis=1)
+    while len(chosen) < k:
+        d[chosen] = -1.0
+        i = int(np.argmax(d))
+        chosen.append(i)
+        d = np.minimum(d, np.linalg.norm(x - x[i], axis=1))
+    return chosen
+
+
+def object_coverage(objects: Sequence[np.ndarray], k: int, labeled: np.ndarray | None = None) -> list[int]:
+    """Positions of k images, chosen greedily: each time the one whose objects add the most novelty, the sum
+    over its objects of the distance to the nearest object already covered (the `labeled` images' objects,
+    then those of the images picked). `objects[i]` is image i's n_i x D per-object features; rows are
+    L2-normalised, so a distance is at most 2.
+
+    Why the sum: the budget is counted in images and each new-looking object in an image is one more thing
+    the model learns from it (the reason entropy_sum sums). Why greedy coverage: once an image is picked,
+    the objects like its own are covered, so the next pick goes to another kind. An image with no object
+    adds nothing and is picked last (in the given order, which is the shortlist's uncertainty order). With
+    nothing labeled the first pick is the image whose objects lie farthest from the mean object."""
+    n = len(objects)
+    k = min(k, n)
+    feats = [_rows(o) for o in objects]
+    dim = next((f.shape[1] for f in feats if f.size), None)
+    if dim is None:
+        return list(range(k))  # no image has an object: keep the given order
+    fresh = labeled is None or not len(labeled)  # nothing covered yet: the first pick goes by the centre
+    if fresh:
+        centre = np.concatenate([f for f in feats if f.size]).mean(axis=0, keepdims=True)
+        nearest = [_nearest(f, centre) for f in feats]
+    else:
+        covered = _unit(np.asarray(labeled, dtype=float).reshape(-1, dim))
+        nearest = [_nearest(f, covered) for f in feats]
+    chosen: list[int] = []
+    while len(chosen) < k:
+        gain = [-1.0 if i in chosen else float(d.sum()) for i, d in enumerate(nearest)]
+        i = int(np.argmax(gain))
+        chosen.append(i)
+        if feats[i].size:
+            nearest = [_nearest(f, feats[i]) if fresh else np.minimum(d, _nearest(f, feats[i]))
+                       for f, d in zip(feats, nearest)]
+            fresh = False
+    return chosen
+
+
+def _rows(objects) -> np.ndarray:
+    a = np.asarray(objects, dtype=float)
+    return _unit(a.reshape(len(a), -1)) if a.size else np.zeros((0, 0))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None) if x.size else x
+
+
+def _nearest(x: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each row of x, its distance to the nearest row of `others`."""
+    if not x.size:
+        return np.zeros(0)
+    return np.min(np.linalg.norm(x[:, None, :] - others[None, :, :], axis=2), axis=1)
