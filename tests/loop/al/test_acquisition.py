@@ -12,7 +12,6 @@ from loop.al.acquisition import (
     balanced_batch,
     box_entropy,
     box_entropy_sum,
-    class_balance_weights,
     cold,
     entropy_score,
     found_objects,
@@ -24,6 +23,7 @@ from loop.al.acquisition import (
     rank,
     select,
 )
+from loop.al.class_weights import class_balance_weights
 from tests.loop.al.test_diversity import unit
 
 
