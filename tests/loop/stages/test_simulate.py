@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from loop.clients.registry import Registry
 from loop.common.errors import LoopError
-from loop.stages.simulate import Simulation, run_stage
+from loop.stages.simulate import round_iterations, run_stage
+from loop.stages.simulate_pool import Simulation
 from tests.helpers import simulate_cfg as sim_cfg
 from train.slim import load_slim
 
@@ -230,3 +232,17 @@ def test_rounds_train_on_pseudo_labels_of_the_images_the_model_is_surest_of(smal
     sim = Simulation(cfg)
     expected = sim.pseudo_labels(str(out / "seed1" / "round0" / "model.pth"), sorted(images - pseudo))
     assert [(a["image_id"], a["bbox"]) for a in own] == [(a["image_id"], a["bbox"]) for a in expected]
+
+
+def test_rounds_train_per_epoch_over_the_labeled_images_when_asked():
+    stage = OmegaConf.create({"warm_start": True, "round_iters": 80, "first_iters": 300, "round_epochs": None})
+    assert round_iterations(stage, 40, 8) == 80
+    stage.round_epochs = 50
+    # 40 images in batches of 8: 5 iterations an epoch; 41 images: 5 (the last batch, of 1, left out); 44: 6
+    assert [round_iterations(stage, n, 8) for n in (40, 41, 44, 80)] == [250, 250, 300, 500]
+    assert round_iterations(stage, 41, 8, drop_small_last=False) == 300
+    stage.warm_start = False  # from scratch: the first model's schedule
+    assert round_iterations(stage, 80, 8) == 300
+    stage.warm_start, stage.round_epochs = True, 0
+    with pytest.raises(LoopError, match="round_epochs=0"):
+        round_iterations(stage, 40, 8)

@@ -1,5 +1,6 @@
-"""stage=simulate's selection step with a stand-in model (no training, no mmdet): the data it generates, the
-class weights it gives class_balanced_*, the cold-start fallback and the new strategies' batches."""
+"""stage=simulate's pool and selection step (loop.stages.simulate_pool) with a stand-in model (no training, no
+mmdet): the data it generates, the class weights it gives class_balanced_*, the cold-start fallback and the new
+strategies' batches."""
 
 from __future__ import annotations
 
@@ -10,16 +11,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 import loop.run  # noqa: F401  (registers the ${repo:} resolver)
-import loop.stages.simulate as simulate
+import loop.stages.simulate_pool as simulate_pool
 from backend.predictor import Detections
 from loop.common.demo_data import VARIANTS
 from loop.common.errors import LoopError
 from loop.common.paths import CONF_DIR
 from loop.common.shapes import CLASSES
-from loop.stages.simulate import Simulation
+from loop.stages.simulate_pool import Simulation
 
 SPLITS = {"pool": 12, "test": 2}
 MARK = 255  # no pool id: an image whose pixels all hold its id never reads as mirrored
@@ -67,7 +67,7 @@ def make_sim(tmp_path, monkeypatch):
         sim = Simulation(cfg)
         sim.images = {i: np.full((4, 4, 3), i, np.uint8) for i in sim.ids}  # the stand-in reads the id back
         assert max(sim.ids) < MARK
-        monkeypatch.setattr(simulate.Predictor, "load",
+        monkeypatch.setattr(simulate_pool.Predictor, "load",
                             classmethod(lambda cls, *a, **k: StandIn(table or {}, mirrored)))
         return sim
 
@@ -185,20 +185,6 @@ def test_the_rarest_class_is_followed_round_by_round(make_sim, tmp_path):
     assert figures["rare_AP"] == 1.0 if stars_in_test else math.isnan(figures["rare_AP"])
 
 
-def test_rounds_train_per_epoch_over_the_labeled_images_when_asked():
-    stage = OmegaConf.create({"warm_start": True, "round_iters": 80, "first_iters": 300, "round_epochs": None})
-    assert simulate.round_iterations(stage, 40, 8) == 80
-    stage.round_epochs = 50
-    # 40 images in batches of 8: 5 iterations an epoch; 41 images: 5 (the last batch, of 1, left out); 44: 6
-    assert [simulate.round_iterations(stage, n, 8) for n in (40, 41, 44, 80)] == [250, 250, 300, 500]
-    assert simulate.round_iterations(stage, 41, 8, drop_small_last=False) == 300
-    stage.warm_start = False  # from scratch: the first model's schedule
-    assert simulate.round_iterations(stage, 80, 8) == 300
-    stage.warm_start, stage.round_epochs = True, 0
-    with pytest.raises(LoopError, match="round_epochs=0"):
-        simulate.round_iterations(stage, 40, 8)
-
-
 def test_the_oracles_rank_by_the_pool_s_ground_truth(make_sim, monkeypatch):
     sim = make_sim()
     labeled = [1, 2, 3, 4]
@@ -253,7 +239,7 @@ def test_pseudo_labels_are_the_model_s_sure_boxes_on_its_surest_unlabeled_images
     assert [(a["image_id"], a["category_id"], a["bbox"], a["area"]) for a in found] == \
         [(11, cat[0], [1.0, 2.0, 4.0, 6.0], 24.0), (7, cat[3], [1.0, 2.0, 4.0, 6.0], 24.0)]
     # the round trains on its labeled images with their ground truth and the pseudo-labeled ones with these
-    sub = json.loads(simulate.subset_coco(sim.pool, labeled, tmp_path / "train.json", found).read_text())
+    sub = json.loads(simulate_pool.subset_coco(sim.pool, labeled, tmp_path / "train.json", found).read_text())
     assert sorted(im["id"] for im in sub["images"]) == [1, 2, 3, 4, 7, 11]
     truth = [a for a in sim.pool["annotations"] if a["image_id"] in labeled]
     assert sub["annotations"][:len(truth)] == truth
