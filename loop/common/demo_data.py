@@ -12,6 +12,11 @@ sampling rarely finds the rare class; a strategy that does should show it.
 
     python -m loop.common.demo_data --out data/demo          # regenerate the committed copy
     python -m loop.common.demo_data --variant imbalanced     # data/demo-imbalanced
+    python -m loop.common.demo_data --variant demo_large     # data/demo-large
+
+The `demo_large` variant is the demo with a pool four times larger (1200 images): its first 300 pool images
+and its test split are the demo's, so that a benchmark on it differs from one on the demo only by how much
+a strategy has to choose from.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ class Variant:
     splits: dict[str, int]
     root: Path
     description: str
+    # Pool images drawn after every split and added to the pool: a larger pool whose first images and test
+    # split are those of the variant with the same splits and none more (the demo's, for demo_large).
+    more_pool: int = 0
 
 
 def _write_if_changed(path: Path, img: Image.Image, quality: int) -> None:
@@ -59,33 +67,42 @@ def _write_if_changed(path: Path, img: Image.Image, quality: int) -> None:
 def generate(out: Path, splits: dict[str, int] | None = None, seed: int = SEED, quality: int = 80,
              variant: str = "demo") -> dict:
     """Write `<out>/images/*.jpg` and one COCO file per split (`<out>/<split>.json`) of a variant (`VARIANTS`;
-    splits default to the variant's); returns counts."""
+    splits default to the variant's, and its `more_pool` images are drawn last, into the pool); returns counts."""
     kind = _variant(variant)
     splits = splits or kind.splits
     rng = np.random.default_rng(seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
-    counts = {}
+    drawn: dict[str, tuple[list, list]] = {split: ([], []) for split in splits}
+
+    def draw(split: str) -> None:
+        images, annotations = drawn.setdefault(split, ([], []))
+        img, shapes = kind.render(rng)
+        i = len(images)
+        name = f"{split}_{i:04d}.jpg"
+        _write_if_changed(out / "images" / name, img, quality)
+        images.append({"id": i + 1, "file_name": f"images/{name}", "width": img.width, "height": img.height})
+        for s in shapes:
+            x0, y0, x1, y1 = s.bbox
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
+                                "category_id": CLASSES.index(s.label) + 1,
+                                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                                "segmentation": [[v for point in s.polygon for v in point]], "iscrowd": 0})
+
     for split, n in splits.items():
-        images, annotations = [], []
-        for i in range(n):
-            img, shapes = kind.render(rng)
-            name = f"{split}_{i:04d}.jpg"
-            _write_if_changed(out / "images" / name, img, quality)
-            images.append({"id": i + 1, "file_name": f"images/{name}", "width": img.width, "height": img.height})
-            for s in shapes:
-                x0, y0, x1, y1 = s.bbox
-                annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
-                                    "category_id": CLASSES.index(s.label) + 1,
-                                    "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                                    "segmentation": [[v for point in s.polygon for v in point]], "iscrowd": 0})
+        for _ in range(n):
+            draw(split)
+    for _ in range(kind.more_pool):  # after the other splits, so that theirs are drawn as without them
+        draw("pool")
+    counts = {}
+    for split, (images, objects) in drawn.items():
         coco = {"info": {"description": f"labelloop synthetic shapes{kind.description}, split {split}, seed {seed}"},
-                "images": images, "annotations": annotations, "categories": categories}
+                "images": images, "annotations": objects, "categories": categories}
         tmp = out / f"{split}.json.tmp"
         tmp.write_text(json.dumps(coco, indent=1))
         tmp.replace(out / f"{split}.json")  # atomically: a reader sees the old file or the new one
-        counts[split] = {"images": len(images), "boxes": len(annotations)}
-        log.info("%s: %d images, %d boxes", split, len(images), len(annotations))
+        counts[split] = {"images": len(images), "boxes": len(objects)}
+        log.info("%s: %d images, %d boxes", split, len(images), len(objects))
     return counts
 
 
@@ -111,6 +128,9 @@ VARIANTS = {
     "demo": Variant(render_image, SPLITS, DEFAULT_ROOT, ""),
     "imbalanced": Variant(render_cluttered, {"pool": 400, "test": 100}, REPO_ROOT / "data" / "demo-imbalanced",
                           ", imbalanced classes with unlabeled clutter"),
+    # the demo's pool and test split and 900 more pool images: does a strategy gain from more to choose from?
+    "demo_large": Variant(render_image, SPLITS, REPO_ROOT / "data" / "demo-large", ", a larger pool",
+                          more_pool=900),
 }
 
 
@@ -146,9 +166,10 @@ def heldout_export(demo: Path, out: Path, images: int, split: str = "test") -> d
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=list(VARIANTS), default="demo",
-                        help="demo (balanced), or imbalanced (a rare class, more objects, unlabeled clutter)")
+                        help="demo (balanced), imbalanced (a rare class, more objects, unlabeled clutter), or "
+                             "demo_large (the demo with a pool of 1200 images)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where to write it (default: data/demo, data/demo-imbalanced for --variant imbalanced)")
+                        help="where to write it (default: data/demo, data/demo-<variant> for the others)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--if-missing", action="store_true", help="do nothing when the dataset is complete")
     args = parser.parse_args(argv)

@@ -180,6 +180,30 @@ def test_the_imbalanced_variant_is_deterministic_and_its_own(tmp_path):
         generate(tmp_path / "c", splits=splits, variant="bald")
 
 
+def test_the_large_demo_is_the_demo_with_more_pool_images(tmp_path, monkeypatch):
+    """demo_large's first pool images and its test split are the demo's, to the byte: a benchmark on it
+    differs from one on the demo only by the pool's size."""
+    splits = {"pool": 4, "test": 2}
+    monkeypatch.setitem(VARIANTS, "demo_large", replace(VARIANTS["demo_large"], splits=splits, more_pool=3))
+    large, demo = tmp_path / "large", tmp_path / "demo"
+    counts = generate(large, variant="demo_large")
+    generate(demo, splits=splits)
+    assert counts["pool"]["images"] == 7 and counts["test"]["images"] == 2
+    pool, demo_pool = (json.loads((root / "pool.json").read_text()) for root in (large, demo))
+    assert pool["images"][:4] == demo_pool["images"]
+    assert [a for a in pool["annotations"] if a["image_id"] <= 4] == demo_pool["annotations"]
+    assert [im["id"] for im in pool["images"]] == list(range(1, 8))
+    assert len({a["id"] for a in pool["annotations"]}) == len(pool["annotations"])
+    assert all((large / im["file_name"]).is_file() for im in pool["images"])
+    assert json.loads((large / "test.json").read_text())["images"] == \
+        json.loads((demo / "test.json").read_text())["images"]
+    assert json.loads((large / "test.json").read_text())["annotations"] == \
+        json.loads((demo / "test.json").read_text())["annotations"]
+    demo_images = {p.name: p.read_bytes() for p in (demo / "images").iterdir()}
+    assert {n: (large / "images" / n).read_bytes() for n in demo_images} == demo_images
+    assert is_complete(large, splits)
+
+
 def test_the_command_line_writes_a_variant_once_with_if_missing(tmp_path, monkeypatch):
     root = tmp_path / "demo-imbalanced"
     monkeypatch.setitem(VARIANTS, "imbalanced", replace(VARIANTS["imbalanced"], splits={"pool": 3, "test": 2},

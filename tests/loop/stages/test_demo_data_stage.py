@@ -15,12 +15,13 @@ from loop.stages.demo_data import run_stage
 
 def test_data_imbalanced_writes_the_imbalanced_variant(tmp_path, monkeypatch):
     for name in VARIANTS:
-        monkeypatch.setitem(VARIANTS, name, replace(VARIANTS[name], splits={"pool": 2, "test": 1}))
-    for data in ("demo", "imbalanced"):
+        monkeypatch.setitem(VARIANTS, name, replace(VARIANTS[name], splits={"pool": 2, "test": 1},
+                                                    more_pool=min(VARIANTS[name].more_pool, 1)))
+    for data, pool in (("demo", 2), ("imbalanced", 2), ("demo_large", 3)):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=["stage=demo_data", f"data={data}",
                                                            f"data.root={tmp_path / data}"])
-        assert run_stage(cfg)["pool"]["images"] == 2
+        assert run_stage(cfg)["pool"]["images"] == pool
     descriptions = {d: json.loads((tmp_path / d / "pool.json").read_text())["info"]["description"]
                     for d in ("demo", "imbalanced")}
     assert "imbalanced" in descriptions["imbalanced"] and "imbalanced" not in descriptions["demo"]
