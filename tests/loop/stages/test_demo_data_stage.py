@@ -13,7 +13,7 @@ from loop.common.paths import CONF_DIR
 from loop.stages.demo_data import run_stage
 
 
-def test_data_imbalanced_writes_the_imbalanced_variant(tmp_path, monkeypatch):
+def test_data_names_the_variant_the_stage_writes(tmp_path, monkeypatch):
     for name in VARIANTS:
         monkeypatch.setitem(VARIANTS, name, replace(VARIANTS[name], splits={"pool": 2, "test": 1},
                                                     more_pool=min(VARIANTS[name].more_pool, 1)))
