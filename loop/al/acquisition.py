@@ -158,8 +158,9 @@ def found_objects(scores: Sequence[float], labels: Sequence[int] | None = None,
     boxes where one with a single object teaches one; uncertainty alone does not see that, since a confident
     box adds little entropy. The threshold (0.5, above the entropy sum's 0.3) counts what is likely an
     object: on the demo pool the start model's count at 0.5 follows the true count best (correlation 0.76,
-    against 0.71 at 0.3, where false positives add up, and 0.68 at 0.7). Measured (README "Active
-    learning"): fuller images, yet level with class_balanced_entropy per image and worth less per box."""
+    against 0.71 at 0.3, where false positives add up, and 0.68 at 0.7). Measured
+    (docs/active-learning-benchmarks.md): fuller images, yet level with class_balanced_entropy per image and
+    worth less per box."""
     s = np.asarray(scores, dtype=float).reshape(-1)
     return float((_box_weights(len(s), labels, class_weights) * (s >= threshold)).sum())
 
