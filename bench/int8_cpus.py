@@ -10,7 +10,8 @@ Both run over the 60 demo test images on:
   Runtime's u8 x s8 kernels there add pairs of products in 16 bits, which full-range weights can saturate;
 - ARM (aarch64), emulated by `qemu-aarch64`, with dot-product instructions (`-cpu max`) and without
   (`-cpu cortex-a72`, as on a Raspberry Pi 4). This needs an aarch64 Python with numpy and onnxruntime:
-  `--arm-root` an extracted arm64 Debian (python3, libstdc++6), `--arm-site` their aarch64 wheels (README).
+  `--arm-root` an extracted arm64 Debian (python3, libstdc++6), `--arm-site` their aarch64 wheels
+  (docs/serving-speed.md).
 Each run saves the raw network outputs (bench/ort_outputs.py, numpy and onnxruntime only); our own
 post-processing turns them into boxes here. Printed per CPU: the largest difference in the raw outputs
 from this CPU's, how many of this CPU's detections scoring >= 0.3 it keeps (same label, IoU >= 0.5), and
@@ -50,7 +51,7 @@ def cpus(arm_root: Path | None, arm_site: Path | None) -> dict[str, tuple[list[s
     for name, cpu in (("aarch64 with dot product", "max"), ("aarch64 without dot product (Cortex-A72)", "cortex-a72")):
         found[name] = ([qemu_arm, "-cpu", cpu, "-L", str(arm_root), str(arm_root / "usr/bin/python3")],
                        {"PYTHONPATH": str(arm_site)}) if arm_ready else \
-            "needs qemu-aarch64 (qemu-user 8 or newer), --arm-root and --arm-site (see the README)"
+            "needs qemu-aarch64 (qemu-user 8 or newer), --arm-root and --arm-site (see docs/serving-speed.md)"
     return found
 
 
