@@ -47,15 +47,7 @@ def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: Me
     Studio's queue tab orders tasks by it without a write per task. `polygon_tolerance`: how far polygons
     around masks are simplified (backend.masks)."""
 
-    def load(task):
-        url = (task.get("data") or {}).get(label_map.image_field)
-        try:
-            return decode(fetcher.fetch(url, task.get("id"))), None
-        except (MediaError, ImageError) as exc:
-            log.warning("task %s: %s; it gets an empty prediction", task.get("id"), exc)
-            return None, str(exc)
-
-    futures = [pool.submit(load, t) for t in tasks]
+    futures = [pool.submit(_load, t, label_map, fetcher) for t in tasks]
     outcomes = [TaskOutcome(empty_prediction(predictor.version)) for _ in tasks]
     step = predictor.batch_size
     for start in range(0, len(tasks), step):
@@ -86,3 +78,33 @@ def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: Me
                 prediction["score"] = round(float(score), 6)
             outcomes[i] = TaskOutcome(prediction, scores=scores)
     return outcomes
+
+
+def object_features(tasks: list[dict], label_map: LabelMap, predictor, fetcher: MediaFetcher, pool: Executor,
+                    score_threshold: float) -> list[np.ndarray | None]:
+    """Per task, the features of the objects the model finds at or above the threshold (one row per box, the
+    neck's features at its centre: backend.predictor.object_features), or None where the image cannot be
+    fetched or decoded (logged). Object-level diversity compares these (loop.al.queue_order). A model failure
+    raises: the caller decides what is kept."""
+    futures = [pool.submit(_load, t, label_map, fetcher, "none of its objects counts") for t in tasks]
+    out: list[np.ndarray | None] = [None] * len(tasks)
+    step = predictor.batch_size
+    for start in range(0, len(tasks), step):
+        ready = [(i, futures[i].result()[0]) for i in range(start, min(start + step, len(tasks)))]
+        ready = [(i, image) for i, image in ready if image is not None]
+        if not ready:
+            continue
+        found = predictor.predict([image.bgr for _, image in ready], embed="objects", classes=label_map.classes)
+        for (i, _), det in zip(ready, found):
+            out[i] = np.asarray(det.features)[np.asarray(det.scores) >= score_threshold]
+    return out
+
+
+def _load(task: dict, label_map: LabelMap, fetcher: MediaFetcher, outcome: str = "it gets an empty prediction"):
+    """(decoded image, None) or (None, why it cannot be read), logged with what happens to the task."""
+    url = (task.get("data") or {}).get(label_map.image_field)
+    try:
+        return decode(fetcher.fetch(url, task.get("id"))), None
+    except (MediaError, ImageError) as exc:
+        log.warning("task %s: %s; %s", task.get("id"), exc, outcome)
+        return None, str(exc)

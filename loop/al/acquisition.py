@@ -228,9 +228,12 @@ HINDSIGHT = ("oracle_error", "oracle_fit")
 COLD_START = ("random", "coreset")
 
 
-# Strategies Label Studio's queue can follow: a per-image score written to each task. coreset and the
-# _diverse strategies choose a batch jointly from image embeddings, which the served model does not report.
-QUEUE_STRATEGIES = ("entropy", "least_confidence", "entropy_sum", "class_balanced_entropy", "class_balanced_count")
+# Strategies Label Studio's queue can follow: a per-image score written to each task; object_diverse's batch
+# is chosen jointly, by bulk pre-annotation over the whole pool (its shortlist's scores rewritten to the batch's
+# order, loop.al.queue_order; a task predicted alone gets its shortlist score). coreset and the other _diverse
+# strategies choose a batch jointly from image embeddings, which the served model does not report.
+QUEUE_STRATEGIES = ("entropy", "least_confidence", "entropy_sum", "class_balanced_entropy", "class_balanced_count",
+                    "object_diverse")
 
 
 def _queue_choices() -> str:
@@ -300,7 +303,8 @@ def queue_score(strategy: str, scores: Sequence[float], labels: Sequence[int] | 
     labeled set the served version was trained on, stored in its checkpoint; None for checkpoints without:
     every class weighs 1). Difficulty needs every task's detections at once (per-class mean confidence over
     the pool), which a per-task score does not see; stage=simulate measures this variant with
-    stage.difficulty_weights=false."""
+    stage.difficulty_weights=false. object_diverse scores a task by its shortlist's score (entropy_sum): the
+    batch order among the shortlist is bulk pre-annotation's (loop.al.queue_order)."""
     weights = class_balance_weights(counts=class_counts) if strategy in CLASS_WEIGHTED else None
     return image_score(strategy, scores, labels, weights)
 

@@ -168,6 +168,7 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.work_dir = str(work)  # Label Studio data, MLflow store, exports and runs all go here
         cfg.preannotate.queue_strategy = queue
+        cfg.preannotate.queue_batch = int(stage.per_iteration)  # object_diverse's batch: one iteration's labels
         if masks:
             cfg.model.config = str(SEG_CONFIG)
         cfg.labelstudio.server.port = _port(str(cfg.labelstudio.server.host), int(cfg.labelstudio.server.port),

@@ -8,17 +8,21 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
 from backend.batch import predict_tasks
 from backend.labels import build_label_map
 from backend.loading import model_loader
+from backend.predictor import Predictor
 from backend.reload import load_registered
-from loop.al.acquisition import queue_score
+from loop.al.acquisition import OBJECT_STRATEGIES, SHORTLIST_SCORE, queue_score
+from loop.al.queue_order import Shortlist
 from loop.al.tasks import stale
 from loop.clients import labelstudio
 from loop.common.errors import LoopError
@@ -32,6 +36,7 @@ from loop.stages.adapters import (
     project_id,
     serve_settings,
 )
+from loop.stages.preannotate_order import order_shortlist
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +57,15 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
     settings = cfg.preannotate
     cache = resolve(cfg.work_dir) / "serve-cache"
     # the backend's runtime and precision: bulk pre-annotation is where a faster network pays most
-    load = model_loader(serve_settings(cfg, checkpoint=""))
-    predictor = load_registered(models, champion, cache / models.model_name, load)
+    serve = serve_settings(cfg, checkpoint="")
+    predictor = load_registered(models, champion, cache / models.model_name, model_loader(serve))
+
+    def torch_network():
+        """The served version's torch network, for the object features ONNX graphs do not output."""
+        if isinstance(predictor, Predictor):
+            return predictor
+        torch_only = model_loader(replace(serve, runtime="torch", precision="fp32"))
+        return load_registered(models, champion, cache / models.model_name, torch_only)
     info = labelstudio.get_project(client, project)
     label_map = build_label_map(info["label_config"], predictor.classes)
     threshold = float(cfg.backend.score_threshold)
@@ -62,8 +74,11 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
     # with a queue strategy, each prediction's score is the task's acquisition score: the queue tab sorts
     # by it, so nothing is written per task
     task_score = partial(queue_score, strategy) if strategy else None
+    # a batch strategy's shortlist waits for the end of the stream to be ordered (loop.al.queue_order)
+    shortlist = Shortlist(int(settings.queue_prefilter) * int(settings.queue_batch)) \
+        if strategy in OBJECT_STRATEGIES else None
     # time the stage spends waiting on Label Studio (list_s, store_s) and on the model (predict_s)
-    timings = {"list_s": 0.0, "predict_s": 0.0, "store_s": 0.0}
+    timings = {"list_s": 0.0, "predict_s": 0.0, "store_s": 0.0, "order_s": 0.0}
     include_labeled = bool(settings.include_labeled)
     # Label Studio I/O overlaps with inference: the next page of tasks is read ahead, and predictions are
     # stored in large requests (each has a fixed cost in Label Studio) while the model works on the next ones
@@ -104,7 +119,6 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
             timings["list_s"] += time.perf_counter() - t
             if not batch:
                 bar.update(seen)
-                store(1, wait=True)
                 break
             report["stale_tasks"] += len(batch)
             t = time.perf_counter()
@@ -116,12 +130,26 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
                 raise LoopError(f"{predictor.version} failed on a batch of images (its traceback is in the log above); "
                                 f"{report['predicted']} tasks were pre-annotated before it. Check the registered "
                                 "model, or roll back with stage=rollback")
-            ready = [(task["id"], o.prediction) for task, o in zip(batch, outcomes) if o.ok]
-            pending.extend(ready)
+            ready = [(task, o.prediction) for task, o in zip(batch, outcomes) if o.ok]
+            if shortlist is not None:  # what falls out of the shortlist is final now
+                ready_ids = [(t["id"], p) for x in ready for _, (t, p) in shortlist.offer(x[1]["score"], x)]
+            else:
+                ready_ids = [(t["id"], p) for t, p in ready]
+            pending.extend(ready_ids)
             store(int(settings.store_batch))
             report["predicted"] += len(ready)
             report["failed"] += len(batch) - len(ready)
             bar.update(seen)
+        failure = None
+        if shortlist:
+            t = time.perf_counter()
+            ordered, failure = _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher, pool,
+                                        threshold, report)
+            pending.extend(ordered)
+            timings["order_s"] += time.perf_counter() - t
+        store(1, wait=True)
+        if failure is not None:  # raised once every prediction is stored
+            raise failure
     t = time.perf_counter()
     if report["predicted"]:
         labelstudio.prefill_from(client, project, predictor.version)  # also what the queue tab averages
@@ -132,6 +160,32 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
     log.info("pre-annotated %d of %d stale tasks with %s (%d failed)", report["predicted"], report["stale_tasks"],
              predictor.version, report["failed"])
     return report
+
+
+def _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher, pool, threshold, report
+             ) -> tuple[list, LoopError | None]:
+    """The shortlist's predictions in coverage order (preannotate_order), and None; if the model fails on the
+    object features, the predictions with their first-stage scores (stored all the same: nothing predicted is
+    lost) and the error to raise once they are."""
+    settings = cfg.preannotate
+    version = report["version"]
+    try:
+        ordered, covered = order_shortlist(shortlist, client, project, torch_network(), label_map, fetcher, pool,
+                                           threshold, int(settings.queue_labeled_sample),
+                                           np.random.default_rng(int(cfg.seed)))
+    except Exception as exc:
+        log.exception("the model failed on the object features that order the queue")
+        kept = [(task["id"], prediction) for _, (task, prediction) in shortlist.ranked()]
+        error = LoopError(f"{version} failed on the object features that order the queue's first "
+                          f"{len(kept)} tasks (traceback in the log above); every prediction is stored, those with "
+                          f"their {SHORTLIST_SCORE[settings.queue_strategy]} scores. Check the registered model, "
+                          "or choose preannotate.queue_strategy=class_balanced_entropy")
+        error.__cause__ = exc
+        return kept, error
+    report.update(shortlist=len(ordered), covered_tasks=covered)
+    log.info("ordered the queue's first %d tasks by object coverage (objects of %d labeled tasks covered)",
+             len(ordered), covered)
+    return ordered, None
 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:

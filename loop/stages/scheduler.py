@@ -43,6 +43,8 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
         raise LoopError("stage=loop needs stage.min_new_annotations=N and/or stage.interval_s=SECONDS")
     if stage.get("preannotate_after_promotion"):
         check_queue_strategy(cfg.preannotate.get("queue_strategy"))  # before the first retrain, not after it
+        if min_new is not None:  # object_diverse's batch: what people label before the next retrain
+            cfg.preannotate.queue_batch = int(min_new)
     registry = open_registry(cfg)
     report = {"iterations": 0, "failures": 0, "promotions": 0}
     log.info("loop on project %s: retrain at %s new submitted tasks%s; Ctrl-C stops", project,

@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
-from backend.batch import predict_tasks
+from backend.batch import object_features, predict_tasks
 from backend.labels import build_label_map
 from backend.predictor import Detections
 from loop.al.acquisition import queue_score
@@ -84,3 +84,30 @@ def test_the_task_score_sees_labels_and_the_checkpoints_class_counts(tmp_path):
     expected = queue_score("class_balanced_entropy", [0.95, 0.5], [0, 1], [300, 10])
     assert outcome.prediction["score"] == round(expected, 6)
     assert outcome.prediction["score"] > round(queue_score("entropy_sum", [0.95, 0.5]), 6)  # the rare star weighs more
+
+
+class FeatureModel:
+    """Three boxes per image, one under the threshold, each with a 4-d feature row; embed must be "objects"."""
+
+    version, batch_size, classes = "stand-in:v3", 2, ["circle"]
+
+    def predict(self, images, embed=False, classes=None):
+        assert embed == "objects"
+        return [Detections(np.zeros((3, 4)), np.array([0.9, 0.1, 0.5]), np.zeros(3, int),
+                           features=np.arange(12, dtype=float).reshape(3, 4) + img.shape[1]) for img in images]
+
+
+def test_object_features_are_the_boxes_at_the_threshold_and_none_for_a_broken_image(tmp_path):
+    (tmp_path / "1").mkdir()
+    for name, width in (("a.png", 20), ("b.png", 30), ("c.png", 40)):
+        Image.new("RGB", (width, 10), (10, 10, 200)).save(tmp_path / "1" / name)
+    (tmp_path / "1" / "broken.png").write_bytes(b"not an image")
+    names = ["a.png", "broken.png", "b.png", "c.png"]
+    tasks = [{"id": i, "data": {"image": f"/data/upload/1/{n}"}} for i, n in enumerate(names)]
+    label_map = build_label_map(rectangle_labels_config(["circle"]), ["circle"])
+    with ThreadPoolExecutor(2) as pool:
+        found = object_features(tasks, label_map, FeatureModel(), MediaFetcher(MediaConfig(image_dir=tmp_path)), pool,
+                                score_threshold=0.5)
+    assert found[1] is None
+    for i, width in ((0, 20), (2, 30), (3, 40)):  # rows 0 and 2: the boxes at 0.9 and 0.5, in task order
+        assert found[i].tolist() == (np.arange(12, dtype=float).reshape(3, 4)[[0, 2]] + width).tolist()

@@ -177,8 +177,8 @@ def test_every_strategy_is_either_a_queue_score_or_refused_with_the_fix():
             assert why is None
             assert isinstance(queue_score(strategy, [0.5], [0], [3, 1]), float)  # a per-image score exists
         else:
-            assert "use entropy, least_confidence, entropy_sum, class_balanced_entropy or class_balanced_count" \
-                in why, strategy
+            assert "use entropy, least_confidence, entropy_sum, class_balanced_entropy, class_balanced_count or " \
+                "object_diverse" in why, strategy
         assert len(select(strategy, 2, rng, [[0.5], [0.4], [0.9]], np.eye(3), labels=[[0], [1], [0]],
                           class_weights=np.ones(2), instability=[0.0, 1.0, 0.5],
                           objects=[np.eye(3)[i:i + 1] for i in range(3)], errors=[0.0, 1.0, 2.0])) == 2
