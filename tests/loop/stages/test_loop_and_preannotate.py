@@ -43,7 +43,8 @@ def test_preannotate_then_loop(ls_server, ls_token, ls_client, demo_data, demo_m
                      f"labelstudio.api_key_file={key_file(tmp_path, ls_token)}",
                      f"labelstudio.project_id={project.id}", f"work_dir={tmp_path}",
                      f"registry.tracking_uri={mlflow_store['tracking_uri']}", "registry.model_name=loop-test",
-                     f"registry.artifact_location={mlflow_store['artifact_location']}", *extra]
+                     f"registry.artifact_location={mlflow_store['artifact_location']}",
+                     "preannotate.queue_strategy=class_balanced_entropy", *extra]  # object_diverse: its own test
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=overrides)
 
@@ -84,7 +85,7 @@ def assert_queue_ordered(client, project_id, view_id, unlabeled, meta):
     scores = {tid: latest_prediction(t)["score"] for tid, t in tasks.items()}
     assert len(scores) == len(unlabeled) and len(set(scores.values())) > 1
     weighted = 0  # tasks whose score the class weights change by more than the tolerance
-    for t in tasks.values():  # the default acquisition score (class-weighted entropy sum), not the mean confidence
+    for t in tasks.values():  # the class-weighted entropy sum, not the mean confidence
         regions = latest_prediction(t)["result"]
         shown = [r["score"] for r in regions]  # rounded to 4 digits, hence the tolerance
         labels = [meta["classes"].index(r["value"]["rectanglelabels"][0]) for r in regions]
