@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 
 def preannotate(cfg: DictConfig) -> dict[str, Any]:
     check_queue_strategy(cfg.preannotate.get("queue_strategy"))  # before anything loads or connects
+    if cfg.preannotate.get("queue_strategy") in OBJECT_STRATEGIES and \
+            min(int(cfg.preannotate.queue_batch), int(cfg.preannotate.queue_prefilter)) < 1:
+        raise LoopError(f"preannotate.queue_batch={cfg.preannotate.queue_batch} and preannotate.queue_prefilter="
+                        f"{cfg.preannotate.queue_prefilter}: both must be at least 1 (the tasks labeled before the "
+                        "next retrain, and the shortlist's size in batches)")
     with labelstudio_session(cfg) as client:
         return _preannotate(cfg, client)
 
@@ -126,6 +131,8 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
                                      float(cfg.backend.polygon_tolerance))
             timings["predict_s"] += time.perf_counter() - t
             if any(o.model_failed for o in outcomes):
+                if shortlist:  # the shortlist too, with its first-stage scores
+                    pending.extend((t["id"], p) for _, (t, p) in shortlist.ranked())
                 store(1, wait=True)  # what was predicted before the failure is kept
                 raise LoopError(f"{predictor.version} failed on a batch of images (its traceback is in the log above); "
                                 f"{report['predicted']} tasks were pre-annotated before it. Check the registered "
@@ -168,7 +175,7 @@ def _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher,
     object features, the predictions with their first-stage scores (stored all the same: nothing predicted is
     lost) and the error to raise once they are."""
     settings = cfg.preannotate
-    version = report["version"]
+    version, started = report["version"], time.perf_counter()
     try:
         ordered, covered = order_shortlist(shortlist, client, project, torch_network(), label_map, fetcher, pool,
                                            threshold, int(settings.queue_labeled_sample),
@@ -183,8 +190,8 @@ def _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher,
         error.__cause__ = exc
         return kept, error
     report.update(shortlist=len(ordered), covered_tasks=covered)
-    log.info("ordered the queue's first %d tasks by object coverage (objects of %d labeled tasks covered)",
-             len(ordered), covered)
+    log.info("ordered the queue's first %d tasks by object coverage (objects of %d labeled tasks covered) in %.1f s",
+             len(ordered), covered, time.perf_counter() - started)
     return ordered, None
 
 

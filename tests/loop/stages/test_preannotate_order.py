@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401
+import loop.stages.preannotate as preannotate_stage
 import loop.stages.preannotate_order as preannotate_order
 from backend.images import decode
 from backend.predictor import Predictor
@@ -49,11 +50,12 @@ def setup_project(ls_client, ls_server, ls_token, demo_data, demo_model, mlflow_
 
 
 def shown(ls_client, project_id, unlabeled):
-    """Per unlabeled task: its newest prediction's score and the entropy_sum of the regions it shows."""
+    """Per unlabeled task with a prediction: its newest prediction's score, the entropy_sum of the regions it
+    shows, its model version."""
     out = {}
     for t in labelstudio.list_tasks(ls_client, project_id):
-        if t["id"] in unlabeled:
-            p = latest_prediction(t)
+        p = latest_prediction(t)
+        if t["id"] in unlabeled and p is not None:
             out[t["id"]] = (p["score"], queue_score("entropy_sum", [r["score"] for r in p["result"]]),
                             p["model_version"])
     return out
@@ -114,3 +116,38 @@ def test_a_failure_while_ordering_stores_every_prediction_first(ls_server, ls_to
     assert len(tasks) == 6 and {v for _, _, v in tasks.values()} == {f"{tmp_path.name.replace('_', '-')[:40]}:v1"}
     for score, first_stage, _ in tasks.values():
         assert score == pytest.approx(first_stage, abs=1e-2)
+
+
+def test_a_model_failure_mid_stream_stores_the_shortlist_too(ls_server, ls_token, ls_client, demo_data, demo_model,
+                                                             mlflow_store, tmp_path, monkeypatch):
+    """The model fails on the second batch: the first batch's tasks, two of them waiting in the shortlist, keep
+    their predictions (with their entropy_sum) and the stage fails with the reason."""
+    project, _, _, unlabeled, cfg = setup_project(ls_client, ls_server, ls_token, demo_data, demo_model,
+                                                  mlflow_store, tmp_path, 10, 4)
+    real, calls = preannotate_stage.predict_tasks, []
+
+    def second_batch_fails(tasks, *args, **kwargs):
+        calls.append([t["id"] for t in tasks])
+        outcomes = real(tasks, *args, **kwargs)
+        if len(calls) == 2:
+            for o in outcomes:
+                o.error, o.model_failed = "the model failed on this batch", True
+        return outcomes
+
+    monkeypatch.setattr(preannotate_stage, "predict_tasks", second_batch_fails)
+    with pytest.raises(LoopError, match="failed on a batch of images.*3 tasks were pre-annotated before it"):
+        preannotate(cfg("preannotate.batch_size=3", "preannotate.queue_batch=2", "preannotate.queue_prefilter=1"))
+    tasks = shown(ls_client, project.id, set(unlabeled))
+    assert sorted(tasks) == sorted(calls[0])  # the first batch, all three of them
+    for score, first_stage, _ in tasks.values():
+        assert score == pytest.approx(first_stage, abs=1e-2)
+
+
+def test_an_empty_object_diverse_batch_is_refused_before_anything_connects(tmp_path):
+    overrides = ["stage=preannotate", "labelstudio.url=http://127.0.0.1:9", "labelstudio.project_id=1",
+                 "registry.tracking_uri=http://127.0.0.1:9", f"work_dir={tmp_path}",
+                 "preannotate.queue_strategy=object_diverse", "preannotate.queue_batch=0"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with pytest.raises(LoopError, match="queue_batch=0 and preannotate.queue_prefilter=3: both must be at least 1"):
+        preannotate(cfg)
