@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,16 +81,20 @@ def predict_tasks(tasks: list[dict], label_map: LabelMap, predictor, fetcher: Me
 
 
 def object_features(tasks: list[dict], label_map: LabelMap, predictor, fetcher: MediaFetcher, pool: Executor,
-                    score_threshold: float) -> list[np.ndarray | None]:
+                    score_threshold: float, ahead: int = 16) -> list[np.ndarray | None]:
     """Per task, the features of the objects the model finds at or above the threshold (one row per box, the
     neck's features at its centre: backend.predictor.object_features), or None where the image cannot be
     fetched or decoded (logged). Object-level diversity compares these (loop.al.queue_order). A model failure
-    raises: the caller decides what is kept."""
-    futures = [pool.submit(_load, t, label_map, fetcher, "none of its objects counts") for t in tasks]
+    raises: the caller decides what is kept. Images are fetched at most `ahead` (and one batch) beyond the one
+    the model works on, so memory does not grow with the number of tasks."""
     out: list[np.ndarray | None] = [None] * len(tasks)
-    step = predictor.batch_size
+    futures: dict[int, Future] = {}
+    step, submitted = predictor.batch_size, 0
     for start in range(0, len(tasks), step):
-        ready = [(i, futures[i].result()[0]) for i in range(start, min(start + step, len(tasks)))]
+        while submitted < min(start + step + ahead, len(tasks)):
+            futures[submitted] = pool.submit(_load, tasks[submitted], label_map, fetcher, "none of its objects counts")
+            submitted += 1
+        ready = [(i, futures.pop(i).result()[0]) for i in range(start, min(start + step, len(tasks)))]
         ready = [(i, image) for i, image in ready if image is not None]
         if not ready:
             continue

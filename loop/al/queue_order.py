@@ -7,8 +7,8 @@ score. Bulk pre-annotation runs the model over every unlabeled task anyway, so i
 does over the pool: keep the `prefilter` x `batch` tasks with the highest first-stage score (entropy_sum) as
 they stream past (`Shortlist`, bounded memory, whatever the project's size), order those by coverage
 (`loop.al.diversity.object_coverage`) once the stream ends, and write that order as scores above every other
-task's (`coverage_scores`). The tasks outside the shortlist keep their first-stage score, which is the order
-object_diverse would reach them in.
+task's (`coverage_scores`). The tasks outside the shortlist keep their first-stage score, the order in which
+object_diverse's shortlists would take them up (until the next version re-orders the queue).
 
 Greedy coverage picks its first k the same whatever the number asked for, so ordering the whole shortlist
 gives the simulation's batch of `batch` first, then the next picks.

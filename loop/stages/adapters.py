@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from backend.loading import ServeSettings
-from loop.al.acquisition import queue_strategy_error
+from loop.al.acquisition import OBJECT_STRATEGIES, queue_strategy_error
 from loop.clients import labelstudio
 from loop.clients.ls_server import LabelStudioServer
 from loop.clients.media import MediaConfig, MediaFetcher
@@ -144,6 +144,18 @@ def check_queue_strategy(strategy: str | None) -> None:
     why = queue_strategy_error(strategy)
     if why:
         raise LoopError(why)
+
+
+def check_queue(cfg: DictConfig) -> None:
+    """check_queue_strategy, and object_diverse's batch sizes (`preannotate.queue_*`)."""
+    settings = cfg.preannotate
+    strategy = settings.get("queue_strategy") or None
+    check_queue_strategy(strategy)
+    if strategy in OBJECT_STRATEGIES and min(int(settings.queue_batch), int(settings.queue_prefilter)) < 1:
+        raise LoopError(f"preannotate.queue_batch={settings.queue_batch} and preannotate.queue_prefilter="
+                        f"{settings.queue_prefilter}: both must be at least 1 (the tasks labeled before the next "
+                        "retrain, which stage=loop takes from stage.min_new_annotations and stage=demo from "
+                        "stage.per_iteration; and the shortlist's size in batches)")
 
 
 def serve_settings(cfg: DictConfig, checkpoint: str | None = None) -> ServeSettings:

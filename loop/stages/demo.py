@@ -41,7 +41,7 @@ from loop.common.paths import REPO_ROOT, resolve
 from loop.common.secrets import API_KEY_ENV
 from loop.stages.adapters import (
     artifact_location,
-    check_queue_strategy,
+    check_queue,
     labelstudio_server,
     model_name,
     open_registry,
@@ -156,7 +156,10 @@ def label_batch(client, project_id: int, view_id: int | None, gt, file_of, n: in
 def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     stage = cfg.stage
     queue = None if stage.strategy == "random" else str(stage.strategy)
-    check_queue_strategy(queue)  # before any folder or service
+    with open_dict(cfg):
+        cfg.preannotate.queue_strategy = queue
+        cfg.preannotate.queue_batch = int(stage.per_iteration)  # object_diverse's batch: one iteration's labels
+    check_queue(cfg)  # before any folder or service
     masks = stage.get("masks") or None
     if masks not in (None, "PolygonLabels", "BrushLabels"):
         raise LoopError(f"stage.masks={masks!r}: use PolygonLabels or BrushLabels (instance segmentation), or "
@@ -167,8 +170,6 @@ def demo(cfg: DictConfig, stack: ExitStack) -> dict[str, Any]:
     data_root = ensure(resolve(cfg.data.root)) if cfg.data.name == "demo" else resolve(cfg.data.root)
     with open_dict(cfg):
         cfg.work_dir = str(work)  # Label Studio data, MLflow store, exports and runs all go here
-        cfg.preannotate.queue_strategy = queue
-        cfg.preannotate.queue_batch = int(stage.per_iteration)  # object_diverse's batch: one iteration's labels
         if masks:
             cfg.model.config = str(SEG_CONFIG)
         cfg.labelstudio.server.port = _port(str(cfg.labelstudio.server.host), int(cfg.labelstudio.server.port),

@@ -23,13 +23,14 @@ from backend.predictor import Predictor
 from backend.reload import load_registered
 from loop.al.acquisition import OBJECT_STRATEGIES, SHORTLIST_SCORE, queue_score
 from loop.al.queue_order import Shortlist
+from loop.al.tasks import labeled as is_labeled
 from loop.al.tasks import stale
 from loop.clients import labelstudio
 from loop.common.errors import LoopError
 from loop.common.paths import resolve
 from loop.common.streams import read_ahead
 from loop.stages.adapters import (
-    check_queue_strategy,
+    check_queue,
     labelstudio_session,
     media_fetcher,
     open_registry,
@@ -42,12 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def preannotate(cfg: DictConfig) -> dict[str, Any]:
-    check_queue_strategy(cfg.preannotate.get("queue_strategy"))  # before anything loads or connects
-    if cfg.preannotate.get("queue_strategy") in OBJECT_STRATEGIES and \
-            min(int(cfg.preannotate.queue_batch), int(cfg.preannotate.queue_prefilter)) < 1:
-        raise LoopError(f"preannotate.queue_batch={cfg.preannotate.queue_batch} and preannotate.queue_prefilter="
-                        f"{cfg.preannotate.queue_prefilter}: both must be at least 1 (the tasks labeled before the "
-                        "next retrain, and the shortlist's size in batches)")
+    check_queue(cfg)  # before anything loads or connects
     with labelstudio_session(cfg) as client:
         return _preannotate(cfg, client)
 
@@ -112,51 +108,50 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
     with media_fetcher(cfg) as fetcher, ThreadPoolExecutor(max_workers=8) as pool, \
             ThreadPoolExecutor(max_workers=1) as storer, \
             tqdm(total=max(total, 0), desc="preannotate", unit="task") as bar:
-        while True:
-            t = time.perf_counter()
-            batch, seen = [], 0
-            for task in tasks:  # stream: one page of tasks in memory, never the whole project
-                seen += 1
-                if stale(task, predictor.version, include_labeled):
-                    batch.append(task)
-                    if len(batch) == int(settings.batch_size):
-                        break
-            timings["list_s"] += time.perf_counter() - t
-            if not batch:
+        try:
+            while True:
+                t = time.perf_counter()
+                batch, seen = [], 0
+                for task in tasks:  # stream: one page of tasks in memory, never the whole project
+                    seen += 1
+                    if stale(task, predictor.version, include_labeled):
+                        batch.append(task)
+                        if len(batch) == int(settings.batch_size):
+                            break
+                timings["list_s"] += time.perf_counter() - t
+                if not batch:
+                    bar.update(seen)
+                    break
+                report["stale_tasks"] += len(batch)
+                t = time.perf_counter()
+                outcomes = predict_tasks(batch, label_map, predictor, fetcher, pool, threshold, task_score,
+                                         float(cfg.backend.polygon_tolerance))
+                timings["predict_s"] += time.perf_counter() - t
+                if any(o.model_failed for o in outcomes):  # what was predicted before is kept (below)
+                    raise LoopError(f"{predictor.version} failed on a batch of images (its traceback is in the log "
+                                    f"above); {report['predicted']} tasks were pre-annotated before it. Check the "
+                                    "registered model, or roll back with stage=rollback")
+                ready = [(task, o.prediction) for task, o in zip(batch, outcomes) if o.ok]
+                pending.extend(_final(ready, shortlist))
+                store(int(settings.store_batch))
+                report["predicted"] += len(ready)
+                report["failed"] += len(batch) - len(ready)
                 bar.update(seen)
-                break
-            report["stale_tasks"] += len(batch)
-            t = time.perf_counter()
-            outcomes = predict_tasks(batch, label_map, predictor, fetcher, pool, threshold, task_score,
-                                     float(cfg.backend.polygon_tolerance))
-            timings["predict_s"] += time.perf_counter() - t
-            if any(o.model_failed for o in outcomes):
-                if shortlist:  # the shortlist too, with its first-stage scores
-                    pending.extend((t["id"], p) for _, (t, p) in shortlist.ranked())
-                store(1, wait=True)  # what was predicted before the failure is kept
-                raise LoopError(f"{predictor.version} failed on a batch of images (its traceback is in the log above); "
-                                f"{report['predicted']} tasks were pre-annotated before it. Check the registered "
-                                "model, or roll back with stage=rollback")
-            ready = [(task, o.prediction) for task, o in zip(batch, outcomes) if o.ok]
-            if shortlist is not None:  # what falls out of the shortlist is final now
-                ready_ids = [(t["id"], p) for x in ready for _, (t, p) in shortlist.offer(x[1]["score"], x)]
-            else:
-                ready_ids = [(t["id"], p) for t, p in ready]
-            pending.extend(ready_ids)
-            store(int(settings.store_batch))
-            report["predicted"] += len(ready)
-            report["failed"] += len(batch) - len(ready)
-            bar.update(seen)
-        failure = None
-        if shortlist:
-            t = time.perf_counter()
-            ordered, failure = _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher, pool,
-                                        threshold, report)
-            pending.extend(ordered)
-            timings["order_s"] += time.perf_counter() - t
-        store(1, wait=True)
-        if failure is not None:  # raised once every prediction is stored
-            raise failure
+            if shortlist:
+                t = time.perf_counter()
+                pending.extend(_ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher, pool,
+                                        threshold, report))
+                shortlist = None  # stored with the rest, below
+                timings["order_s"] += time.perf_counter() - t
+            store(1, wait=True)
+        except BaseException:  # a failure (or Ctrl-C) loses no prediction made: the shortlist's go with their
+            if shortlist:      # first-stage scores
+                pending.extend((t["id"], p) for _, (t, p) in shortlist.ranked())
+            try:
+                store(1, wait=True)
+            except Exception:
+                log.exception("could not store the %d predictions made before the failure", len(pending))
+            raise
     t = time.perf_counter()
     if report["predicted"]:
         labelstudio.prefill_from(client, project, predictor.version)  # also what the queue tab averages
@@ -169,30 +164,38 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
     return report
 
 
-def _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher, pool, threshold, report
-             ) -> tuple[list, LoopError | None]:
-    """The shortlist's predictions in coverage order (preannotate_order), and None; if the model fails on the
-    object features, the predictions with their first-stage scores (stored all the same: nothing predicted is
-    lost) and the error to raise once they are."""
+def _final(ready: list, shortlist: Shortlist | None) -> list:
+    """(task id, prediction) of the predictions that can be stored now: all of them without a shortlist; with
+    one, those it drops and the labeled tasks' (include_labeled: the queue lists unlabeled tasks only)."""
+    if shortlist is None:
+        return [(task["id"], p) for task, p in ready]
+    out = [(task["id"], p) for task, p in ready if is_labeled(task)]
+    for item in (x for x in ready if not is_labeled(x[0])):
+        out += [(task["id"], p) for _, (task, p) in shortlist.offer(item[1]["score"], item)]
+    return out
+
+
+def _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher, pool, threshold, report) -> list:
+    """The shortlist's predictions in coverage order (preannotate_order). If that fails, LoopError: the caller
+    stores the shortlist with its first-stage scores first."""
     settings = cfg.preannotate
-    version, started = report["version"], time.perf_counter()
+    started = time.perf_counter()
     try:
         ordered, covered = order_shortlist(shortlist, client, project, torch_network(), label_map, fetcher, pool,
                                            threshold, int(settings.queue_labeled_sample),
                                            np.random.default_rng(int(cfg.seed)))
     except Exception as exc:
-        log.exception("the model failed on the object features that order the queue")
-        kept = [(task["id"], prediction) for _, (task, prediction) in shortlist.ranked()]
-        error = LoopError(f"{version} failed on the object features that order the queue's first "
-                          f"{len(kept)} tasks (traceback in the log above); every prediction is stored, those with "
-                          f"their {SHORTLIST_SCORE[settings.queue_strategy]} scores. Check the registered model, "
-                          "or choose preannotate.queue_strategy=class_balanced_entropy")
-        error.__cause__ = exc
-        return kept, error
+        log.exception("ordering the queue's shortlist failed")
+        raise LoopError(f"ordering the queue's first {len(shortlist)} tasks by object coverage failed "
+                        f"({type(exc).__name__}: {str(exc)[:200]}; traceback in the log above); every prediction of "
+                        f"{report['version']} is stored, the shortlist's with their "
+                        f"{SHORTLIST_SCORE[settings.queue_strategy]} scores, which order the queue (object_diverse's "
+                        "first stage) until the next version is pre-annotated. Check the registered model and Label "
+                        "Studio's connection") from exc
     report.update(shortlist=len(ordered), covered_tasks=covered)
     log.info("ordered the queue's first %d tasks by object coverage (objects of %d labeled tasks covered) in %.1f s",
              len(ordered), covered, time.perf_counter() - started)
-    return ordered, None
+    return ordered
 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:

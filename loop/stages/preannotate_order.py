@@ -25,7 +25,8 @@ def order_shortlist(shortlist: Shortlist, client, project: int, predictor, label
                     fetcher: MediaFetcher, pool: Executor, threshold: float, labeled_sample: int,
                     rng: np.random.Generator) -> tuple[list[tuple[int, dict[str, Any]]], int]:
     """The shortlist's (task id, prediction) pairs, each prediction's score replaced by its place in the
-    coverage order, and the number of labeled tasks whose objects counted as covered. A model failure
+    coverage order, and the number of labeled tasks whose objects counted as covered (the sample's readable
+    images, those where the model finds nothing included). A model failure
     raises; the shortlist is left as it was (its first-stage scores), for the caller to store."""
     ranked = shortlist.ranked()
     tasks = [task for _, (task, _) in ranked]
@@ -35,4 +36,4 @@ def order_shortlist(shortlist: Shortlist, client, project: int, predictor, label
     covered = [f for f in found[len(tasks):] if f is not None and len(f)]
     scores = coverage_scores([s for s, _ in ranked], objects, np.concatenate(covered) if covered else None)
     return [(task["id"], {**prediction, "score": round(float(score), 6)})
-            for (_, (task, prediction)), score in zip(ranked, scores)], len(labeled)
+            for (_, (task, prediction)), score in zip(ranked, scores)], sum(f is not None for f in found[len(tasks):])

@@ -15,7 +15,7 @@ from loop.al.gate import due
 from loop.clients import labelstudio
 from loop.clients.registry import CHALLENGER
 from loop.common.errors import LoopError
-from loop.stages.adapters import check_queue_strategy, labelstudio_session, open_registry, project_id
+from loop.stages.adapters import check_queue, labelstudio_session, open_registry, project_id
 from loop.stages.preannotate import preannotate
 from loop.stages.retrain import run_stage as retrain_once
 
@@ -42,9 +42,9 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
     if min_new is None and interval_s is None:
         raise LoopError("stage=loop needs stage.min_new_annotations=N and/or stage.interval_s=SECONDS")
     if stage.get("preannotate_after_promotion"):
-        check_queue_strategy(cfg.preannotate.get("queue_strategy"))  # before the first retrain, not after it
         if min_new is not None:  # object_diverse's batch: what people label before the next retrain
             cfg.preannotate.queue_batch = int(min_new)
+        check_queue(cfg)  # before the first retrain, not after it
     registry = open_registry(cfg)
     report = {"iterations": 0, "failures": 0, "promotions": 0}
     log.info("loop on project %s: retrain at %s new submitted tasks%s; Ctrl-C stops", project,

@@ -69,6 +69,7 @@ def simulate_full(cfg) -> Results:
                     run_cfg.work_dir = str(out / f"seed{seed}-{strategy}")
                     run_cfg.registry.model_name = f"simulate-{strategy}-seed{seed}"  # its own champion line
                     run_cfg.train.epochs = int(stage.full_epochs)
+                    run_cfg.preannotate.queue_prefilter = int(stage.prefilter)  # object_diverse's shortlist
                     run_cfg.stage = OmegaConf.merge(demo_stage, {
                         "strategy": strategy, "images": int(stage.full_images), "initial": int(stage.initial),
                         "per_iteration": int(stage.per_round), "iterations": int(stage.rounds) + 1,

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from backend.batch import object_features, predict_tasks
@@ -91,13 +92,28 @@ class FeatureModel:
 
     version, batch_size, classes = "stand-in:v3", 2, ["circle"]
 
+    def __init__(self):
+        self.fetched, self.pool = [], None
+
     def predict(self, images, embed=False, classes=None):
         assert embed == "objects"
+        self.fetched.append(self.pool.submitted)
         return [Detections(np.zeros((3, 4)), np.array([0.9, 0.1, 0.5]), np.zeros(3, int),
                            features=np.arange(12, dtype=float).reshape(3, 4) + img.shape[1]) for img in images]
 
 
-def test_object_features_are_the_boxes_at_the_threshold_and_none_for_a_broken_image(tmp_path):
+class CountingPool(ThreadPoolExecutor):
+    """Counts the images asked for so far."""
+
+    submitted = 0
+
+    def submit(self, *args, **kwargs):
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+@pytest.mark.parametrize("ahead", [0, 1, 16])
+def test_object_features_are_the_boxes_at_the_threshold_and_none_for_a_broken_image(tmp_path, ahead):
     (tmp_path / "1").mkdir()
     for name, width in (("a.png", 20), ("b.png", 30), ("c.png", 40)):
         Image.new("RGB", (width, 10), (10, 10, 200)).save(tmp_path / "1" / name)
@@ -105,9 +121,14 @@ def test_object_features_are_the_boxes_at_the_threshold_and_none_for_a_broken_im
     names = ["a.png", "broken.png", "b.png", "c.png"]
     tasks = [{"id": i, "data": {"image": f"/data/upload/1/{n}"}} for i, n in enumerate(names)]
     label_map = build_label_map(rectangle_labels_config(["circle"]), ["circle"])
-    with ThreadPoolExecutor(2) as pool:
-        found = object_features(tasks, label_map, FeatureModel(), MediaFetcher(MediaConfig(image_dir=tmp_path)), pool,
-                                score_threshold=0.5)
+    model = FeatureModel()
+    with CountingPool(2) as pool:
+        model.pool = pool
+        found = object_features(tasks, label_map, model, MediaFetcher(MediaConfig(image_dir=tmp_path)), pool,
+                                score_threshold=0.5, ahead=ahead)
+    # images are fetched a window ahead of the model, not all at once: at each batch, at most the tasks up to
+    # the end of that batch (2 per batch) plus `ahead`
+    assert model.fetched == [min(4, 2 * (b + 1) + ahead) for b in range(len(model.fetched))]
     assert found[1] is None
     for i, width in ((0, 20), (2, 30), (3, 40)):  # rows 0 and 2: the boxes at 0.9 and 0.5, in task order
         assert found[i].tolist() == (np.arange(12, dtype=float).reshape(3, 4)[[0, 2]] + width).tolist()

@@ -78,11 +78,16 @@ def test_object_diverse_puts_the_shortlist_first_in_coverage_order(ls_server, ls
     assert min(tasks[t][1] for t in first) >= max(tasks[t][1] for t in rest) - 1e-2
     assert min(tasks[t][0] for t in first) > max(tasks[t][0] for t in rest)
     assert labelstudio.next_task(ls_client, project.id, report["queue_view"])["id"] == first[0]
+    # include_labeled: the labeled tasks get predictions too, but never a place in the shortlist
+    again = preannotate(cfg("preannotate.queue_batch=2", "preannotate.queue_prefilter=2",
+                            "preannotate.include_labeled=true"))
+    assert again["predicted"] == 8 and "shortlist" not in again
+    assert labelstudio.next_task(ls_client, project.id, report["queue_view"])["id"] == first[0]
 
     # The order is greedy coverage: each next task's objects (the torch network's features, computed here
     # again) are the farthest from the labeled tasks' objects and those of the tasks ahead of it.
     predictor = Predictor.load(str(demo_model["checkpoint"]))
-    threshold = 0.3  # backend.score_threshold
+    threshold = float(cfg().backend.score_threshold)
 
     def objects(tid):
         (det,) = predictor.predict([decode((demo_data / "images" / file_of[tid]).read_bytes()).bgr], embed="objects")
@@ -110,7 +115,7 @@ def test_a_failure_while_ordering_stores_every_prediction_first(ls_server, ls_to
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(preannotate_order, "object_features", broken)
-    with pytest.raises(LoopError, match="every prediction is stored, those with their entropy_sum scores"):
+    with pytest.raises(LoopError, match="RuntimeError: out of memory.*the shortlist's with their entropy_sum scores"):
         preannotate(cfg("preannotate.queue_batch=2", "preannotate.queue_prefilter=1"))
     tasks = shown(ls_client, project.id, set(unlabeled))
     assert len(tasks) == 6 and {v for _, _, v in tasks.values()} == {f"{tmp_path.name.replace('_', '-')[:40]}:v1"}
