@@ -67,6 +67,7 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
             return predictor
         torch_only = model_loader(replace(serve, runtime="torch", precision="fp32"))
         return load_registered(models, champion, cache / models.model_name, torch_only)
+
     info = labelstudio.get_project(client, project)
     label_map = build_label_map(info["label_config"], predictor.classes)
     threshold = float(cfg.backend.score_threshold)
@@ -78,7 +79,8 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
     # a batch strategy's shortlist waits for the end of the stream to be ordered (loop.al.queue_order)
     shortlist = Shortlist(int(settings.queue_prefilter) * int(settings.queue_batch)) \
         if strategy in OBJECT_STRATEGIES else None
-    # time the stage spends waiting on Label Studio (list_s, store_s) and on the model (predict_s)
+    # time the stage spends waiting on Label Studio (list_s, store_s) and on the model (predict_s), and ordering
+    # the shortlist (order_s: its features and the labeled sample's)
     timings = {"list_s": 0.0, "predict_s": 0.0, "store_s": 0.0, "order_s": 0.0}
     include_labeled = bool(settings.include_labeled)
     # Label Studio I/O overlaps with inference: the next page of tasks is read ahead, and predictions are

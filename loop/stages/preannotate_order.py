@@ -30,7 +30,9 @@ def order_shortlist(shortlist: Shortlist, client, project: int, predictor, label
     raises; the shortlist is left as it was (its first-stage scores), for the caller to store."""
     ranked = shortlist.ranked()
     tasks = [task for _, (task, _) in ranked]
-    labeled = reservoir(labelstudio.iter_tasks(client, project, only_annotated=True), labeled_sample, rng)
+    # the sample is drawn from the cheap listing (ids only), then only its tasks' data are read
+    ids = reservoir((tid for tid, _ in labelstudio.task_versions(client, project)), labeled_sample, rng)
+    labeled = list(labelstudio.iter_tasks(client, project, ids=sorted(ids), include="id,data")) if ids else []
     found = object_features(tasks + labeled, label_map, predictor, fetcher, pool, threshold)
     objects = [f if f is not None else np.zeros((0, 0)) for f in found[:len(tasks)]]
     covered = [f for f in found[len(tasks):] if f is not None and len(f)]
