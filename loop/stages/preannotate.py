@@ -169,12 +169,11 @@ def _preannotate(cfg: DictConfig, client) -> dict[str, Any]:
 def _final(ready: list, shortlist: Shortlist | None) -> list:
     """(task id, prediction) of the predictions that can be stored now: all of them without a shortlist; with
     one, those it drops and the labeled tasks' (include_labeled: the queue lists unlabeled tasks only)."""
-    if shortlist is None:
-        return [(task["id"], p) for task, p in ready]
-    out = [(task["id"], p) for task, p in ready if is_labeled(task)]
-    for item in (x for x in ready if not is_labeled(x[0])):
-        out += [(task["id"], p) for _, (task, p) in shortlist.offer(item[1]["score"], item)]
-    return out
+    out = []
+    for task, p in ready:
+        waits = shortlist is not None and not is_labeled(task)
+        out += [x for _, x in shortlist.offer(p["score"], (task, p))] if waits else [(task, p)]
+    return [(task["id"], p) for task, p in out]
 
 
 def _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher, pool, threshold, report) -> list:

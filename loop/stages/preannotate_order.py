@@ -26,8 +26,8 @@ def order_shortlist(shortlist: Shortlist, client, project: int, predictor, label
                     rng: np.random.Generator) -> tuple[list[tuple[int, dict[str, Any]]], int]:
     """The shortlist's (task id, prediction) pairs, each prediction's score replaced by its place in the
     coverage order, and the number of labeled tasks whose objects counted as covered (the sample's readable
-    images, those where the model finds nothing included). A model failure
-    raises; the shortlist is left as it was (its first-stage scores), for the caller to store."""
+    images, those where the model finds nothing included). A model failure raises; the shortlist is left as it
+    was (its first-stage scores), for the caller to store."""
     ranked = shortlist.ranked()
     tasks = [task for _, (task, _) in ranked]
     # the sample is drawn from the cheap listing (ids only), then only its tasks' data are read
@@ -35,7 +35,9 @@ def order_shortlist(shortlist: Shortlist, client, project: int, predictor, label
     labeled = list(labelstudio.iter_tasks(client, project, ids=sorted(ids), include="id,data")) if ids else []
     found = object_features(tasks + labeled, label_map, predictor, fetcher, pool, threshold)
     objects = [f if f is not None else np.zeros((0, 0)) for f in found[:len(tasks)]]
-    covered = [f for f in found[len(tasks):] if f is not None and len(f)]
+    readable = [f for f in found[len(tasks):] if f is not None]
+    covered = [f for f in readable if len(f)]
     scores = coverage_scores([s for s, _ in ranked], objects, np.concatenate(covered) if covered else None)
-    return [(task["id"], {**prediction, "score": round(float(score), 6)})
-            for (_, (task, prediction)), score in zip(ranked, scores)], sum(f is not None for f in found[len(tasks):])
+    ordered = [(task["id"], {**prediction, "score": round(float(score), 6)})
+               for (_, (task, prediction)), score in zip(ranked, scores)]
+    return ordered, len(readable)
