@@ -50,8 +50,9 @@ class ServeSettings:
     # fp32), fp32, int8 (asked for: refused at start off the CPU), or bf16 (OpenVINO on a CPU with bfloat16 units)
     precision: str = "auto"
     # The acquisition score each prediction carries as its score (entropy, least_confidence, entropy_sum,
-    # class_balanced_entropy, class_balanced_count; object_diverse: its shortlist score, entropy_sum, since its
-    # batch order is bulk pre-annotation's), so Label Studio's queue tab orders by it; None: the mean region score.
+    # class_balanced_entropy, class_balanced_count; object_diverse and class_balanced_object_diverse: their
+    # shortlist score, entropy_sum and class_balanced_entropy, since their batch order is bulk pre-annotation's),
+    # so Label Studio's queue tab orders by it; None: the mean region score.
     queue_strategy: str | None = None
     # Serve a registry alias instead of a fixed checkpoint, and follow it.
     serve_alias: str | None = None

@@ -48,6 +48,8 @@ Object-level diversity (`loop.al.diversity.object_coverage`):
   objects, not scenes: the image-level embeddings of the _diverse strategies see two images of one
   background as alike whatever objects they hold, and a batch of uncertain images can repeat one hard kind
   of object many times.
+- `class_balanced_object_diverse`: the same coverage over `class_balanced_entropy`'s shortlist: the two
+  strongest ideas measured apart (rare classes first; objects not seen yet) in one batch.
 
 References (`loop.al.hindsight`), not strategies a project can run:
 - `oracle_error`: the images the model gets most wrong by their ground truth (`detection_error`), which the
@@ -205,17 +207,18 @@ def cold(scores: Sequence[Sequence[float]], threshold: float, fraction: float = 
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
               "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch",
-              "entropy_flip", "object_diverse", "oracle_error", "oracle_fit")
+              "entropy_flip", "object_diverse", "class_balanced_object_diverse", "oracle_error", "oracle_fit")
 # Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
 # embeddings; over per-object features for OBJECT_STRATEGIES).
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
-                   "object_diverse": "entropy_sum"}
+                   "object_diverse": "entropy_sum", "class_balanced_object_diverse": "class_balanced_entropy"}
 # Strategies that need each detected box's features (the predictor's embed="objects").
-OBJECT_STRATEGIES = ("object_diverse",)
+OBJECT_STRATEGIES = ("object_diverse", "class_balanced_object_diverse")
 # Strategies that need image embeddings (the predictor's pooled neck features).
 EMBEDDING_STRATEGIES = ("coreset", *(x for x in SHORTLIST_SCORE if x not in OBJECT_STRATEGIES))
 # Strategies whose score weighs each box by its class (labels and class weights).
-CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch")
+CLASS_WEIGHTED = ("class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch",
+                  "class_balanced_object_diverse")
 # Strategies that weigh the classes again after each pick (balanced_batch): they take the labeled set's
 # boxes per class, not fixed weights.
 BATCH_WEIGHTED = ("class_balanced_batch",)
@@ -228,12 +231,12 @@ HINDSIGHT = ("oracle_error", "oracle_fit")
 COLD_START = ("random", "coreset")
 
 
-# Strategies Label Studio's queue can follow: a per-image score written to each task; object_diverse's batch
-# is chosen jointly, by bulk pre-annotation over the whole pool (its shortlist's scores rewritten to the batch's
+# Strategies Label Studio's queue can follow: a per-image score written to each task; the OBJECT_STRATEGIES'
+# batch is chosen jointly, by bulk pre-annotation over the whole pool (its shortlist's scores rewritten to the batch's
 # order, loop.al.queue_order; a task predicted alone gets its shortlist score). coreset and the other _diverse
 # strategies choose a batch jointly from image embeddings, which the served model does not report.
 QUEUE_STRATEGIES = ("entropy", "least_confidence", "entropy_sum", "class_balanced_entropy", "class_balanced_count",
-                    "object_diverse")
+                    *OBJECT_STRATEGIES)
 
 
 def _queue_choices() -> str:
@@ -303,8 +306,8 @@ def queue_score(strategy: str, scores: Sequence[float], labels: Sequence[int] | 
     labeled set the served version was trained on, stored in its checkpoint; None for checkpoints without:
     every class weighs 1). Difficulty needs every task's detections at once (per-class mean confidence over
     the pool), which a per-task score does not see; stage=simulate measures this variant with
-    stage.difficulty_weights=false. object_diverse scores a task by its shortlist's score (entropy_sum): the
-    batch order among the shortlist is bulk pre-annotation's (loop.al.queue_order)."""
+    stage.difficulty_weights=false. The OBJECT_STRATEGIES score a task by their shortlist's score (SHORTLIST_SCORE):
+    the batch order among the shortlist is bulk pre-annotation's (loop.al.queue_order)."""
     weights = class_balance_weights(counts=class_counts) if strategy in CLASS_WEIGHTED else None
     return image_score(strategy, scores, labels, weights)
 

@@ -190,9 +190,9 @@ def _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher,
         raise LoopError(f"ordering the queue's first {len(shortlist)} tasks by object coverage failed "
                         f"({type(exc).__name__}: {str(exc)[:200]}; traceback in the log above); every prediction of "
                         f"{report['version']} is stored, the shortlist's with their "
-                        f"{SHORTLIST_SCORE[settings.queue_strategy]} scores, which order the queue (object_diverse's "
-                        "first stage) until the next version is pre-annotated. Check the registered model and Label "
-                        "Studio's connection") from exc
+                        f"{SHORTLIST_SCORE[settings.queue_strategy]} scores, which order the queue "
+                        f"({settings.queue_strategy}'s first stage) until the next version is pre-annotated. Check "
+                        "the registered model and Label Studio's connection") from exc
     report.update(shortlist=len(ordered), covered_tasks=covered)
     log.info("ordered the queue's first %d tasks by object coverage (objects of %d labeled tasks covered) in %.1f s",
              len(ordered), covered, time.perf_counter() - started)

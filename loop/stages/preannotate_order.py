@@ -1,4 +1,5 @@
-"""stage=preannotate's batch order for a shortlist strategy (object_diverse): the shortlisted tasks, ordered by
+"""stage=preannotate's batch order for a shortlist strategy (object_diverse,
+class_balanced_object_diverse): the shortlisted tasks, ordered by
 object coverage once every task is predicted, their scores rewritten to that order (loop.al.queue_order).
 
 What counts as covered: the objects the model finds on a random sample of the labeled tasks (all of them in a

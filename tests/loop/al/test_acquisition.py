@@ -177,8 +177,8 @@ def test_every_strategy_is_either_a_queue_score_or_refused_with_the_fix():
             assert why is None
             assert isinstance(queue_score(strategy, [0.5], [0], [3, 1]), float)  # a per-image score exists
         else:
-            assert "use entropy, least_confidence, entropy_sum, class_balanced_entropy, class_balanced_count or " \
-                "object_diverse" in why, strategy
+            assert "use entropy, least_confidence, entropy_sum, class_balanced_entropy, class_balanced_count, " \
+                "object_diverse or class_balanced_object_diverse" in why, strategy
         assert len(select(strategy, 2, rng, [[0.5], [0.4], [0.9]], np.eye(3), labels=[[0], [1], [0]],
                           class_weights=np.ones(2), instability=[0.0, 1.0, 0.5],
                           objects=[np.eye(3)[i:i + 1] for i in range(3)], errors=[0.0, 1.0, 2.0])) == 2
@@ -238,6 +238,27 @@ def test_object_diverse_shortlists_by_entropy_sum_then_covers_objects():
                   labeled_objects=unit(0), threshold=0.3, prefilter=2) == [0]
     with pytest.raises(ValueError, match="per-object features"):
         select("object_diverse", 1, rng, scores)
+
+
+def test_class_balanced_object_diverse_shortlists_by_the_rarity_weighted_sum():
+    # two images alike to entropy_sum, one box each; image 1's box is of the rare class. With a shortlist of
+    # one (prefilter 1, k 1) object_diverse keeps the first, the class-balanced variant the rare class's image
+    scores, labels, weights = [[0.5], [0.5]], [[0], [1]], [0.5, 1.5]
+    objects = [unit(0), unit(90)]
+    rng = np.random.default_rng(0)
+    args = dict(objects=objects, labeled_objects=unit(100), threshold=0.3, prefilter=1, labels=labels,
+                class_weights=weights)
+    assert select("object_diverse", 1, rng, scores, **args) == [0]
+    assert select("class_balanced_object_diverse", 1, rng, scores, **args) == [1]
+    # with a shortlist of both, coverage decides: image 0's object lies farther from the labeled one (at 100°)
+    args.update(prefilter=2)
+    assert select("class_balanced_object_diverse", 1, rng, scores, **args) == [0]
+    # in the queue its score is the rarity-weighted sum's, from the checkpoint's class counts
+    counts = [500, 20]
+    assert queue_score("class_balanced_object_diverse", [0.5, 0.4], [1, 0], counts) == \
+        queue_score("class_balanced_entropy", [0.5, 0.4], [1, 0], counts)
+    assert queue_score("class_balanced_object_diverse", [0.5], [1], counts) > \
+        queue_score("object_diverse", [0.5], [1], counts)
 
 
 def test_balanced_batch_counts_what_its_earlier_picks_add():

@@ -1,11 +1,12 @@
 """stage=preannotate with preannotate.queue_strategy=object_diverse, against real Label Studio, MLflow and mmdet:
-the shortlist goes first in object-coverage order, the rest by entropy_sum; a failure while ordering stores
-every prediction before it is reported."""
+the shortlist goes first in object-coverage order, the rest by entropy_sum (class_balanced_object_diverse: by the
+rarity-weighted sum); a failure while ordering stores every prediction before it is reported."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 import loop.run  # noqa: F401
@@ -26,7 +27,8 @@ from tests.helpers import key_file, make_demo_project, submit_ground_truth
 pytestmark = pytest.mark.integration
 
 
-def setup_project(ls_client, ls_server, ls_token, demo_data, demo_model, mlflow_store, tmp_path, n, n_labeled):
+def setup_project(ls_client, ls_server, ls_token, demo_data, demo_model, mlflow_store, tmp_path, n, n_labeled,
+                  checkpoint=None):
     """A demo project with its first `n_labeled` tasks labeled and the demo model as champion; returns the
     ground truth's files by task id, the unlabeled ids, and a config builder for its stages."""
     name = tmp_path.name.replace("_", "-")[:40]
@@ -34,7 +36,7 @@ def setup_project(ls_client, ls_server, ls_token, demo_data, demo_model, mlflow_
     ids = sorted(file_of)
     submit_ground_truth(ls_client, gt, file_of, ids[:n_labeled])
     registry = Registry(mlflow_store["tracking_uri"], name, artifact_location=mlflow_store["artifact_location"])
-    registry.promote(publish(registry, demo_model, tmp_path, "v1"))
+    registry.promote(publish(registry, demo_model, tmp_path, "v1", checkpoint=checkpoint))
 
     def cfg(*extra):
         overrides = ["stage=preannotate", f"labelstudio.url={ls_server.url}",
@@ -104,6 +106,38 @@ def test_object_diverse_puts_the_shortlist_first_in_coverage_order(ls_server, ls
         gains = {t: novelty(feats[t], covered) for t in first[j:]}
         assert gains[tid] >= max(gains.values()) - 1e-5, (j, gains)
         covered = np.concatenate([covered, feats[tid]]) if len(feats[tid]) else covered
+
+
+def test_class_balanced_object_diverse_shortlists_by_the_checkpoints_rarity_weights(
+        ls_server, ls_token, ls_client, demo_data, demo_model, mlflow_store, tmp_path):
+    """The served version records few stars in its training set: the shortlist and every other task rank by
+    class_balanced_entropy with those counts, not by entropy_sum."""
+    ckpt = torch.load(demo_model["checkpoint"], weights_only=True)
+    counts = [300, 300, 300, 10]
+    ckpt["meta"]["class_counts"] = counts
+    torch.save(ckpt, tmp_path / "counted.pth")
+    project, _, _, unlabeled, cfg = setup_project(ls_client, ls_server, ls_token, demo_data, demo_model,
+                                                  mlflow_store, tmp_path, 14, 4, checkpoint=tmp_path / "counted.pth")
+    report = preannotate(cfg("preannotate.queue_strategy=class_balanced_object_diverse", "preannotate.queue_batch=2",
+                             "preannotate.queue_prefilter=2"))
+    assert report["predicted"] == 10 and report["shortlist"] == 4
+    classes = ["circle", "square", "triangle", "star"]
+    weighted, plain = {}, {}
+    for t in labelstudio.list_tasks(ls_client, project.id):
+        p = latest_prediction(t)
+        if t["id"] in set(unlabeled):
+            regions = [r for r in p["result"] if r.get("value", {}).get("rectanglelabels")]
+            boxes = [r["score"] for r in regions]
+            labels = [classes.index(r["value"]["rectanglelabels"][0]) for r in regions]
+            weighted[t["id"]] = (p["score"], queue_score("class_balanced_entropy", boxes, labels, counts))
+            plain[t["id"]] = queue_score("entropy_sum", boxes)
+    by_score = sorted(weighted, key=lambda tid: -weighted[tid][0])
+    first, rest = by_score[:4], by_score[4:]
+    for tid in rest:
+        assert weighted[tid][0] == pytest.approx(weighted[tid][1], abs=1e-2)
+    assert min(weighted[t][1] for t in first) >= max(weighted[t][1] for t in rest) - 1e-2
+    # the weights count: a task's weighted sum is not its entropy_sum
+    assert any(abs(weighted[t][1] - plain[t]) > 0.05 for t in weighted)
 
 
 def test_a_failure_while_ordering_stores_every_prediction_first(ls_server, ls_token, ls_client, demo_data, demo_model,
