@@ -1,6 +1,6 @@
-"""stage=preannotate's batch order for a shortlist strategy (object_diverse,
-class_balanced_object_diverse): the shortlisted tasks, ordered by
-object coverage once every task is predicted, their scores rewritten to that order (loop.al.queue_order).
+"""stage=preannotate's batch order for a shortlist strategy (object_diverse, class_balanced_object_diverse): the
+shortlisted tasks, ordered by object coverage once every task is predicted, their scores rewritten to that order
+(loop.al.queue_order).
 
 What counts as covered: the objects the model finds on a random sample of the labeled tasks (all of them in a
 project with fewer than `preannotate.queue_labeled_sample`), as stage=simulate takes the objects it finds on
