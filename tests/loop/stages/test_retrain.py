@@ -128,8 +128,9 @@ def test_retrain_trains_under_torchrun_in_two_processes_and_registers_once(ls_se
     assert TAGS <= set(version.tags) and version.tags["onnx_check"] == "passed"
     assert registry.client.get_run(version.run_id).data.params["train_processes"] == "2"
     assert result["heldout_bbox_mAP_50"] > 0.1  # both ranks fine-tuned the same model from the demo weights
-    log = (tmp_path / "retrain").rglob("torchrun.log")
-    assert "world size 2" in next(log).read_text()
+    log = next((tmp_path / "retrain").rglob("torchrun.log")).read_text()
+    assert "world size 2" in log
+    assert log.count("left the process group") == 2  # both ranks got through the barrier and out
 
 
 def test_retrain_with_an_mmyolo_config_registers_a_version_that_serves(ls_server, ls_token, labeled_project,
