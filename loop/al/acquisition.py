@@ -50,6 +50,9 @@ Object-level diversity (`loop.al.diversity.object_coverage`):
   of object many times.
 - `class_balanced_object_diverse`: the same coverage over `class_balanced_entropy`'s shortlist: the two
   strongest ideas measured apart (rare classes first; objects not seen yet) in one batch.
+- `object_representative`: `entropy_sum`'s shortlist, then the images whose objects stand for the most
+  uncovered objects of the shortlist (`loop.al.diversity.object_representation`, facility location): the
+  typical uncertain objects first, where coverage goes to the farthest ones.
 
 References (`loop.al.hindsight`), not strategies a project can run:
 - `oracle_error`: the images the model gets most wrong by their ground truth (`detection_error`), which the
@@ -70,7 +73,7 @@ from typing import Sequence
 import numpy as np
 
 from loop.al.class_weights import RARITY_ALPHA, class_balance_weights
-from loop.al.diversity import k_center_greedy, object_coverage
+from loop.al.diversity import k_center_greedy, object_coverage, object_representation
 
 
 def random_score(rng: np.random.Generator) -> float:
@@ -207,13 +210,18 @@ def cold(scores: Sequence[Sequence[float]], threshold: float, fraction: float = 
 
 STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diverse", "entropy_sum",
               "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch",
-              "entropy_flip", "object_diverse", "class_balanced_object_diverse", "oracle_error", "oracle_fit")
+              "entropy_flip", "object_diverse", "class_balanced_object_diverse", "object_representative",
+              "oracle_error", "oracle_fit")
 # Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
 # embeddings; over per-object features for OBJECT_STRATEGIES).
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
-                   "object_diverse": "entropy_sum", "class_balanced_object_diverse": "class_balanced_entropy"}
+                   "object_diverse": "entropy_sum", "class_balanced_object_diverse": "class_balanced_entropy",
+                   "object_representative": "entropy_sum"}
 # Strategies that need each detected box's features (the predictor's embed="objects").
-OBJECT_STRATEGIES = ("object_diverse", "class_balanced_object_diverse")
+OBJECT_STRATEGIES = ("object_diverse", "class_balanced_object_diverse", "object_representative")
+# How each of them orders its shortlist by the objects' features (loop.al.diversity).
+OBJECT_ORDER = {"object_diverse": object_coverage, "class_balanced_object_diverse": object_coverage,
+                "object_representative": object_representation}
 # Strategies that need image embeddings (the predictor's pooled neck features).
 EMBEDDING_STRATEGIES = ("coreset", *(x for x in SHORTLIST_SCORE if x not in OBJECT_STRATEGIES))
 # Strategies whose score weighs each box by its class (labels and class weights).
@@ -373,7 +381,7 @@ def select(strategy: str, k: int, rng: np.random.Generator, scores: Sequence[Seq
         if objects is None or len(objects) != len(scores):
             raise ValueError(f"strategy {strategy} needs each candidate's per-object features")
         kept = [np.asarray(objects[i])[np.asarray(scores[i], dtype=float) >= threshold] for i in shortlist]
-        picked = object_coverage(kept, k, labeled_objects)
+        picked = OBJECT_ORDER[strategy](kept, k, labeled_objects)
     else:
         picked = k_center_greedy(np.asarray(embeddings)[shortlist], k, labeled_embeddings)
     return [shortlist[i] for i in picked]

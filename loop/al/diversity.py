@@ -2,7 +2,8 @@
 
 `k_center_greedy` works on one embedding per image (coreset, and the *_diverse strategies' second stage over an
 uncertainty shortlist); `object_coverage` on the model's per-object features, since a detector learns objects,
-not scenes (object_diverse).
+not scenes (object_diverse); `object_representation` on the same features, but for the objects that stand
+for many others, not the farthest ones (object_representative).
 """
 from __future__ import annotations
 
@@ -67,6 +68,55 @@ def object_coverage(objects: Sequence[np.ndarray], k: int, labeled: np.ndarray |
                        for f, d in zip(feats, nearest)]
             fresh = False
     return chosen
+
+
+def object_representation(objects: Sequence[np.ndarray], k: int, labeled: np.ndarray | None = None) -> list[int]:
+    """Positions of k images, chosen greedily to represent the candidates' objects (facility location): each
+    time the image whose objects raise the most the similarity of every candidate object to its nearest
+    covered one (the `labeled` images' objects, then those of the images picked). Similarity is
+    exp(-d^2 / h^2) for L2-normalised rows at distance d, with h the candidates' median distance from an
+    object to its nearest other object, so that "near" means what it means in this pool.
+
+    Why: greedy coverage (`object_coverage`) goes to the objects farthest from everything covered, which on
+    few labels are often the odd ones (clutter, a half-visible shape) that teach little about the rest. An
+    image whose objects stand for many uncovered objects of the shortlist teaches the model about all of them;
+    its own uncovered objects count fully, so an image of several new objects still ranks high. Greedy, so the
+    first k picks do not depend on how many are asked for. Images with no object add nothing and come last,
+    in the given order."""
+    n = len(objects)
+    k = min(k, n)
+    feats = [_rows(o) for o in objects]
+    owners = [i for i, f in enumerate(feats) for _ in range(len(f))]
+    if not owners:
+        return list(range(k))  # no image has an object: keep the given order
+    every = np.concatenate([f for f in feats if f.size])
+    apart = np.linalg.norm(every[:, None, :] - every[None, :, :], axis=2)
+    h = _bandwidth(apart)
+    near = np.exp(-(apart / h) ** 2)  # near[u, v]: how well object v stands for object u
+    covered = np.zeros(len(every))
+    if labeled is not None and len(labeled):
+        done = _unit(np.asarray(labeled, dtype=float).reshape(-1, every.shape[1]))
+        covered = np.exp(-(np.linalg.norm(every[:, None, :] - done[None, :, :], axis=2) / h) ** 2).max(axis=1)
+    columns = [np.flatnonzero(np.asarray(owners) == i) for i in range(n)]
+    chosen: list[int] = []
+    while len(chosen) < k:
+        gain = [-1.0 if i in chosen else
+                float(np.clip(near[:, c].max(axis=1) - covered, 0, None).sum()) if len(c) else 0.0
+                for i, c in enumerate(columns)]
+        i = int(np.argmax(gain))
+        chosen.append(i)
+        if len(columns[i]):
+            covered = np.maximum(covered, near[:, columns[i]].max(axis=1))
+    return chosen
+
+
+def _bandwidth(apart: np.ndarray) -> float:
+    """The median distance from a row to its nearest other row (1.0 for a single row or identical rows)."""
+    if len(apart) < 2:
+        return 1.0
+    others = apart + np.diag(np.full(len(apart), np.inf))
+    h = float(np.median(others.min(axis=1)))
+    return h if h > 1e-6 else 1.0
 
 
 def _rows(objects) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""A batch order for Label Studio's queue (pure): object_diverse's shortlist, chosen over a stream of predictions
-and ordered by object coverage, written as scores.
+"""A batch order for Label Studio's queue (pure): an object strategy's shortlist (object_diverse and the others of
+loop.al.acquisition.OBJECT_STRATEGIES), chosen over a stream of predictions and ordered by the objects' features
+(coverage, or representation for object_representative), written as scores.
 
 Label Studio's queue tab sorts tasks by one number per prediction, so a strategy that picks a batch jointly
 (object_diverse: the images whose detected objects are farthest from everything covered) cannot be a per-task
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from itertools import count
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -59,11 +60,12 @@ class Shortlist:
 
 
 def coverage_scores(scores: Sequence[float], objects: Sequence[np.ndarray],
-                    labeled_objects: np.ndarray | None = None) -> list[float]:
+                    labeled_objects: np.ndarray | None = None, order: Callable = object_coverage) -> list[float]:
     """New scores for a shortlist (`scores[i]`: item i's first-stage score, `objects[i]`: its detected objects'
-    features, ranked by score) such that sorting by them, highest first, gives object coverage's order, and
-    every one is above every first-stage score of the shortlist and so above everything left out of it: the
-    j-th pick of n gets max(scores) + (n - j) / n."""
+    features, ranked by score) such that sorting by them, highest first, gives `order`'s picks (object coverage,
+    or any greedy order of loop.al.diversity with its signature), and every one is above every first-stage
+    score of the shortlist and so above everything left out of it: the j-th pick of n gets
+    max(scores) + (n - j) / n."""
     n = len(scores)
     if len(objects) != n:
         raise ValueError(f"{n} shortlisted tasks but {len(objects)} sets of object features")
@@ -71,7 +73,7 @@ def coverage_scores(scores: Sequence[float], objects: Sequence[np.ndarray],
         return []
     top = float(max(scores))
     out = [0.0] * n
-    for position, i in enumerate(object_coverage(list(objects), n, labeled_objects)):
+    for position, i in enumerate(order(list(objects), n, labeled_objects)):
         out[i] = top + (n - position) / n
     return out
 

@@ -177,25 +177,25 @@ def _final(ready: list, shortlist: Shortlist | None) -> list:
 
 
 def _ordered(cfg, client, project, shortlist, torch_network, label_map, fetcher, pool, threshold, report) -> list:
-    """The shortlist's predictions in coverage order (preannotate_order). If that fails, LoopError: the caller
-    stores the shortlist with its first-stage scores first."""
+    """The shortlist's predictions in the strategy's object order (preannotate_order). If that fails,
+    LoopError: the caller stores the shortlist with its first-stage scores first."""
     settings = cfg.preannotate
     started = time.perf_counter()
     try:
-        ordered, covered = order_shortlist(shortlist, client, project, torch_network(), label_map, fetcher, pool,
-                                           threshold, int(settings.queue_labeled_sample),
+        ordered, covered = order_shortlist(settings.queue_strategy, shortlist, client, project, torch_network(),
+                                           label_map, fetcher, pool, threshold, int(settings.queue_labeled_sample),
                                            np.random.default_rng(int(cfg.seed)))
     except Exception as exc:
         log.exception("ordering the queue's shortlist failed")
-        raise LoopError(f"ordering the queue's first {len(shortlist)} tasks by object coverage failed "
+        raise LoopError(f"ordering the queue's first {len(shortlist)} tasks by their objects failed "
                         f"({type(exc).__name__}: {str(exc)[:200]}; traceback in the log above); every prediction of "
                         f"{report['version']} is stored, the shortlist's with their "
                         f"{SHORTLIST_SCORE[settings.queue_strategy]} scores, which order the queue "
                         f"({settings.queue_strategy}'s first stage) until the next version is pre-annotated. Check "
                         "the registered model and Label Studio's connection") from exc
     report.update(shortlist=len(ordered), covered_tasks=covered)
-    log.info("ordered the queue's first %d tasks by object coverage (objects of %d labeled tasks covered) in %.1f s",
-             len(ordered), covered, time.perf_counter() - started)
+    log.info("ordered the queue's first %d tasks by their objects, %s (objects of %d labeled tasks covered) in %.1f s",
+             len(ordered), settings.queue_strategy, covered, time.perf_counter() - started)
     return ordered
 
 

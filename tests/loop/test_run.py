@@ -108,7 +108,8 @@ def test_a_queue_strategy_the_queue_cannot_follow_is_refused_before_anything_run
     assert r.returncode != 0
     said = r.stdout + r.stderr
     assert ("cannot order Label Studio's queue; use entropy, least_confidence, entropy_sum, class_balanced_entropy, "
-            "class_balanced_count, object_diverse or class_balanced_object_diverse" in said), said
+            "class_balanced_count, object_diverse, class_balanced_object_diverse or object_representative"
+            in said), said
     assert [p.name for p in tmp_path.iterdir()] == ["hydra"]  # its own run log only: no store, no demo folder
 
 

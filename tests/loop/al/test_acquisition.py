@@ -178,7 +178,7 @@ def test_every_strategy_is_either_a_queue_score_or_refused_with_the_fix():
             assert isinstance(queue_score(strategy, [0.5], [0], [3, 1]), float)  # a per-image score exists
         else:
             assert "use entropy, least_confidence, entropy_sum, class_balanced_entropy, class_balanced_count, " \
-                "object_diverse or class_balanced_object_diverse" in why, strategy
+                "object_diverse, class_balanced_object_diverse or object_representative" in why, strategy
         assert len(select(strategy, 2, rng, [[0.5], [0.4], [0.9]], np.eye(3), labels=[[0], [1], [0]],
                           class_weights=np.ones(2), instability=[0.0, 1.0, 0.5],
                           objects=[np.eye(3)[i:i + 1] for i in range(3)], errors=[0.0, 1.0, 2.0])) == 2
@@ -238,6 +238,23 @@ def test_object_diverse_shortlists_by_entropy_sum_then_covers_objects():
                   labeled_objects=unit(0), threshold=0.3, prefilter=2) == [0]
     with pytest.raises(ValueError, match="per-object features"):
         select("object_diverse", 1, rng, scores)
+
+
+def test_object_representative_shortlists_by_entropy_sum_then_represents_the_shortlists_objects():
+    # three images of one kind of object and one of an odd kind, all alike to entropy_sum, and a confident one
+    # that the shortlist (prefilter 4 x 1) leaves out
+    scores = [[0.5], [0.5], [0.5], [0.5], [0.95]]
+    objects = [unit(200), unit(88), unit(90), unit(92), unit(90)]
+    rng = np.random.default_rng(0)
+    args = dict(objects=objects, labeled_objects=unit(0), threshold=0.3)
+    assert select("object_representative", 1, rng, scores, prefilter=4, **args) == [2]
+    # object_diverse goes to the odd object first; object_representative to the middle of the group
+    assert select("object_diverse", 1, rng, scores, **args) == [0]
+    # the shortlist is entropy_sum's: with prefilter 1 only the first-ranked of the tied images is left
+    assert select("object_representative", 1, rng, scores, prefilter=1, **args) == [0]
+    assert queue_score("object_representative", [0.5, 0.4]) == queue_score("entropy_sum", [0.5, 0.4])
+    with pytest.raises(ValueError, match="per-object features"):
+        select("object_representative", 1, rng, scores)
 
 
 def test_class_balanced_object_diverse_shortlists_by_the_rarity_weighted_sum():

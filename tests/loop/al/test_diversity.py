@@ -1,6 +1,6 @@
 import numpy as np
 
-from loop.al.diversity import k_center_greedy, object_coverage
+from loop.al.diversity import k_center_greedy, object_coverage, object_representation
 
 
 def unit(*angles):
@@ -34,3 +34,24 @@ def test_object_coverage_picks_images_of_objects_not_yet_covered():
     assert object_coverage([unit(), unit()], 1) == [0]  # no objects anywhere: the given order
     # the scale of the features does not matter (rows are normalised)
     assert object_coverage([o * 7 for o in objects], 4, labeled * 3) == [2, 3, 1, 0]
+
+
+def test_object_representation_picks_the_image_that_stands_for_many_uncovered_objects():
+    labeled = unit(0, 5)
+    # four images of one uncovered kind (near 90 degrees) and one odd object at 200 degrees
+    objects = [unit(86), unit(88), unit(90), unit(92), unit(200), unit()]
+    # coverage goes to the odd one, the farthest from everything labeled; representation to the middle of the
+    # group, which stands for three other images' objects
+    assert object_coverage(objects, 1, labeled) == [4]
+    first, second = object_representation(objects, 2, labeled)
+    assert first in (1, 2) and second == 4  # the group is covered now: the odd object is the most left
+    # an image of two new objects stands for both: it beats an image of one
+    assert object_representation([unit(90), unit(90, 270), unit(270)], 1, labeled) == [1]
+    # what is labeled counts as covered: an image of labeled objects comes after one of new objects
+    assert object_representation([unit(1), unit(140)], 1, labeled) == [1]
+    # images without objects come last, in the given order; none anywhere: the given order
+    assert object_representation([unit(), unit(90), unit()], 3, labeled) == [1, 0, 2]
+    assert object_representation([unit(), unit()], 1) == [0]
+    # greedy: the first picks do not depend on how many are asked for, and the scale of the features does not matter
+    assert object_representation(objects, 6, labeled)[:2] == [first, second]
+    assert object_representation([o * 7 for o in objects], 2, labeled * 3) == [first, second]

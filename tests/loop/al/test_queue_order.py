@@ -1,5 +1,5 @@
-"""object_diverse's queue order: a bounded shortlist over a stream, coverage order written as scores, and the
-same batch as stage=simulate's select over the same pool."""
+"""The object strategies' queue order: a bounded shortlist over a stream, coverage (or representation) order
+written as scores, and the same batch as stage=simulate's select over the same pool."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from loop.al.acquisition import image_score, select
-from loop.al.diversity import object_coverage
+from loop.al.diversity import object_coverage, object_representation
 from loop.al.queue_order import Shortlist, coverage_scores, reservoir
 
 
@@ -37,12 +37,16 @@ def test_coverage_scores_follow_the_coverage_order_above_every_first_stage_score
     new = coverage_scores(first, objects, labeled)
     assert sorted(range(6), key=lambda i: -new[i]) == object_coverage(objects, 6, labeled)
     assert min(new) > max(first) and max(new) == pytest.approx(4.0)
+    by_representation = coverage_scores(first, objects, labeled, object_representation)
+    assert sorted(range(6), key=lambda i: -by_representation[i]) == object_representation(objects, 6, labeled)
     assert coverage_scores([], []) == []
     with pytest.raises(ValueError, match="2 shortlisted tasks but 1"):
         coverage_scores([1.0, 2.0], [np.zeros((0, 0))])
 
 
-def test_a_streamed_shortlist_gives_the_batch_the_simulation_picks():
+@pytest.mark.parametrize("strategy, order", [("object_diverse", object_coverage),
+                                             ("object_representative", object_representation)])
+def test_a_streamed_shortlist_gives_the_batch_the_simulation_picks(strategy, order):
     """The production queue (a stream of tasks through a bounded shortlist, then coverage scores) and
     stage=simulate's select order the same pool alike: its first k are select's k, pick for pick."""
     rng = np.random.default_rng(3)
@@ -50,13 +54,13 @@ def test_a_streamed_shortlist_gives_the_batch_the_simulation_picks():
     scores = [rng.uniform(0.3, 1.0, size=int(rng.integers(0, 6))) for _ in range(n)]
     objects = [rng.normal(size=(len(s), 8)) for s in scores]
     labeled = rng.normal(size=(10, 8))
-    picked = select("object_diverse", k, rng, scores, objects=objects, labeled_objects=labeled, prefilter=prefilter)
+    picked = select(strategy, k, rng, scores, objects=objects, labeled_objects=labeled, prefilter=prefilter)
 
     shortlist, rest = Shortlist(prefilter * k), []
     for i, s in enumerate(scores):
-        rest += shortlist.offer(image_score("object_diverse", s), i)
+        rest += shortlist.offer(image_score(strategy, s), i)
     ranked = shortlist.ranked()
-    new = coverage_scores([s for s, _ in ranked], [objects[i] for _, i in ranked], labeled)
+    new = coverage_scores([s for s, _ in ranked], [objects[i] for _, i in ranked], labeled, order)
     queue = sorted([(score, i) for score, (_, i) in zip(new, ranked)] + rest, key=lambda x: -x[0])
     assert [i for _, i in queue[:k]] == picked
     assert len(queue) == n and len(rest) == n - prefilter * k

@@ -1,6 +1,7 @@
 """stage=preannotate with preannotate.queue_strategy=object_diverse, against real Label Studio, MLflow and mmdet:
 the shortlist goes first in object-coverage order, the rest by entropy_sum (class_balanced_object_diverse: by the
-rarity-weighted sum); a failure while ordering stores every prediction before it is reported."""
+rarity-weighted sum; object_representative: in representation order); a failure while ordering stores every
+prediction before it is reported."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import loop.stages.preannotate_order as preannotate_order
 from backend.images import decode
 from backend.predictor import Predictor
 from loop.al.acquisition import queue_score
+from loop.al.diversity import object_representation
 from loop.al.tasks import latest_prediction
 from loop.clients import labelstudio
 from loop.clients.registry import Registry
@@ -63,6 +65,19 @@ def shown(ls_client, project_id, unlabeled):
     return out
 
 
+def object_reader(demo_model, demo_data, file_of, threshold):
+    """A task's objects as the queue sees them: the torch network's features of its boxes at the threshold,
+    computed here again, one unit row per box."""
+    predictor = Predictor.load(str(demo_model["checkpoint"]))
+
+    def objects(tid):
+        (det,) = predictor.predict([decode((demo_data / "images" / file_of[tid]).read_bytes()).bgr], embed="objects")
+        f = det.features[det.scores >= threshold]
+        return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+    return objects
+
+
 def test_object_diverse_puts_the_shortlist_first_in_coverage_order(ls_server, ls_token, ls_client, demo_data,
                                                                     demo_model, mlflow_store, tmp_path):
     project, file_of, labeled, unlabeled, cfg = setup_project(ls_client, ls_server, ls_token, demo_data, demo_model,
@@ -88,13 +103,7 @@ def test_object_diverse_puts_the_shortlist_first_in_coverage_order(ls_server, ls
 
     # The order is greedy coverage: each next task's objects (the torch network's features, computed here
     # again) are the farthest from the labeled tasks' objects and those of the tasks ahead of it.
-    predictor = Predictor.load(str(demo_model["checkpoint"]))
-    threshold = float(cfg().backend.score_threshold)
-
-    def objects(tid):
-        (det,) = predictor.predict([decode((demo_data / "images" / file_of[tid]).read_bytes()).bgr], embed="objects")
-        f = det.features[det.scores >= threshold]
-        return f / np.linalg.norm(f, axis=1, keepdims=True)
+    objects = object_reader(demo_model, demo_data, file_of, float(cfg().backend.score_threshold))
 
     def novelty(f, covered):
         return float(np.min(np.linalg.norm(f[:, None] - covered[None], axis=2), axis=1).sum()) if len(f) else 0.0
@@ -106,6 +115,27 @@ def test_object_diverse_puts_the_shortlist_first_in_coverage_order(ls_server, ls
         gains = {t: novelty(feats[t], covered) for t in first[j:]}
         assert gains[tid] >= max(gains.values()) - 1e-5, (j, gains)
         covered = np.concatenate([covered, feats[tid]]) if len(feats[tid]) else covered
+
+
+def test_object_representative_orders_the_shortlist_by_the_objects_it_stands_for(
+        ls_server, ls_token, ls_client, demo_data, demo_model, mlflow_store, tmp_path):
+    project, file_of, labeled, unlabeled, cfg = setup_project(ls_client, ls_server, ls_token, demo_data, demo_model,
+                                                              mlflow_store, tmp_path, 14, 4)
+    report = preannotate(cfg("preannotate.queue_strategy=object_representative", "preannotate.queue_batch=2",
+                             "preannotate.queue_prefilter=2"))
+    assert report["predicted"] == 10 and report["shortlist"] == 4 and report["covered_tasks"] == 4
+    tasks = shown(ls_client, project.id, set(unlabeled))
+    by_score = sorted(tasks, key=lambda tid: -tasks[tid][0])
+    first, rest = by_score[:4], by_score[4:]
+    for tid in rest:  # outside the shortlist: entropy_sum, as object_diverse's
+        assert tasks[tid][0] == pytest.approx(tasks[tid][1], abs=1e-2)
+    assert min(tasks[t][1] for t in first) >= max(tasks[t][1] for t in rest) - 1e-2
+    # the shortlist's order is the representation order of its tasks' objects, the labeled tasks' covered
+    objects = object_reader(demo_model, demo_data, file_of, float(cfg().backend.score_threshold))
+    shortlisted = sorted(first, key=lambda t: (-tasks[t][1], t))  # the order the shortlist ranked them in
+    covered = np.concatenate([objects(t) for t in labeled])
+    order = object_representation([objects(t) for t in shortlisted], 4, covered)
+    assert [shortlisted[i] for i in order] == first
 
 
 def test_class_balanced_object_diverse_shortlists_by_the_checkpoints_rarity_weights(

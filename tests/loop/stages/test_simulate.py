@@ -27,7 +27,7 @@ def test_model_driven_strategies_pick_new_distinct_images(demo_data, demo_model,
     sim = Simulation(sim_cfg(demo_data, tmp_path, mlflow_store, "stage.per_round=8"))
     labeled = sim.ids[:20]
     for strategy in ("entropy", "least_confidence", "coreset", "entropy_diverse", "entropy_flip", "object_diverse",
-                     "class_balanced_object_diverse", "class_balanced_batch", "oracle_error"):
+                     "class_balanced_object_diverse", "object_representative", "class_balanced_batch", "oracle_error"):
         picked = sim.choose(strategy, str(demo_model["checkpoint"]), labeled, np.random.default_rng(0))
         assert len(set(picked)) == 8 and not set(picked) & set(labeled), strategy
     # Uncertainty picks are the images the model is least sure of, not a random draw.
