@@ -212,8 +212,8 @@ STRATEGIES = ("random", "least_confidence", "entropy", "coreset", "entropy_diver
               "class_balanced_entropy", "class_balanced_count", "class_balanced_diverse", "class_balanced_batch",
               "entropy_flip", "object_diverse", "class_balanced_object_diverse", "object_representative",
               "oracle_error", "oracle_fit")
-# Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist (over image
-# embeddings; over per-object features for OBJECT_STRATEGIES).
+# Two-stage strategies: the shortlist's per-image score, then k-center greedy among the shortlist over image
+# embeddings, or OBJECT_ORDER's order over per-object features for OBJECT_STRATEGIES.
 SHORTLIST_SCORE = {"entropy_diverse": "entropy", "class_balanced_diverse": "class_balanced_entropy",
                    "object_diverse": "entropy_sum", "class_balanced_object_diverse": "class_balanced_entropy",
                    "object_representative": "entropy_sum"}

@@ -86,27 +86,26 @@ def object_representation(objects: Sequence[np.ndarray], k: int, labeled: np.nda
     n = len(objects)
     k = min(k, n)
     feats = [_rows(o) for o in objects]
-    owners = [i for i, f in enumerate(feats) for _ in range(len(f))]
-    if not owners:
+    if not any(f.size for f in feats):
         return list(range(k))  # no image has an object: keep the given order
     every = np.concatenate([f for f in feats if f.size])
     apart = np.linalg.norm(every[:, None, :] - every[None, :, :], axis=2)
     h = _bandwidth(apart)
     near = np.exp(-(apart / h) ** 2)  # near[u, v]: how well object v stands for object u
+    # stands[i][u]: how well image i's best object stands for object u (0 for an image without objects)
+    ends = np.cumsum([len(f) for f in feats])
+    stands = [near[:, end - len(f):end].max(axis=1) if len(f) else np.zeros(len(every))
+              for f, end in zip(feats, ends)]
     covered = np.zeros(len(every))
     if labeled is not None and len(labeled):
         done = _unit(np.asarray(labeled, dtype=float).reshape(-1, every.shape[1]))
-        covered = np.exp(-(np.linalg.norm(every[:, None, :] - done[None, :, :], axis=2) / h) ** 2).max(axis=1)
-    columns = [np.flatnonzero(np.asarray(owners) == i) for i in range(n)]
+        covered = np.exp(-(_nearest(every, done) / h) ** 2)
     chosen: list[int] = []
     while len(chosen) < k:
-        gain = [-1.0 if i in chosen else
-                float(np.clip(near[:, c].max(axis=1) - covered, 0, None).sum()) if len(c) else 0.0
-                for i, c in enumerate(columns)]
+        gain = [-1.0 if i in chosen else float(np.clip(v - covered, 0, None).sum()) for i, v in enumerate(stands)]
         i = int(np.argmax(gain))
         chosen.append(i)
-        if len(columns[i]):
-            covered = np.maximum(covered, near[:, columns[i]].max(axis=1))
+        covered = np.maximum(covered, stands[i])
     return chosen
 
 
